@@ -1,0 +1,8 @@
+//! lua-resty-acme-rs: the native core of a drop-in replacement for lua-resty-acme.
+//!
+//! `crypto` is the only place that touches openssl, `acme` is the sans-I/O protocol,
+//! `httpwire` frames HTTP/1.1 for the Lua cosocket transport, `blocking` drives the core
+//! with ureq outside nginx, and `lua` is the mlua glue behind `require("resty.acme.core")`.
+
+pub mod acme;
+pub mod crypto;
