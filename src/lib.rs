@@ -6,3 +6,11 @@
 
 pub mod acme;
 pub mod crypto;
+pub mod httpwire;
+mod lua;
+
+/// Entry point of `require("resty.acme.core")` (`luaopen_resty_acme_core`).
+#[mlua::lua_module(name = "resty_acme_core")]
+fn luaopen(lua: &mlua::Lua) -> mlua::Result<mlua::Table> {
+    lua::module(lua)
+}
