@@ -1,6 +1,8 @@
 //! mlua glue: the `resty.acme.core` module table. Only conversions live here; the work is done
 //! in `crypto`, `acme` and `httpwire`.
 
+mod crypto;
+mod fs;
 mod http;
 
 use mlua::prelude::*;
@@ -9,6 +11,8 @@ use mlua::prelude::*;
 pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     let t = lua.create_table()?;
     t.set("_VERSION", env!("CARGO_PKG_VERSION"))?;
+    crypto::register(lua, &t)?;
+    fs::register(lua, &t)?;
     http::register(lua, &t)?;
     Ok(t)
 }

@@ -1,0 +1,328 @@
+//! The file storage format shared with lua-resty-acme's `resty.acme.storage.file`: one file per
+//! logical key, named by the key's standard base64, holding `<expiry>::<value>` where `<expiry>`
+//! is whole Unix seconds and `0` means never. Writes are atomic (temp file, fsync, rename, fsync
+//! of the directory) and private (mode 0600), so a crash never leaves a half-written entry.
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use base64::Engine;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Errors of the file store.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    Io { path: PathBuf, op: &'static str, err: std::io::Error },
+    Malformed { path: PathBuf, why: String },
+    InvalidKey(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io { path, op, err } => write!(f, "cannot {op} {}: {err}", path.display()),
+            StoreError::Malformed { path, why } => write!(f, "malformed storage file {}: {why}", path.display()),
+            StoreError::InvalidKey(k) => write!(f, "invalid storage key: {k}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |err| StoreError::Io { path: path.to_path_buf(), op, err }
+}
+
+/// The file name of a logical key: standard base64 as the original writes it. Standard base64
+/// may contain `/`, which the original could never store (it named a missing subdirectory);
+/// such keys use the URL-safe alphabet instead, which keeps them inside the directory and is
+/// told apart on read because standard base64 never contains `_` or `-`.
+pub fn file_name(key: &str) -> Result<String, StoreError> {
+    if key.is_empty() {
+        return Err(StoreError::InvalidKey("empty key".into()));
+    }
+    let std_name = STANDARD.encode(key.as_bytes());
+    if std_name.contains('/') {
+        Ok(URL_SAFE.encode(key.as_bytes()))
+    } else {
+        Ok(std_name)
+    }
+}
+
+/// The logical key of a file name, or `None` for names that are not ours.
+pub fn key_of(file_name: &str) -> Option<String> {
+    let bytes = if file_name.contains(['_', '-']) {
+        URL_SAFE.decode(file_name).ok()?
+    } else {
+        STANDARD.decode(file_name).ok()?
+    };
+    String::from_utf8(bytes).ok()
+}
+
+/// Splits `<expiry>::<value>`. The value must be non-empty, as the original requires.
+pub fn decode_entry(content: &[u8]) -> Option<(i64, &[u8])> {
+    let digits = content.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || !content[digits..].starts_with(b"::") {
+        return None;
+    }
+    let expiry: i64 = std::str::from_utf8(&content[..digits]).ok()?.parse().ok()?;
+    let value = &content[digits + 2..];
+    if value.is_empty() {
+        return None;
+    }
+    Some((expiry, value))
+}
+
+/// `<expiry>::<value>`.
+pub fn encode_entry(expiry: i64, value: &[u8]) -> Vec<u8> {
+    let mut out = format!("{expiry}::").into_bytes();
+    out.extend_from_slice(value);
+    out
+}
+
+/// Writes `data` to `path` atomically with `mode` (temp file in the same directory, fsync,
+/// rename over the target, fsync of the directory).
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), unique()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io_err(&tmp, "create"))?;
+        f.write_all(data).map_err(io_err(&tmp, "write"))?;
+        f.sync_all().map_err(io_err(&tmp, "fsync"))?;
+        fs::rename(&tmp, path).map_err(io_err(path, "rename into"))?;
+        if let Ok(d) = File::open(dir) {
+            // Persist the rename; a failure here does not undo a completed write.
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Reads a whole file; `Ok(None)` when it does not exist.
+pub fn read(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    match File::open(path) {
+        Ok(mut f) => {
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf).map_err(io_err(path, "read"))?;
+            Ok(Some(buf))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::Io { path: path.to_path_buf(), op: "open", err: e }),
+    }
+}
+
+/// Removes a file; a missing file is not an error.
+pub fn remove(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::Io { path: path.to_path_buf(), op: "remove", err: e }),
+    }
+}
+
+/// Creates `path` exclusively with `data` (mode `mode`): the atomic primitive behind `add`.
+/// Returns `Ok(false)` when the file already exists.
+pub fn create_exclusive(path: &Path, data: &[u8], mode: u32) -> Result<bool, StoreError> {
+    // Write the content under a temp name first, then link it into place: link(2) fails when
+    // the target exists, so two writers can never both win and no reader sees a partial file.
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), unique()));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io_err(&tmp, "create"))?;
+    let written = f.write_all(data).and_then(|_| f.sync_all());
+    let linked = written.map_err(io_err(&tmp, "write")).and_then(|_| match fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(StoreError::Io { path: path.to_path_buf(), op: "link", err: e }),
+    });
+    let _ = fs::remove_file(&tmp);
+    linked
+}
+
+/// The names of the regular files directly in `dir` (hidden temp files excluded).
+pub fn list(dir: &Path) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir, "list"))? {
+        let entry = entry.map_err(io_err(dir, "list"))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        out.push(name);
+    }
+    Ok(out)
+}
+
+/// A directory of entries with expiry, as `resty.acme.storage.file` keeps them.
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+/// Private: keys and certificates live here.
+const MODE: u32 = 0o600;
+
+impl FileStore {
+    pub fn new(dir: impl Into<PathBuf>) -> FileStore {
+        FileStore { dir: dir.into() }
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        Ok(self.dir.join(file_name(key)?))
+    }
+
+    fn expiry(ttl: Option<f64>, now: f64) -> i64 {
+        match ttl {
+            // The original stores floor(now + ttl); 0 means "never", so clamp to 1.
+            Some(t) => ((now + t).floor() as i64).max(1),
+            None => 0,
+        }
+    }
+
+    /// The value of `key`; expired or unreadable entries are removed and read as missing.
+    pub fn get(&self, key: &str, now: f64) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.path(key)?;
+        let Some(content) = read(&path)? else { return Ok(None) };
+        match decode_entry(&content) {
+            Some((expiry, value)) if expiry == 0 || (now as i64) < expiry => Ok(Some(value.to_vec())),
+            _ => {
+                remove(&path)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Overwrites `key`. A TTL of zero or less stores nothing: the entry would be expired.
+    pub fn set(&self, key: &str, value: &[u8], ttl: Option<f64>, now: f64) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        if matches!(ttl, Some(t) if t <= 0.0) {
+            return remove(&path);
+        }
+        write_atomic(&path, &encode_entry(Self::expiry(ttl, now), value), MODE)
+    }
+
+    /// Stores `key` only when absent (an expired entry counts as absent). `Ok(false)`: exists.
+    pub fn add(&self, key: &str, value: &[u8], ttl: Option<f64>, now: f64) -> Result<bool, StoreError> {
+        if self.get(key, now)?.is_some() {
+            return Ok(false);
+        }
+        if matches!(ttl, Some(t) if t <= 0.0) {
+            return Ok(true);
+        }
+        create_exclusive(&self.path(key)?, &encode_entry(Self::expiry(ttl, now), value), MODE)
+    }
+
+    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+        remove(&self.path(key)?)
+    }
+
+    /// Logical keys starting with `prefix` (names that are not base64 keys are skipped).
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys: Vec<String> = list(&self.dir)?
+            .iter()
+            .filter_map(|n| key_of(n))
+            .filter(|k| k.starts_with(prefix))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn tmpdir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("filestore-test-{}-{}", std::process::id(), unique()));
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn names_match_the_original() {
+        assert_eq!(file_name("domain:rsa:example.com").unwrap(), "ZG9tYWluOnJzYTpleGFtcGxlLmNvbQ==");
+        assert_eq!(key_of("ZG9tYWluOnJzYTpleGFtcGxlLmNvbQ==").unwrap(), "domain:rsa:example.com");
+        assert_eq!(file_name("account_key:").unwrap(), "YWNjb3VudF9rZXk6");
+    }
+
+    #[test]
+    fn slash_names_stay_inside_the_directory() {
+        // "??>" encodes to "Pz8+" and "???" to "Pz8/" in standard base64.
+        let n = file_name("???").unwrap();
+        assert!(!n.contains('/'));
+        assert_eq!(key_of(&n).unwrap(), "???");
+        assert!(file_name("").is_err());
+    }
+
+    #[test]
+    fn entries_round_trip_and_reject_garbage() {
+        let e = encode_entry(0, b"v");
+        assert_eq!(e, b"0::v");
+        assert_eq!(decode_entry(&e), Some((0, &b"v"[..])));
+        assert_eq!(decode_entry(b"1700000000::a::b"), Some((1700000000, &b"a::b"[..])));
+        assert_eq!(decode_entry(b"::v"), None);
+        assert_eq!(decode_entry(b"12::"), None);
+        assert_eq!(decode_entry(b"legacy"), None);
+    }
+
+    #[test]
+    fn atomic_write_is_private_and_leaves_no_temp() {
+        let d = tmpdir();
+        let p = d.join("x");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        write_atomic(&p, b"two", 0o600).unwrap();
+        assert_eq!(read(&p).unwrap().unwrap(), b"two");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(list(&d).unwrap(), vec!["x".to_string()]);
+        assert!(create_exclusive(&d.join("y"), b"1", 0o600).unwrap());
+        assert!(!create_exclusive(&d.join("y"), b"2", 0o600).unwrap());
+        assert_eq!(read(&d.join("y")).unwrap().unwrap(), b"1");
+        remove(&p).unwrap();
+        remove(&p).unwrap();
+        assert_eq!(read(&p).unwrap(), None);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn store_semantics() {
+        let d = tmpdir();
+        let s = FileStore::new(&d);
+        s.set("domain:rsa:a.test", b"{}", None, 100.0).unwrap();
+        assert_eq!(read(&d.join(file_name("domain:rsa:a.test").unwrap())).unwrap().unwrap(), b"0::{}");
+        s.set("k", b"v", Some(10.5), 100.0).unwrap();
+        assert_eq!(s.get("k", 109.0).unwrap().unwrap(), b"v");
+        assert_eq!(s.get("k", 110.0).unwrap(), None);
+        assert!(s.add("lock", b"1", Some(30.0), 100.0).unwrap());
+        assert!(!s.add("lock", b"2", Some(30.0), 101.0).unwrap());
+        assert!(s.add("lock", b"3", Some(30.0), 131.0).unwrap());
+        assert_eq!(s.list("domain:").unwrap(), vec!["domain:rsa:a.test".to_string()]);
+        s.delete("domain:rsa:a.test").unwrap();
+        assert!(s.list("domain:").unwrap().is_empty());
+        fs::write(d.join(file_name("bad").unwrap()), b"garbage").unwrap();
+        assert_eq!(s.get("bad", 1.0).unwrap(), None);
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,381 @@
+//! Glue for the sans-I/O protocol core: a client userdata (the account context) and operation
+//! userdata that Lua drives: `op:next(now)` returns the next action as a table, and the result of
+//! performing it goes back through `op:response(...)`, `op:transport_error(err)`,
+//! `op:published(ok, err)` or `op:unpublished()`.
+use super::crypto::LuaKey;
+use crate::acme::{
+    Action, AcmeError, ChallengeTask, ChallengeType, Client, ClientConfig, Eab, Identifier, NewAccount, Operation,
+    OrderRequest, Outcome, Response,
+};
+use mlua::prelude::*;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+type Ret<T> = LuaResult<Result<T, String>>;
+
+/// The account context; operations keep a handle to it.
+pub struct LuaClient(Rc<RefCell<Client>>);
+
+/// One protocol operation in progress.
+pub struct LuaOperation {
+    op: Operation,
+    client: Rc<RefCell<Client>>,
+}
+
+fn opt_field<T: FromLua>(t: &LuaTable, k: &str) -> LuaResult<Option<T>> {
+    t.get::<Option<T>>(k)
+}
+
+fn task_table(lua: &Lua, kind: &str, task: &ChallengeTask) -> LuaResult<LuaTable> {
+    let t = lua.create_table()?;
+    t.set("kind", kind)?;
+    t.set("type", task.kind.as_str())?;
+    t.set("identifier", task.identifier.value.clone())?;
+    t.set("identifier_type", task.identifier.kind.clone())?;
+    t.set("wildcard", task.wildcard)?;
+    t.set("token", task.token.clone())?;
+    t.set("key_authorization", task.key_authorization.clone())?;
+    t.set("url", task.url.clone())?;
+    t.set("authz_url", task.authz_url.clone())?;
+    Ok(t)
+}
+
+fn headers_table(lua: &Lua, headers: &[(String, String)]) -> LuaResult<LuaTable> {
+    let t = lua.create_table()?;
+    for (k, v) in headers {
+        t.set(k.as_str(), v.as_str())?;
+    }
+    Ok(t)
+}
+
+fn error_table(lua: &Lua, err: &AcmeError) -> LuaResult<LuaTable> {
+    let t = lua.create_table()?;
+    t.set("kind", "failed")?;
+    t.set("err", err.to_string())?;
+    t.set("retryable", err.is_retryable())?;
+    if let AcmeError::Problem(p) = err {
+        t.set("problem_type", p.kind.clone())?;
+        t.set("problem_detail", p.detail.clone())?;
+        t.set("status", p.status)?;
+        t.set("retry_after", p.retry_after)?;
+    }
+    Ok(t)
+}
+
+fn outcome_table(lua: &Lua, outcome: &Outcome) -> LuaResult<LuaTable> {
+    let t = lua.create_table()?;
+    t.set("kind", "done")?;
+    match outcome {
+        Outcome::Directory => t.set("outcome", "directory")?,
+        Outcome::Nonce(n) => {
+            t.set("outcome", "nonce")?;
+            t.set("nonce", n.clone())?;
+        }
+        Outcome::Account { url, status, created, body } => {
+            t.set("outcome", "account")?;
+            t.set("url", url.clone())?;
+            t.set("status", status.clone())?;
+            t.set("created", *created)?;
+            t.set("body", body.to_string())?;
+        }
+        Outcome::Certificate { pem, url, order_url } => {
+            t.set("outcome", "certificate")?;
+            t.set("pem", pem.clone())?;
+            t.set("url", url.clone())?;
+            t.set("order_url", order_url.clone())?;
+        }
+        Outcome::Revoked => t.set("outcome", "revoked")?,
+        Outcome::KeyChanged => t.set("outcome", "key_changed")?,
+        Outcome::Deactivated => t.set("outcome", "deactivated")?,
+        Outcome::Response(resp) => {
+            t.set("outcome", "response")?;
+            t.set("status", resp.status)?;
+            t.set("headers", headers_table(lua, &resp.headers)?)?;
+            t.set("body", lua.create_string(&resp.body)?)?;
+        }
+        Outcome::RenewalInfo { start, end, explanation_url, retry_after } => {
+            t.set("outcome", "renewal_info")?;
+            t.set("start", *start)?;
+            t.set("end", *end)?;
+            t.set("explanation_url", explanation_url.clone())?;
+            t.set("retry_after", *retry_after)?;
+        }
+        #[allow(unreachable_patterns)]
+        _ => t.set("outcome", "unknown")?,
+    }
+    Ok(t)
+}
+
+fn action_table(lua: &Lua, action: Action) -> LuaResult<LuaTable> {
+    match action {
+        Action::Http(req) => {
+            let t = lua.create_table()?;
+            t.set("kind", "http")?;
+            t.set("method", req.method.as_str())?;
+            t.set("url", req.url)?;
+            t.set("headers", headers_table(lua, &req.headers)?)?;
+            t.set("body", lua.create_string(&req.body)?)?;
+            Ok(t)
+        }
+        Action::Sleep { until } => {
+            let t = lua.create_table()?;
+            t.set("kind", "sleep")?;
+            t.set("until", until)?;
+            Ok(t)
+        }
+        Action::Publish(task) => task_table(lua, "publish", &task),
+        Action::Unpublish(task) => task_table(lua, "unpublish", &task),
+        Action::Done(outcome) => outcome_table(lua, &outcome),
+        Action::Failed(err) => error_table(lua, &err),
+        #[allow(unreachable_patterns)]
+        _ => Err(LuaError::runtime("unknown action from the acme core")),
+    }
+}
+
+/// Headers from Lua: a map `name -> value` or `name -> {values...}` (ngx style).
+fn response_headers(headers: Option<LuaTable>) -> LuaResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    if let Some(h) = headers {
+        for pair in h.pairs::<String, LuaValue>() {
+            let (k, v) = pair?;
+            match v {
+                LuaValue::String(s) => out.push((k, s.to_str()?.to_string())),
+                LuaValue::Table(list) => {
+                    for item in list.sequence_values::<String>() {
+                        out.push((k.clone(), item?));
+                    }
+                }
+                LuaValue::Integer(i) => out.push((k, i.to_string())),
+                LuaValue::Number(n) => out.push((k, n.to_string())),
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl LuaUserData for LuaOperation {
+    fn add_methods<M: LuaUserDataMethods<Self>>(m: &mut M) {
+        m.add_method_mut("next", |lua, this, now: f64| {
+            let action = {
+                let mut client = this.client.try_borrow_mut().map_err(LuaError::external)?;
+                this.op.next_action(&mut client, now)
+            };
+            action_table(lua, action)
+        });
+        m.add_method_mut(
+            "response",
+            |_, this, (status, headers, body, now): (u16, Option<LuaTable>, Option<LuaString>, f64)| {
+                let resp = Response {
+                    status,
+                    headers: response_headers(headers)?,
+                    body: body.map(|b| b.as_bytes().to_vec()).unwrap_or_default(),
+                };
+                let mut client = this.client.try_borrow_mut().map_err(LuaError::external)?;
+                this.op.handle_response(&mut client, resp, now);
+                Ok(())
+            },
+        );
+        m.add_method_mut("transport_error", |_, this, err: String| {
+            let mut client = this.client.try_borrow_mut().map_err(LuaError::external)?;
+            this.op.handle_transport_error(&mut client, err);
+            Ok(())
+        });
+        m.add_method_mut("published", |_, this, (ok, err): (bool, Option<String>)| {
+            let mut client = this.client.try_borrow_mut().map_err(LuaError::external)?;
+            let result = if ok { Ok(()) } else { Err(err.unwrap_or_else(|| "unknown error".into())) };
+            this.op.handle_published(&mut client, result);
+            Ok(())
+        });
+        m.add_method_mut("unpublished", |_, this, ()| {
+            let mut client = this.client.try_borrow_mut().map_err(LuaError::external)?;
+            this.op.handle_unpublished(&mut client);
+            Ok(())
+        });
+    }
+}
+
+impl LuaClient {
+    fn operation(&self, op: Operation) -> LuaOperation {
+        LuaOperation { op, client: Rc::clone(&self.0) }
+    }
+}
+
+fn parse_identifiers(list: &LuaTable) -> LuaResult<Result<Vec<Identifier>, String>> {
+    let mut out = Vec::new();
+    for name in list.sequence_values::<String>() {
+        match Identifier::parse(&name?) {
+            Ok(id) => out.push(id),
+            Err(e) => return Ok(Err(e.to_string())),
+        }
+    }
+    if out.is_empty() {
+        return Ok(Err("at least one identifier is needed".into()));
+    }
+    Ok(Ok(out))
+}
+
+fn parse_challenge_types(list: Option<LuaTable>) -> LuaResult<Result<Vec<ChallengeType>, String>> {
+    let mut out = Vec::new();
+    if let Some(list) = list {
+        for name in list.sequence_values::<String>() {
+            let name = name?;
+            match ChallengeType::parse(&name) {
+                Some(t) => out.push(t),
+                None => return Ok(Err(format!("unknown challenge type: {name}"))),
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(ChallengeType::Http01);
+    }
+    Ok(Ok(out))
+}
+
+impl LuaUserData for LuaClient {
+    fn add_methods<M: LuaUserDataMethods<Self>>(m: &mut M) {
+        m.add_method("set_account_key", |_, this, key: LuaUserDataRef<LuaKey>| -> Ret<bool> {
+            let pem = match key.0.to_pem() {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e.to_string())),
+            };
+            // The core owns its key; a copy through PEM keeps the Lua handle usable.
+            match crate::crypto::PrivateKey::from_pem(pem.as_bytes()) {
+                Ok(k) => {
+                    this.0.try_borrow_mut().map_err(LuaError::external)?.account_key = Some(k);
+                    Ok(Ok(true))
+                }
+                Err(e) => Ok(Err(e.to_string())),
+            }
+        });
+        m.add_method("account_url", |_, this, ()| {
+            Ok(this.0.try_borrow().map_err(LuaError::external)?.account_url.clone())
+        });
+        m.add_method("set_account_url", |_, this, url: Option<String>| {
+            this.0.try_borrow_mut().map_err(LuaError::external)?.account_url = url;
+            Ok(())
+        });
+        m.add_method("thumbprint", |_, this, ()| -> Ret<String> {
+            let c = this.0.try_borrow().map_err(LuaError::external)?;
+            Ok(match &c.account_key {
+                Some(k) => k.thumbprint().map_err(|e| e.to_string()),
+                None => Err("account key is not set".into()),
+            })
+        });
+        m.add_method("account_key_pem", |_, this, ()| -> Ret<String> {
+            let c = this.0.try_borrow().map_err(LuaError::external)?;
+            Ok(match &c.account_key {
+                Some(k) => k.to_pem().map_err(|e| e.to_string()),
+                None => Err("account key is not set".into()),
+            })
+        });
+        // The directory as JSON text (nil before it was fetched).
+        m.add_method("directory", |_, this, ()| {
+            let c = this.0.try_borrow().map_err(LuaError::external)?;
+            Ok(c.directory.as_ref().map(|d| d.raw.to_string()))
+        });
+        m.add_method("op_directory", |_, this, ()| Ok(this.operation(Operation::directory())));
+        m.add_method("op_new_nonce", |_, this, ()| Ok(this.operation(Operation::new_nonce())));
+        m.add_method("op_new_account", |_, this, conf: LuaTable| -> Ret<LuaOperation> {
+            let mut req = NewAccount {
+                terms_of_service_agreed: opt_field::<bool>(&conf, "tos_agreed")?.unwrap_or(true),
+                only_return_existing: opt_field::<bool>(&conf, "only_return_existing")?.unwrap_or(false),
+                ..NewAccount::default()
+            };
+            if let Some(list) = opt_field::<LuaTable>(&conf, "contact")? {
+                for c in list.sequence_values::<String>() {
+                    req.contact.push(c?);
+                }
+            }
+            let kid = opt_field::<String>(&conf, "eab_kid")?;
+            let hmac = opt_field::<LuaString>(&conf, "eab_hmac_key")?;
+            match (kid, hmac) {
+                (Some(kid), Some(hmac)) => req.eab = Some(Eab { kid, hmac_key: hmac.as_bytes().to_vec() }),
+                (None, None) => {}
+                _ => return Ok(Err("eab_kid and eab_hmac_key must be given together".into())),
+            }
+            Ok(Ok(this.operation(Operation::new_account(req))))
+        });
+        m.add_method("op_order", |_, this, conf: LuaTable| -> Ret<LuaOperation> {
+            let identifiers = match parse_identifiers(&conf.get::<LuaTable>("identifiers")?)? {
+                Ok(ids) => ids,
+                Err(e) => return Ok(Err(e)),
+            };
+            let challenge_types = match parse_challenge_types(opt_field(&conf, "challenge_types")?)? {
+                Ok(t) => t,
+                Err(e) => return Ok(Err(e)),
+            };
+            let csr: LuaString = conf.get("csr")?;
+            let req = OrderRequest {
+                identifiers,
+                challenge_types,
+                csr_der: csr.as_bytes().to_vec(),
+                preferred_chain: opt_field(&conf, "preferred_chain")?,
+                profile: opt_field(&conf, "profile")?,
+                replaces: opt_field(&conf, "replaces")?,
+            };
+            Ok(Ok(this.operation(Operation::order(req))))
+        });
+        m.add_method(
+            "op_revoke",
+            |_, this, (der, reason, key): (LuaString, Option<u32>, Option<LuaUserDataRef<LuaKey>>)| -> Ret<LuaOperation> {
+                let cert_key = match key {
+                    Some(k) => match k.0.to_pem().and_then(|p| crate::crypto::PrivateKey::from_pem(p.as_bytes())) {
+                        Ok(k) => Some(k),
+                        Err(e) => return Ok(Err(e.to_string())),
+                    },
+                    None => None,
+                };
+                Ok(Ok(this.operation(Operation::revoke(der.as_bytes().to_vec(), reason, cert_key))))
+            },
+        );
+        m.add_method("op_key_change", |_, this, key: LuaUserDataRef<LuaKey>| -> Ret<LuaOperation> {
+            match key.0.to_pem().and_then(|p| crate::crypto::PrivateKey::from_pem(p.as_bytes())) {
+                Ok(k) => Ok(Ok(this.operation(Operation::key_change(k)))),
+                Err(e) => Ok(Err(e.to_string())),
+            }
+        });
+        m.add_method("op_deactivate", |_, this, ()| Ok(this.operation(Operation::deactivate_account())));
+        m.add_method(
+            "op_post",
+            |_, this, (url, payload, nonce): (String, Option<String>, Option<String>)| {
+                Ok(this.operation(Operation::post(url, payload, nonce)))
+            },
+        );
+        m.add_method("op_renewal_info", |_, this, cert_id: String| {
+            Ok(this.operation(Operation::renewal_info(cert_id)))
+        });
+    }
+}
+
+pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
+    t.set(
+        "client_new",
+        lua.create_function(|_, conf: LuaTable| -> Ret<LuaClient> {
+            let mut config = ClientConfig { directory_url: conf.get("directory_url")?, ..ClientConfig::default() };
+            if let Some(v) = opt_field::<f64>(&conf, "poll_timeout")? {
+                config.poll_timeout = v;
+            }
+            if let Some(v) = opt_field::<u32>(&conf, "bad_nonce_retries")? {
+                config.bad_nonce_retries = v;
+            }
+            if let Some(v) = opt_field::<usize>(&conf, "max_body")? {
+                config.max_body = v;
+            }
+            if config.directory_url.is_empty() {
+                return Ok(Err("directory_url is empty".into()));
+            }
+            Ok(Ok(LuaClient(Rc::new(RefCell::new(Client::new(config))))))
+        })?,
+    )?;
+    t.set(
+        "identifier_parse",
+        lua.create_function(|_, name: String| -> LuaResult<(Option<String>, Option<String>)> {
+            match Identifier::parse(&name) {
+                Ok(id) => Ok((Some(id.value), Some(id.kind))),
+                Err(e) => Ok((None, Some(e.to_string()))),
+            }
+        })?,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! Glue for `crypto`: keys, JWS, CSR, certificates, digests, and key generation off the event
+//! loop. Expected failures come back as `nil, err`; only wrong argument types raise.
+use crate::crypto::{self, cert, challenge, csr, digest, encoding, jws, KeyType, PrivateKey};
+use mlua::prelude::*;
+use std::thread::JoinHandle;
+
+type Ret<T> = LuaResult<Result<T, String>>;
+
+/// A private key handle shared with Lua.
+pub struct LuaKey(pub PrivateKey);
+
+impl LuaUserData for LuaKey {
+    fn add_methods<M: LuaUserDataMethods<Self>>(m: &mut M) {
+        m.add_method("to_pem", |_, k, ()| -> Ret<String> { Ok(k.0.to_pem().map_err(|e| e.to_string())) });
+        m.add_method("public_pem", |_, k, ()| -> Ret<String> {
+            Ok(k.0.public_key_pem().map_err(|e| e.to_string()))
+        });
+        m.add_method("jwk", |_, k, ()| -> Ret<String> {
+            Ok(k.0.jwk().map(|v| v.to_string()).map_err(|e| e.to_string()))
+        });
+        m.add_method("thumbprint", |_, k, ()| -> Ret<String> {
+            Ok(k.0.thumbprint().map_err(|e| e.to_string()))
+        });
+        m.add_method("alg", |_, k, ()| Ok(k.0.jws_alg()));
+        m.add_method("type", |_, k, ()| Ok(key_type_name(k.0.key_type())));
+        m.add_method("bits", |_, k, ()| {
+            Ok(match k.0.key_type() {
+                KeyType::Rsa(bits) => bits,
+                KeyType::EcP256 => 256,
+                KeyType::EcP384 => 384,
+            })
+        });
+        m.add_method("sign", |lua, k, data: LuaString| -> Ret<LuaString> {
+            match k.0.sign_jws(&data.as_bytes()) {
+                Ok(sig) => Ok(Ok(lua.create_string(sig)?)),
+                Err(e) => Ok(Err(e.to_string())),
+            }
+        });
+        m.add_method("public_eq", |_, k, other: LuaUserDataRef<LuaKey>| Ok(k.0.public_eq(&other.0)));
+    }
+}
+
+/// `rsa` or `ecc`: the original's names for key types.
+pub fn key_type_name(kind: KeyType) -> &'static str {
+    match kind {
+        KeyType::Rsa(_) => "rsa",
+        KeyType::EcP256 | KeyType::EcP384 => "ecc",
+    }
+}
+
+/// A key being generated on a Rust thread; Lua polls it between `ngx.sleep`s.
+struct KeyJob(Option<JoinHandle<Result<PrivateKey, crypto::CryptoError>>>);
+
+impl LuaUserData for KeyJob {
+    fn add_methods<M: LuaUserDataMethods<Self>>(m: &mut M) {
+        // Returns `false` while running, then the key (or `nil, err`) exactly once.
+        m.add_method_mut("poll", |lua, job, ()| -> LuaResult<(LuaValue, Option<String>)> {
+            let finished = match &job.0 {
+                Some(h) => h.is_finished(),
+                None => return Ok((LuaValue::Nil, Some("key generation result already taken".into()))),
+            };
+            if !finished {
+                return Ok((LuaValue::Boolean(false), None));
+            }
+            let Some(handle) = job.0.take() else {
+                return Ok((LuaValue::Nil, Some("key generation result already taken".into())));
+            };
+            match handle.join() {
+                Ok(Ok(key)) => Ok((LuaValue::UserData(lua.create_userdata(LuaKey(key))?), None)),
+                Ok(Err(e)) => Ok((LuaValue::Nil, Some(e.to_string()))),
+                Err(_) => Ok((LuaValue::Nil, Some("key generation thread panicked".into()))),
+            }
+        });
+    }
+}
+
+fn parse_key_type(typ: Option<String>, bits: Option<u32>, curve: Option<String>) -> Result<KeyType, String> {
+    KeyType::parse(typ.as_deref(), bits, curve.as_deref()).map_err(|e| e.to_string())
+}
+
+fn names_from_table(names: &LuaTable) -> LuaResult<Vec<String>> {
+    names.sequence_values::<String>().collect()
+}
+
+fn cert_table(lua: &Lua, info: &cert::CertInfo) -> LuaResult<LuaTable> {
+    let t = lua.create_table()?;
+    t.set("subject_cn", info.subject_cn.clone())?;
+    t.set("issuer_cn", info.issuer_cn.clone())?;
+    t.set("issuer", info.issuer.clone())?;
+    t.set("serial", info.serial_hex.clone())?;
+    t.set("not_before", info.not_before)?;
+    t.set("not_after", info.not_after)?;
+    t.set("sans", lua.create_sequence_from(info.sans.iter().cloned())?)?;
+    t.set("fingerprint_sha256", info.fingerprint_sha256.clone())?;
+    t.set("key_type", info.key_type.clone())?;
+    Ok(t)
+}
+
+fn bytes_ret(lua: &Lua, r: Result<Vec<u8>, crypto::CryptoError>) -> Ret<LuaString> {
+    match r {
+        Ok(b) => Ok(Ok(lua.create_string(b)?)),
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
+    t.set(
+        "pkey_from_pem",
+        lua.create_function(|_, pem: LuaString| -> Ret<LuaKey> {
+            Ok(PrivateKey::from_pem(&pem.as_bytes()).map(LuaKey).map_err(|e| e.to_string()))
+        })?,
+    )?;
+    // Synchronous generation: for EC keys and tests. RSA keys in nginx go through pkey_generate_async.
+    t.set(
+        "pkey_generate",
+        lua.create_function(|_, (typ, bits, curve): (Option<String>, Option<u32>, Option<String>)| -> Ret<LuaKey> {
+            let kind = match parse_key_type(typ, bits, curve) {
+                Ok(k) => k,
+                Err(e) => return Ok(Err(e)),
+            };
+            Ok(PrivateKey::generate(kind).map(LuaKey).map_err(|e| e.to_string()))
+        })?,
+    )?;
+    t.set(
+        "pkey_generate_async",
+        lua.create_function(|_, (typ, bits, curve): (Option<String>, Option<u32>, Option<String>)| -> Ret<KeyJob> {
+            let kind = match parse_key_type(typ, bits, curve) {
+                Ok(k) => k,
+                Err(e) => return Ok(Err(e)),
+            };
+            let handle = std::thread::Builder::new()
+                .name("acme-keygen".into())
+                .spawn(move || PrivateKey::generate(kind));
+            Ok(handle.map(|h| KeyJob(Some(h))).map_err(|e| format!("cannot start key generation thread: {e}")))
+        })?,
+    )?;
+    t.set(
+        "jws",
+        lua.create_function(
+            |_,
+             (key, url, nonce, kid, payload): (
+                LuaUserDataRef<LuaKey>,
+                String,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            )|
+             -> Ret<String> {
+                let key_id = match &kid {
+                    Some(k) => jws::KeyId::Kid(k),
+                    None => jws::KeyId::Jwk,
+                };
+                Ok(jws::sign_flattened(&key.0, &url, nonce.as_deref(), key_id, payload.as_deref())
+                    .map_err(|e| e.to_string()))
+            },
+        )?,
+    )?;
+    t.set(
+        "eab",
+        lua.create_function(
+            |_, (eab_kid, hmac_key, url, key): (String, LuaString, String, LuaUserDataRef<LuaKey>)| -> Ret<String> {
+                let jwk = match key.0.jwk() {
+                    Ok(j) => j,
+                    Err(e) => return Ok(Err(e.to_string())),
+                };
+                Ok(jws::eab_binding(&eab_kid, &hmac_key.as_bytes(), &url, &jwk)
+                    .map(|v| v.to_string())
+                    .map_err(|e| e.to_string()))
+            },
+        )?,
+    )?;
+    t.set(
+        "csr",
+        lua.create_function(|lua, (key, names): (LuaUserDataRef<LuaKey>, LuaTable)| -> Ret<LuaString> {
+            let names = names_from_table(&names)?;
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            bytes_ret(lua, csr::create_csr(&key.0, &refs))
+        })?,
+    )?;
+    t.set(
+        "cert_parse",
+        lua.create_function(|lua, pem: LuaString| -> Ret<LuaTable> {
+            match cert::parse_chain(&pem.as_bytes()) {
+                Ok(infos) => {
+                    let out = lua.create_table()?;
+                    for (i, info) in infos.iter().enumerate() {
+                        out.raw_set(i + 1, cert_table(lua, info)?)?;
+                    }
+                    Ok(Ok(out))
+                }
+                Err(e) => Ok(Err(e.to_string())),
+            }
+        })?,
+    )?;
+    t.set(
+        "cert_split",
+        lua.create_function(|lua, pem: String| lua.create_sequence_from(cert::split_pem_chain(&pem)))?,
+    )?;
+    t.set(
+        "cert_root_issuer_cn",
+        lua.create_function(|_, pem: LuaString| -> LuaResult<(Option<String>, Option<String>)> {
+            match cert::root_issuer_cn(&pem.as_bytes()) {
+                Ok(cn) => Ok((cn, None)),
+                Err(e) => Ok((None, Some(e.to_string()))),
+            }
+        })?,
+    )?;
+    t.set(
+        "cert_leaf_der",
+        lua.create_function(|lua, pem: LuaString| bytes_ret(lua, cert::leaf_der(&pem.as_bytes())))?,
+    )?;
+    t.set(
+        "cert_matches_key",
+        lua.create_function(|_, (pem, key): (LuaString, LuaUserDataRef<LuaKey>)| -> Ret<bool> {
+            Ok(cert::leaf_matches_key(&pem.as_bytes(), &key.0).map_err(|e| e.to_string()))
+        })?,
+    )?;
+    t.set(
+        "ari_cert_id",
+        lua.create_function(|_, pem: LuaString| -> Ret<String> {
+            Ok(cert::ari_cert_id(&pem.as_bytes()).map_err(|e| e.to_string()))
+        })?,
+    )?;
+    t.set(
+        "key_authorization",
+        lua.create_function(|_, (token, thumb): (String, String)| Ok(challenge::key_authorization(&token, &thumb)))?,
+    )?;
+    t.set(
+        "dns01_value",
+        lua.create_function(|_, keyauth: String| Ok(challenge::dns01_txt_value(&keyauth)))?,
+    )?;
+    t.set(
+        "tls_alpn01_cert",
+        lua.create_function(|_, (ident, keyauth): (String, String)| -> LuaResult<(Option<String>, Option<String>)> {
+            match challenge::tls_alpn01_certificate(&ident, &keyauth) {
+                Ok((cert, key)) => Ok((Some(cert), Some(key))),
+                Err(e) => Ok((None, Some(e.to_string()))),
+            }
+        })?,
+    )?;
+    t.set(
+        "digest",
+        lua.create_function(|lua, (alg, data): (String, LuaString)| bytes_ret(lua, digest::digest(&alg, &data.as_bytes())))?,
+    )?;
+    t.set(
+        "hmac",
+        lua.create_function(|lua, (alg, key, data): (String, LuaString, LuaString)| {
+            bytes_ret(lua, digest::hmac(&alg, &key.as_bytes(), &data.as_bytes()))
+        })?,
+    )?;
+    t.set(
+        "b64url",
+        lua.create_function(|_, data: LuaString| Ok(encoding::b64url(&data.as_bytes())))?,
+    )?;
+    t.set(
+        "b64url_decode",
+        lua.create_function(|lua, text: String| bytes_ret(lua, encoding::b64url_decode(&text)))?,
+    )?;
+    Ok(())
+}
