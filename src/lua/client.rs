@@ -53,6 +53,21 @@ fn error_table(lua: &Lua, err: &AcmeError) -> LuaResult<LuaTable> {
     t.set("kind", "failed")?;
     t.set("err", err.to_string())?;
     t.set("retryable", err.is_retryable())?;
+    let category = match err {
+        AcmeError::Problem(_) => "problem",
+        AcmeError::Transport(_) => "transport",
+        AcmeError::Malformed(_) => "malformed",
+        AcmeError::InvalidInput(_) => "invalid_input",
+        AcmeError::Invalid(_) => "invalid",
+        AcmeError::Timeout(_) => "timeout",
+        AcmeError::NoChallenge(_) => "no_challenge",
+        AcmeError::Publish(_) => "publish",
+        AcmeError::State(_) => "state",
+        AcmeError::Crypto(_) => "crypto",
+        #[allow(unreachable_patterns)]
+        _ => "other",
+    };
+    t.set("category", category)?;
     if let AcmeError::Problem(p) = err {
         t.set("problem_type", p.kind.clone())?;
         t.set("problem_detail", p.detail.clone())?;

@@ -1,0 +1,125 @@
+-- Helpers with the original's names: base64url, keys, CSR, thumbprint, chain checks, logging.
+local core = require("resty.acme.core")
+
+local ngx = ngx
+local ngx_log = ngx.log
+local ngx_sleep = ngx.sleep
+local get_phase = ngx.get_phase
+local debug_getinfo = debug.getinfo
+local select = select
+local tostring = tostring
+local type = type
+local concat = table.concat
+
+local _M = { _VERSION = "0.16.0" }
+
+-- Phases where ngx.sleep yields, so heavy crypto can run on a Rust thread meanwhile.
+local yieldable_phases = {
+  rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+
+local function can_yield()
+  return yieldable_phases[get_phase()] == true
+end
+
+-- Returns the core key object of a pkey argument: our openssl.pkey wrapper, a core key, or PEM.
+local function core_key(pkey)
+  if type(pkey) == "table" and pkey._key then
+    return pkey._key
+  elseif type(pkey) == "userdata" then
+    return pkey
+  elseif type(pkey) == "string" then
+    return core.pkey_from_pem(pkey)
+  end
+  return nil, "expected a private key, got " .. type(pkey)
+end
+_M.core_key = core_key
+
+function _M.encode_base64url(s)
+  return core.b64url(s)
+end
+
+function _M.decode_base64url(s)
+  if type(s) ~= "string" then
+    return nil
+  end
+  return core.b64url_decode(s)
+end
+
+-- Generates a key and returns a core key object. Off the event loop where the phase allows:
+-- an RSA-4096 key costs about a second of CPU that would otherwise stall every handshake.
+function _M.generate_key(bits, typ, curve)
+  if not can_yield() then
+    return core.pkey_generate(typ, bits, curve)
+  end
+  local job, err = core.pkey_generate_async(typ, bits, curve)
+  if not job then
+    return nil, err
+  end
+  local wait = 0.002
+  while true do
+    local key, perr = job:poll()
+    if key ~= false then
+      return key, perr
+    end
+    ngx_sleep(wait)
+    if wait < 0.05 then
+      wait = wait * 2
+    end
+  end
+end
+
+-- create_pkey(bits?, typ?, curve?) -> PKCS#8 PEM, as the original (default RSA 4096).
+function _M.create_pkey(bits, typ, curve)
+  local key, err = _M.generate_key(bits or 4096, typ or "RSA", curve)
+  if not key then
+    return nil, err
+  end
+  return key:to_pem()
+end
+
+-- create_csr(pkey, name, ...) -> DER
+function _M.create_csr(pkey, ...)
+  local key, err = core_key(pkey)
+  if not key then
+    return nil, err
+  end
+  return core.csr(key, { ... })
+end
+
+function _M.thumbprint(pkey)
+  local key, err = core_key(pkey)
+  if not key then
+    return nil, err
+  end
+  return key:thumbprint()
+end
+
+-- true when the issuer CN of the last certificate of the chain is `name`.
+function _M.check_chain_root_issuer(chain_pem, name)
+  local cn, err = core.cert_root_issuer_cn(chain_pem or "")
+  if err or not chain_pem or chain_pem == "" then
+    return false, "cert not found in PEM chain"
+  end
+  if cn == name then
+    return true
+  end
+  return false, "current chain root issuer common name is \"" .. tostring(cn) .. "\""
+end
+
+-- log(level, ...): "[acme] <file>:<line>: " then the arguments, like the original.
+function _M.log(level, ...)
+  local info = debug_getinfo(2, "Sl")
+  local src = info and info.short_src and info.short_src:match("[^/]*$") or "?"
+  local n = select("#", ...)
+  local parts = { "[acme] ", src, ":", tostring(info and info.currentline or 0), ": " }
+  for i = 1, n do
+    parts[#parts + 1] = tostring((select(i, ...)))
+  end
+  return ngx_log(level, concat(parts))
+end
+
+_M.can_yield = can_yield
+
+return _M
