@@ -1,0 +1,874 @@
+-- Automatic certificates for every allowed SNI, with lua-resty-acme's API, config keys, storage
+-- keys and formats. Differences behind the same interface: one order per name and key type
+-- however many handshakes and workers race (lock, then re-check the store), issued and renewed
+-- certificates reach every worker within the cache TTLs without a reload, keys are generated on
+-- a native thread, locks are always released, and a bad stored entry never aborts renewal.
+local client = require("resty.acme.client")
+local util = require("resty.acme.util")
+local core = require("resty.acme.core")
+local lrucache = require("resty.lrucache")
+local ssl = require("ngx.ssl")
+local cjson = require("cjson.safe")
+
+local ngx = ngx
+local ngx_now = ngx.now
+local ngx_sleep = ngx.sleep
+local ngx_null = ngx.null
+local ngx_timer_at = ngx.timer.at
+local ngx_timer_every = ngx.timer.every
+local ngx_worker_id = ngx.worker.id
+local ngx_worker_count = ngx.worker.count
+local ngx_update_time = ngx.update_time
+local log = util.log
+local ipairs = ipairs
+local pairs = pairs
+local error = error
+local io_open = io.open
+local math_floor = math.floor
+local math_random = math.random
+local require = require
+local setmetatable = setmetatable
+local tonumber = tonumber
+local tostring = tostring
+local type = type
+local byte = string.byte
+local find = string.find
+local lower = string.lower
+local sub = string.sub
+
+local AUTOSSL = { _VERSION = "0.16.0" }
+
+local default_config = {
+  tos_accepted = false,
+  staging = false,
+  account_key_path = nil,
+  account_email = nil,
+  cache_size = 100,
+  domain_key_paths = {},
+  domain_key_types = { "rsa" },
+  domain_whitelist = nil,
+  domain_whitelist_callback = nil,
+  failure_cooloff = 300,
+  failure_cooloff_callback = nil,
+  renew_threshold = 7 * 86400,
+  renew_check_interval = 6 * 3600,
+  storage_adapter = "shm",
+  storage_config = { shm_name = "acme" },
+  enabled_challenge_handlers = { "http-01" },
+  challenge_start_delay = 0,
+  blocking = false,
+  enabled_delete_not_whitelisted_domain = false,
+  dns_provider_accounts = {},
+  wildcard_domain_in_san = false,
+  -- Beyond the original: how long a worker trusts its cached certificate before looking at the
+  -- store again (renewals reach every worker within this), and how long "not in the store" is
+  -- remembered (a new certificate reaches every worker within this).
+  cache_ttl = 60,
+  negative_cache_ttl = 1,
+  -- How long a blocking handshake waits for an order that another worker or node runs.
+  blocking_timeout = 60,
+}
+
+local STAGING_URI = "https://acme-staging-v02.api.letsencrypt.org/directory"
+local UPDATE_LOCK_TTL = 300
+local RESERVED_PREFIXES = { "update_lock:", "domain:", "account_key:", "failure_lock:", "failed_attempts:" }
+
+local json = cjson.new()
+
+-- per-worker state
+local caches = {}          -- key type -> lrucache of { cert = cdata, pkey = cdata, not_after = n }
+local whitelist_set = nil  -- exact names from domain_whitelist
+local wildcard_suffixes = nil -- ".example.com" from "*.example.com" entries
+local domain_keys = {}     -- key type -> PEM from domain_key_paths
+local pending = {}         -- domain -> true while this worker has a background job for it
+local account_ready = false
+local quiet = {}           -- log reason -> { next = t, suppressed = n }
+
+local function now()
+  ngx_update_time()
+  return ngx_now()
+end
+
+-- One line per reason per 10 s: a flood of bad handshakes must not flood the log.
+local function log_quiet(level, reason, detail)
+  local t = ngx_now()
+  local q = quiet[reason]
+  if q and t < q.next then
+    q.suppressed = q.suppressed + 1
+    return
+  end
+  local suppressed = q and q.suppressed or 0
+  quiet[reason] = { next = t + 10, suppressed = 0 }
+  if suppressed > 0 then
+    log(level, reason, " ", detail, " (", suppressed, " similar suppressed)")
+  else
+    log(level, reason, " ", detail)
+  end
+end
+
+-- A host name as a certificate can name it: LDH labels of 1..63, at most 253 bytes, no
+-- trailing dot, not an IP literal. Anything else is never looked up or ordered.
+local function valid_sni(name)
+  local len = #name
+  if len == 0 or len > 253 then
+    return false
+  end
+  local label = 0
+  local all_numeric = true
+  for i = 1, len do
+    local c = byte(name, i)
+    if c == 46 then -- "."
+      if label == 0 or byte(name, i - 1) == 45 then
+        return false
+      end
+      label = 0
+    elseif (c >= 97 and c <= 122) or (c >= 48 and c <= 57) or c == 45 then
+      if label == 0 and c == 45 then
+        return false
+      end
+      if c < 48 or c > 57 then
+        all_numeric = false
+      end
+      label = label + 1
+      if label > 63 then
+        return false
+      end
+    else
+      return false
+    end
+  end
+  if label == 0 or byte(name, len) == 45 then
+    return false
+  end
+  -- the last label of a DNS name is never all digits: that is an IPv4 literal
+  local last = name:match("[^.]+$")
+  if all_numeric or (last and not find(last, "%D")) then
+    return false
+  end
+  return true
+end
+AUTOSSL._valid_sni = valid_sni
+
+local function stored_key(typ, domain)
+  return "domain:" .. typ .. ":" .. domain
+end
+
+function AUTOSSL.is_domain_whitelisted(domain, is_new_cert_needed)
+  local conf = AUTOSSL.config
+  local cb = conf.domain_whitelist_callback
+  if cb then
+    if cb(domain, is_new_cert_needed) then
+      return domain
+    end
+    return false
+  end
+  local list = conf.domain_whitelist
+  if not list then
+    return domain
+  end
+  -- indexed, not only iterated: a metatable may decide (the original's own tests do that)
+  if whitelist_set[domain] or list[domain] then
+    return domain
+  end
+  for _, suffix in ipairs(wildcard_suffixes) do
+    local slen = #suffix
+    if #domain > slen and sub(domain, -slen) == suffix then
+      return "*" .. suffix
+    end
+  end
+  return false
+end
+
+local function parse_entry(value)
+  if type(value) ~= "string" then
+    return nil, "stored value is not a string"
+  end
+  local entry = json.decode(value)
+  if type(entry) ~= "table" then
+    return nil, "stored value is not JSON"
+  end
+  if type(entry.cert) ~= "string" or type(entry.pkey) ~= "string" then
+    return nil, "stored entry has no cert or pkey"
+  end
+  return entry
+end
+
+function AUTOSSL.get_certkey(domain, typ)
+  if type(domain) ~= "string" then
+    error("domain must be a string")
+  end
+  local value, err = AUTOSSL.storage:get(stored_key(typ or "rsa", domain))
+  if err then
+    return nil, err
+  end
+  if not value then
+    return nil, nil
+  end
+  local entry = json.decode(value)
+  if type(entry) ~= "table" then
+    return nil, "malformed stored entry for " .. domain
+  end
+  return entry, nil
+end
+
+function AUTOSSL.get_cert_from_cache(domain, typ)
+  local cache = caches[typ or "rsa"]
+  if not cache then
+    return nil
+  end
+  return cache:get(domain)
+end
+
+-- Parses a stored entry into what ngx.ssl needs, once per cache fill.
+local function parse_certkey(entry)
+  local cert, err = ssl.parse_pem_cert(entry.cert)
+  if not cert then
+    return nil, "failed to parse certificate: " .. tostring(err)
+  end
+  local pkey, kerr = ssl.parse_pem_priv_key(entry.pkey)
+  if not pkey then
+    return nil, "failed to parse private key: " .. tostring(kerr)
+  end
+  local info = core.cert_parse(entry.cert)
+  return { cert = cert, pkey = pkey, not_after = info and info[1] and info[1].not_after }
+end
+
+-- LRU, then the store; a failing store serves the stale entry rather than nothing.
+local function lookup(domain, typ)
+  local cache = caches[typ]
+  local value, stale = cache:get(domain)
+  if value ~= nil then
+    return value ~= ngx_null and value or nil
+  end
+  local conf = AUTOSSL.config
+  local raw, err = AUTOSSL.storage:get(stored_key(typ, domain))
+  local entry, perr
+  if raw and not err then
+    entry, perr = parse_entry(raw)
+    if entry then
+      entry, perr = parse_certkey(entry)
+    end
+    err = perr
+  end
+  if err then
+    if stale and stale ~= ngx_null then
+      log_quiet(ngx.WARN, "serving cached certificate after a store error:", domain .. ": " .. tostring(err))
+      cache:set(domain, stale, conf.negative_cache_ttl * 5)
+      return stale
+    end
+    log_quiet(ngx.ERR, "cannot read certificate:", domain .. ": " .. tostring(err))
+    cache:set(domain, ngx_null, conf.negative_cache_ttl)
+    return nil
+  end
+  if not entry then
+    cache:set(domain, ngx_null, conf.negative_cache_ttl)
+    return nil
+  end
+  cache:set(domain, entry, conf.cache_ttl)
+  return entry
+end
+
+local function release_lock(domain, token)
+  local lock_key = "update_lock:" .. domain
+  local holder = AUTOSSL.storage:get(lock_key)
+  if holder == nil or holder == token then
+    local err = AUTOSSL.storage:delete(lock_key)
+    if err then
+      log(ngx.WARN, "failed to release lock for ", domain, ": ", err)
+    end
+  end
+end
+
+local function ensure_account_key()
+  if AUTOSSL.client.account_pkey then
+    return true
+  end
+  local pem, err = AUTOSSL.load_account_key_storage()
+  if not pem then
+    return nil, err
+  end
+  local ok, serr = AUTOSSL.client:set_account_key(pem)
+  if not ok then
+    return nil, "failed to set account key: " .. tostring(serr)
+  end
+  return true
+end
+
+local function ensure_client()
+  if account_ready then
+    return true
+  end
+  local ok, err = ensure_account_key()
+  if not ok then
+    return nil, "error during acme init: " .. err
+  end
+  err = AUTOSSL.client:init()
+  if err then
+    return nil, "error during acme init: " .. err
+  end
+  local _, aerr = AUTOSSL.client:new_account()
+  if aerr then
+    return nil, "error during acme login: " .. aerr
+  end
+  account_ready = true
+  AUTOSSL.client_initialized = true
+  return true
+end
+
+local function cooloff_for(domain, attempts)
+  local conf = AUTOSSL.config
+  local cb = conf.failure_cooloff_callback
+  if cb then
+    local v = tonumber(cb(domain, attempts))
+    if v then
+      return v
+    end
+  end
+  return tonumber(conf.failure_cooloff) or 0
+end
+
+local function record_result(domain, err)
+  local storage = AUTOSSL.storage
+  local key = "failed_attempts:" .. domain
+  if not err then
+    storage:set(key, 0)
+    return
+  end
+  local attempts = (tonumber((storage:get(key))) or 0) + 1
+  storage:set(key, attempts)
+  local cooloff = cooloff_for(domain, attempts)
+  -- a cooloff of 0 means "retry at once": no lock (the original made it permanent in shm)
+  if cooloff > 0 then
+    storage:add("failure_lock:" .. domain, now() + cooloff, cooloff)
+  end
+end
+
+local function domain_key_for(typ, renew, existing)
+  if renew and existing and existing.pkey then
+    return existing.pkey
+  end
+  if domain_keys[typ] then
+    return domain_keys[typ]
+  end
+  local key, err
+  if typ == "rsa" then
+    key, err = util.generate_key(4096, "RSA")
+  elseif typ == "ecc" then
+    key, err = util.generate_key(nil, "EC", "prime256v1")
+  else
+    return nil, "unknown key type: " .. tostring(typ)
+  end
+  if not key then
+    return nil, err
+  end
+  return key:to_pem()
+end
+
+-- A stored entry that needs no order: present, parsable, and not within the renew threshold.
+local function still_good(raw)
+  local entry = raw and parse_entry(raw)
+  if not entry then
+    return nil
+  end
+  local info = core.cert_parse(entry.cert)
+  local not_after = info and info[1] and info[1].not_after
+  if not not_after or not_after - now() < AUTOSSL.config.renew_threshold then
+    return nil, entry
+  end
+  return entry, entry
+end
+
+local function store_entry(key, value)
+  local err
+  for attempt = 1, 3 do
+    err = AUTOSSL.storage:set(key, value)
+    if not err then
+      return nil
+    end
+    ngx_sleep(0.2 * attempt)
+  end
+  return err
+end
+
+local function do_update(data, domain, typ)
+  local storage = AUTOSSL.storage
+  local key = stored_key(typ, domain)
+  local raw = storage:get(key)
+  local good, existing = still_good(raw)
+  -- Someone (another worker, another node) finished while we waited for the lock.
+  if good then
+    log(ngx.INFO, "certificate for ", domain, " (", typ, ") is already in the store")
+    return nil, true
+  end
+
+  local ok, err = ensure_client()
+  if not ok then
+    return err
+  end
+
+  local pkey, kerr = domain_key_for(typ, data.renew, existing)
+  if not pkey then
+    return kerr
+  end
+
+  local names = { domain }
+  local field_domain = domain
+  if AUTOSSL.config.wildcard_domain_in_san and sub(domain, 1, 2) == "*." then
+    field_domain = sub(domain, 3)
+    names = { field_domain, domain }
+  end
+
+  log(ngx.INFO, "ordering ", typ, " certificate for ", domain)
+  local t0 = now()
+  local cert, oerr = AUTOSSL.client:order_certificate(pkey, names[1], names[2])
+  if not cert then
+    log(ngx.ERR, "failed to order ", typ, " certificate for ", domain, ": ", oerr)
+    return oerr
+  end
+
+  local value = json.encode({
+    domain = field_domain,
+    pkey = pkey,
+    cert = cert,
+    type = typ,
+    updated = now(),
+  })
+  local serr = store_entry(key, value)
+  if serr then
+    log(ngx.ERR, "failed to store certificate for ", domain, ": ", serr)
+    return serr
+  end
+  log(ngx.INFO, "stored ", typ, " certificate for ", domain, " in ", math_floor((now() - t0) * 1000) / 1000, "s")
+  -- This worker serves it at once; other workers within negative_cache_ttl (new) or cache_ttl.
+  local parsed = parse_certkey({ cert = cert, pkey = pkey })
+  if parsed and caches[typ] then
+    caches[typ]:set(domain, parsed, AUTOSSL.config.cache_ttl)
+  end
+  return nil
+end
+
+-- update_cert({ domain =, type = "rsa"|"ecc", renew = bool }): err or nil.
+function AUTOSSL.update_cert(data)
+  local domain = data.domain
+  local typ = data.type or "rsa"
+  if type(domain) ~= "string" then
+    return "domain must be a string"
+  end
+  if not AUTOSSL.is_domain_whitelisted(domain, true) then
+    return "cert update is not allowed for domain " .. domain
+  end
+  local storage = AUTOSSL.storage
+  local until_t = storage:get("failure_lock:" .. domain)
+  if until_t then
+    log(ngx.INFO, "previous attempt for ", domain, " failed, cooling off for another ",
+      math_floor((tonumber(until_t) or 0) - now()), "s")
+    return nil
+  end
+
+  local token = tostring(ngx_worker_id() or 0) .. ":" .. tostring(now()) .. ":" .. tostring(math_random(1e9))
+  local lerr = storage:add("update_lock:" .. domain, token, UPDATE_LOCK_TTL)
+  if lerr then
+    log(ngx.INFO, "update of ", domain, " is running elsewhere (", lerr, ")")
+    return nil
+  end
+
+  local ok, err, skipped = pcall(do_update, data, domain, typ)
+  if not ok then
+    err = "unexpected error: " .. tostring(err)
+  end
+  if not skipped then
+    record_result(domain, err)
+  end
+  release_lock(domain, token)
+  return err
+end
+
+local function renew_one(key)
+  local storage = AUTOSSL.storage
+  local conf = AUTOSSL.config
+  local raw, err = storage:get(key)
+  if err or not raw then
+    log(ngx.WARN, "renewal: cannot read ", key, ": ", err or "missing")
+    return
+  end
+  local entry, perr = parse_entry(raw)
+  if not entry then
+    log(ngx.WARN, "renewal: skipping ", key, ": ", perr)
+    return
+  end
+  -- The name is the key's, not the entry's `domain` field: the original renewed wildcard
+  -- entries stored with wildcard_domain_in_san under the bare name and never the wildcard.
+  local typ, name = key:match("^domain:([^:]+):(.+)$")
+  if not typ then
+    return
+  end
+  if not AUTOSSL.is_domain_whitelisted(name, true) then
+    if conf.enabled_delete_not_whitelisted_domain then
+      log(ngx.INFO, "renewal: deleting ", key, ": no longer allowed")
+      storage:delete(key)
+    else
+      log(ngx.INFO, "renewal: skipping ", key, ": not allowed")
+    end
+    return
+  end
+  local info, cerr = core.cert_parse(entry.cert)
+  if not info then
+    log(ngx.WARN, "renewal: skipping ", key, ": ", cerr)
+    return
+  end
+  if info[1].not_after - now() >= conf.renew_threshold then
+    return
+  end
+  log(ngx.INFO, "renewing ", typ, " certificate for ", name, " (expires ", info[1].not_after, ")")
+  local uerr = AUTOSSL.update_cert({ domain = name, renew = true, tries = 0, type = typ })
+  if uerr then
+    log(ngx.ERR, "renewal of ", name, " failed: ", uerr)
+  end
+end
+
+function AUTOSSL.check_renew(premature)
+  if premature then
+    return
+  end
+  local interval = AUTOSSL.config.renew_check_interval
+  local count = ngx_worker_count()
+  if count > 1 and math_floor(ngx_now() / interval) % count ~= ngx_worker_id() then
+    return
+  end
+  local keys, err = AUTOSSL.storage:list("domain:")
+  if err then
+    log(ngx.ERR, "renewal: cannot list certificates: ", err)
+    return
+  end
+  for _, key in ipairs(keys) do
+    local ok, perr = pcall(renew_one, key)
+    if not ok then
+      log(ngx.ERR, "renewal: ", key, ": ", perr)
+    end
+  end
+end
+
+local function background_update(premature, domain, types)
+  if not premature then
+    for _, typ in ipairs(types) do
+      local err = AUTOSSL.update_cert({ domain = domain, renew = false, tries = 0, type = typ })
+      if err then
+        log(ngx.ERR, "failed to update ", typ, " certificate for ", domain, ": ", err)
+      end
+    end
+  end
+  pending[domain] = nil
+end
+
+-- Blocking mode: order inline, or wait while another worker or node orders.
+local function blocking_update(domain, typ)
+  local deadline = now() + AUTOSSL.config.blocking_timeout
+  local err = AUTOSSL.update_cert({ domain = domain, renew = false, tries = 0, type = typ })
+  if err then
+    log(ngx.ERR, "failed to update ", typ, " certificate for ", domain, ": ", err)
+    return nil
+  end
+  local cache = caches[typ]
+  while true do
+    cache:delete(domain)
+    local entry = lookup(domain, typ)
+    if entry then
+      return entry
+    end
+    local lock = AUTOSSL.storage:get("update_lock:" .. domain)
+    if not lock or now() >= deadline then
+      return nil
+    end
+    ngx_sleep(0.2)
+  end
+end
+
+function AUTOSSL.ssl_certificate()
+  local name, err = ssl.server_name()
+  if not name then
+    log_quiet(ngx.INFO, "no SNI in the client hello, serving the fallback certificate", err or "")
+    return
+  end
+  local domain = lower(name)
+  local conf = AUTOSSL.config
+
+  local types = conf.domain_key_types
+  local any = false
+  if not valid_sni(domain) then
+    log_quiet(ngx.INFO, "invalid server name, serving the fallback certificate:", domain:sub(1, 64))
+    return
+  end
+  local allowed = AUTOSSL.is_domain_whitelisted(domain, false)
+  if not allowed then
+    log_quiet(ngx.INFO, "server name not allowed, serving the fallback certificate:", domain)
+    return
+  end
+  if allowed ~= domain and AUTOSSL.dns_01_enabled then
+    -- a wildcard certificate covers one label only (RFC 6125 §6.4.3)
+    local base = sub(allowed, 2)
+    if not find(sub(domain, 1, #domain - #base), ".", 1, true) then
+      domain = allowed
+    end
+  end
+
+  local missing
+  for _, typ in ipairs(types) do
+    local entry = lookup(domain, typ)
+    if not entry and conf.blocking then
+      entry = blocking_update(domain, typ)
+    end
+    if entry then
+      if not any then
+        ssl.clear_certs()
+        any = true
+      end
+      ssl.set_cert(entry.cert)
+      ssl.set_priv_key(entry.pkey)
+    elseif not conf.blocking then
+      missing = missing or {}
+      missing[#missing + 1] = typ
+    end
+  end
+
+  if missing and not pending[domain] then
+    pending[domain] = true
+    local ok, terr = ngx_timer_at(0, background_update, domain, missing)
+    if not ok then
+      pending[domain] = nil
+      log(ngx.ERR, "failed to schedule certificate update for ", domain, ": ", terr)
+    end
+  end
+end
+
+function AUTOSSL.serve_http_challenge()
+  return AUTOSSL.client:serve_http_challenge()
+end
+
+function AUTOSSL.serve_tls_alpn_challenge()
+  return AUTOSSL.client:serve_tls_alpn_challenge()
+end
+
+function AUTOSSL.create_account_key()
+  local t = now()
+  local pem, err = util.create_pkey(4096, "RSA")
+  if not pem then
+    return nil, err
+  end
+  log(ngx.INFO, "account key generated in ", math_floor((now() - t) * 1000) / 1000, "s")
+  return pem
+end
+
+function AUTOSSL.load_account_key(filepath)
+  local f, err = io_open(filepath, "r")
+  if not f then
+    error("can't open account_key file " .. filepath .. ": " .. tostring(err))
+  end
+  local pem = f:read("*a")
+  f:close()
+  if not pem or pem == "" then
+    error("can't read account_key file " .. filepath)
+  end
+  return pem
+end
+
+-- The account key from the store; created (on a native thread) and stored with `add` when
+-- absent, so nodes sharing a store agree on one key instead of the last writer winning.
+function AUTOSSL.load_account_key_storage()
+  local storage = AUTOSSL.storage
+  local pem, err = storage:get("account_key:")
+  if err then
+    return nil, "Failed to read account key from storage: " .. err
+  end
+  if pem then
+    return pem
+  end
+  local generated = AUTOSSL.generated_account_key
+  if not generated then
+    local gerr
+    generated, gerr = AUTOSSL.create_account_key()
+    if not generated then
+      return nil, "failed to create account key: " .. tostring(gerr)
+    end
+  end
+  local aerr = storage:add("account_key:", generated)
+  if aerr and aerr ~= "exists" then
+    return nil, "failed to save account_key: " .. aerr
+  end
+  pem, err = storage:get("account_key:")
+  if not pem then
+    return nil, "Failed to read account key from storage: " .. tostring(err or "missing after add")
+  end
+  return pem
+end
+
+local function read_file(path, what)
+  local f, err = io_open(path, "r")
+  if not f then
+    error("failed to open " .. what .. ": " .. tostring(err))
+  end
+  local data = f:read("*a")
+  f:close()
+  if not data or data == "" then
+    error("failed to read " .. what .. ": " .. path)
+  end
+  return data
+end
+
+function AUTOSSL.init(autossl_config, acme_config)
+  autossl_config = setmetatable(autossl_config or {}, { __index = default_config })
+  acme_config = acme_config or {}
+
+  if not autossl_config.tos_accepted then
+    error("tos_accepted must be set to true to continue, to read the Terms of Service, " ..
+      "use `staging = true` and look for termsOfService in the directory")
+  end
+
+  local cb = autossl_config.domain_whitelist_callback
+  if cb ~= nil and type(cb) ~= "function" then
+    error("domain_whitelist_callback must be a function, got " .. type(cb))
+  end
+  local fcb = autossl_config.failure_cooloff_callback
+  if fcb ~= nil and type(fcb) ~= "function" then
+    error("failure_cooloff_callback must be a function, got " .. type(fcb))
+  end
+
+  if not autossl_config.domain_whitelist and not cb then
+    log(ngx.WARN, "neither domain_whitelist nor domain_whitelist_callback is defined, this may cause ",
+      "security issues as all SNI will trigger a creation of certificate")
+  end
+  if not autossl_config.failure_cooloff and not fcb then
+    log(ngx.WARN, "neither failure_cooloff nor failure_cooloff_callback is defined, ",
+      "failed orders are retried without delay")
+  end
+
+  local types = autossl_config.domain_key_types
+  if type(types) ~= "table" or #types == 0 then
+    error("domain_key_types must be a non-empty list of \"rsa\" and/or \"ecc\"")
+  end
+  for _, typ in ipairs(types) do
+    if typ ~= "rsa" and typ ~= "ecc" then
+      error("unknown domain key type: " .. tostring(typ))
+    end
+  end
+
+  local adapter = autossl_config.storage_adapter
+  if not find(adapter, ".", 1, true) then
+    adapter = "resty.acme.storage." .. adapter
+    autossl_config.storage_adapter = adapter
+  end
+  local ns = type(autossl_config.storage_config) == "table" and autossl_config.storage_config.namespace
+  if adapter == "resty.acme.storage.redis" and ns then
+    for _, prefix in ipairs(RESERVED_PREFIXES) do
+      if sub(ns, 1, #prefix) == prefix then
+        error("namespace can't be prefixed with reserved word: " .. prefix)
+      end
+    end
+  end
+
+  -- allow-list: exact names in a set of our own (the user's table is not modified)
+  whitelist_set, wildcard_suffixes = {}, {}
+  if type(autossl_config.domain_whitelist) == "table" then
+    for _, entry in ipairs(autossl_config.domain_whitelist) do
+      if type(entry) == "string" then
+        local e = lower(entry)
+        if sub(e, 1, 1) == "*" then
+          wildcard_suffixes[#wildcard_suffixes + 1] = sub(e, 2)
+        else
+          whitelist_set[e] = true
+        end
+      end
+    end
+  end
+
+  for typ, path in pairs(autossl_config.domain_key_paths or {}) do
+    local pem = read_file(path, "domain_key")
+    if not core.pkey_from_pem(pem) then
+      error("failed to read domain key: " .. path .. " is not a supported private key")
+    end
+    domain_keys[typ] = pem
+  end
+
+  if autossl_config.account_key_path then
+    acme_config.account_key = AUTOSSL.load_account_key(autossl_config.account_key_path)
+  end
+
+  if autossl_config.staging then
+    acme_config.api_uri = STAGING_URI
+  end
+  acme_config.account_email = autossl_config.account_email
+  acme_config.storage_adapter = adapter
+  acme_config.storage_config = autossl_config.storage_config
+  acme_config.dns_provider_accounts = autossl_config.dns_provider_accounts
+  acme_config.enabled_challenge_handlers = autossl_config.enabled_challenge_handlers
+
+  local delay = tonumber(autossl_config.challenge_start_delay) or 0
+  acme_config.challenge_start_callback = function()
+    if delay > 0 then
+      ngx_sleep(delay)
+    end
+    return true
+  end
+
+  for _, name in ipairs(autossl_config.enabled_challenge_handlers) do
+    if name == "dns-01" then
+      AUTOSSL.dns_01_enabled = true
+    end
+  end
+
+  local c, err = client.new(acme_config)
+  if not c then
+    error("failed to initialize ACME client: " .. tostring(err))
+  end
+  AUTOSSL.client = c
+  AUTOSSL.config = autossl_config
+
+  for _, typ in ipairs(types) do
+    local cache, cerr = lrucache.new(autossl_config.cache_size)
+    if not cache then
+      error("failed to create certificate cache: " .. tostring(cerr))
+    end
+    caches[typ] = cache
+  end
+end
+
+function AUTOSSL.init_worker()
+  local conf = AUTOSSL.config
+  if not conf then
+    error("autossl.init() must be called in init_by_lua before init_worker")
+  end
+  local storagemod = require(conf.storage_adapter)
+  local storage, err = storagemod.new(conf.storage_config)
+  if not storage then
+    error("failed to initialize storage: " .. tostring(err))
+  end
+  AUTOSSL.storage = storage
+
+  -- The first renewal check runs soon after start, then every interval.
+  local ok, terr = ngx_timer_every(conf.renew_check_interval, AUTOSSL.check_renew)
+  if not ok then
+    error("failed to start renewal timer: " .. tostring(terr))
+  end
+  if ngx_worker_id() == 0 then
+    ngx_timer_at(1 + math_random() * 4, function(premature)
+      if premature then
+        return
+      end
+      -- Creates the account key early so that the first handshake does not wait for it.
+      if not conf.account_key_path then
+        local kok, kerr = ensure_account_key()
+        if not kok then
+          log(ngx.ERR, kerr)
+        end
+      end
+      local keys = storage:list("domain:")
+      for _, key in ipairs(keys or {}) do
+        local rok, rerr = pcall(renew_one, key)
+        if not rok then
+          log(ngx.ERR, "renewal: ", key, ": ", rerr)
+        end
+      end
+    end)
+  end
+end
+
+return AUTOSSL
