@@ -1,0 +1,195 @@
+-- Test endpoints for the end-to-end suites: each runs a client call in a timer (as real users
+-- do) and answers with JSON. Configured from init_by_lua with acme_t.setup(conf).
+local cjson = require("cjson.safe")
+
+local ngx = ngx
+local pairs = pairs
+local pcall = pcall
+local setmetatable = setmetatable
+local type = type
+
+local _M = {}
+
+local base_conf = {}
+local shared_client
+
+function _M.setup(conf)
+  base_conf = conf
+end
+
+local function merged(overrides)
+  local conf = {}
+  for k, v in pairs(base_conf) do
+    conf[k] = v
+  end
+  for k, v in pairs(overrides or {}) do
+    conf[k] = v
+  end
+  return conf
+end
+
+-- The client used to serve challenges (created lazily: client.new runs in any phase).
+function _M.client()
+  if not shared_client then
+    local c, err = require("resty.acme.client").new(merged())
+    if not c then
+      ngx.log(ngx.ERR, "acme_t: client.new failed: ", err)
+      return ngx.exit(500)
+    end
+    shared_client = c
+  end
+  return shared_client
+end
+
+-- Runs fn in a timer and waits for it: the client must work from timers.
+local function in_timer(fn, arg)
+  local result
+  local ok, err = ngx.timer.at(0, function(premature)
+    if premature then
+      result = { err = "premature" }
+      return
+    end
+    local pok, res = pcall(fn, arg)
+    if not pok then
+      result = { err = "lua error: " .. tostring(res) }
+    else
+      result = res
+    end
+  end)
+  if not ok then
+    return { err = "timer: " .. err }
+  end
+  while not result do
+    ngx.sleep(0.05)
+  end
+  return result
+end
+
+local function reply(res)
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(cjson.encode(res))
+end
+
+local function read_args()
+  ngx.req.read_body()
+  local body = ngx.req.get_body_data()
+  local args = body and cjson.decode(body) or {}
+  if type(args) ~= "table" then
+    args = {}
+  end
+  return args
+end
+
+local function new_client(args)
+  local conf = merged(args.conf)
+  if args.account_key_type then
+    conf.account_key = require("resty.acme.util").create_pkey(args.account_key_bits,
+      args.account_key_type, args.account_key_curve)
+  end
+  local c, err = require("resty.acme.client").new(conf)
+  if not c then
+    return nil, "client.new: " .. tostring(err)
+  end
+  return c
+end
+
+local function login(c)
+  local err = c:init()
+  if err then
+    return nil, "init: " .. err
+  end
+  local kid, aerr = c:new_account()
+  if not kid then
+    return nil, "new_account: " .. tostring(aerr)
+  end
+  return kid
+end
+
+-- POST /order {names, key_type, key_bits, curve, conf, account_key_type}
+function _M.order()
+  reply(in_timer(function(args)
+    local util = require("resty.acme.util")
+    local c, err = new_client(args)
+    if not c then
+      return { err = err }
+    end
+    local kid, lerr = login(c)
+    if not kid then
+      return { err = lerr }
+    end
+    local key
+    key, err = util.create_pkey(args.key_bits, args.key_type or "RSA", args.curve)
+    if not key then
+      return { err = "create_pkey: " .. tostring(err) }
+    end
+    local cert
+    cert, err = c:order_certificate(key, (table.unpack or unpack)(args.names))
+    if not cert then
+      return { err = err }
+    end
+    return { cert = cert, key = key, kid = kid, account_key = c.conf.account_key }
+  end, read_args()))
+end
+
+-- POST /revoke {cert, key?, reason?, conf}
+function _M.revoke()
+  reply(in_timer(function(args)
+    local c, err = new_client(args)
+    if not c then
+      return { err = err }
+    end
+    local ok, rerr = c:revoke_certificate(args.cert, { reason = args.reason, key = args.key })
+    return { ok = ok, err = rerr }
+  end, read_args()))
+end
+
+-- POST /rollover {conf, new_key} -> then tries to use the old key again
+function _M.rollover()
+  reply(in_timer(function(args)
+    local c, err = new_client(args)
+    if not c then
+      return { err = err }
+    end
+    local kid, lerr = login(c)
+    if not kid then
+      return { err = lerr }
+    end
+    local ok, rerr = c:rollover_account_key(args.new_key)
+    if not ok then
+      return { err = rerr }
+    end
+    -- the old key must now be refused
+    local old = require("resty.acme.client").new(merged(args.conf))
+    old:init()
+    local okid, oerr = old:new_account()
+    return { ok = true, kid = kid, old_kid = okid, old_err = oerr }
+  end, read_args()))
+end
+
+-- POST /call {method, args, conf}: a raw client API call, for the API-shape tests.
+function _M.call()
+  reply(in_timer(function(args)
+    local c, err = new_client(args)
+    if not c then
+      return { err = err }
+    end
+    if args.login then
+      local kid, lerr = login(c)
+      if not kid then
+        return { err = lerr }
+      end
+    end
+    local r1, r2, r3 = c[args.method](c, (table.unpack or unpack)(args.args or {}))
+    return { r1 = r1, r2 = r2, r3 = r3 }
+  end, read_args()))
+end
+
+-- POST /keys: every key in the shm storage
+function _M.keys()
+  local keys = ngx.shared.acme:get_keys(0)
+  reply({ keys = setmetatable(keys, cjson.array_mt) })
+end
+
+setmetatable(_M, { __index = function(_, k) error("acme_t: no function " .. k, 2) end })
+
+return _M
