@@ -1,0 +1,244 @@
+-- HTTP(S) transport for talking to the ACME CA from inside nginx.
+--
+-- Lua only moves bytes over ngx.socket.tcp cosockets; resty.acme.core (Rust) splits the URL,
+-- encodes the request and parses the response. Connections are kept in the cosocket pool
+-- named after scheme, host, port and the TLS verification setting.
+
+local core = require("resty.acme.core")
+
+local ngx = ngx
+local tcp = ngx.socket.tcp
+local get_phase = ngx.get_phase
+local type = type
+local error = error
+local tostring = tostring
+local setmetatable = setmetatable
+local pairs = pairs
+local str_lower = string.lower
+local ngx_log = ngx.log
+local INFO = ngx.INFO
+local math_floor = math.floor
+
+local http_target = core.http_target
+local http_request = core.http_request
+local http_parser = core.http_parser
+
+local _M = { _VERSION = "0.1.0" }
+local mt = { __index = _M }
+
+local READ_SIZE = 65536
+
+-- Phases where cosockets cannot be used (lua-nginx-module docs, "Cosockets Not Available
+-- Everywhere").
+local NO_COSOCKET = {
+  init = true,
+  init_worker = true,
+  set = true,
+  log = true,
+  header_filter = true,
+  body_filter = true,
+  balancer = true,
+  exit_worker = true,
+  ssl_session_store = true,
+}
+
+local DEFAULTS = {
+  timeout = 10000,
+  keepalive_timeout = 60000,
+  keepalive_pool = 16,
+  max_body = 1024 * 1024,
+}
+
+local function non_negative_int(opts, name)
+  local v = opts[name]
+  if v == nil then
+    return DEFAULTS[name]
+  end
+  if type(v) ~= "number" or v < 0 or v ~= math_floor(v) then
+    error("transport option " .. name .. " must be a non-negative integer, got "
+          .. tostring(v), 3)
+  end
+  return v
+end
+
+local function pool_name(self, target)
+  return "resty.acme:" .. target.scheme .. ":" .. target.host_port .. ":"
+         .. (self.ssl_verify and "verify" or "noverify")
+end
+
+-- One exchange on one connection. Returns res; or nil, err, retry where retry is true when a
+-- connection taken from the keepalive pool failed before any response byte arrived (the
+-- server most likely closed it while it was idle), so the request can be sent again.
+local function exchange(self, target, pool, req, is_head)
+  local where = target.host_port
+  local sock, err = tcp()
+  if not sock then
+    return nil, "failed to create socket: " .. tostring(err)
+  end
+  local t = self.timeout
+  sock:settimeouts(t, t, t)
+
+  local ok
+  ok, err = sock:connect(target.connect_host, target.port,
+                         { pool = pool, pool_size = self.keepalive_pool })
+  if not ok then
+    return nil, "failed to connect to " .. where .. ": " .. tostring(err)
+  end
+  local reused = (sock:getreusedtimes() or 0) > 0
+
+  if target.scheme == "https" and not reused then
+    -- SNI is the host name; none for IP literals (RFC 6066 section 3). Verification uses
+    -- lua_ssl_trusted_certificate from the nginx configuration.
+    local sni = (not target.is_ip) and target.host or nil
+    ok, err = sock:sslhandshake(false, sni, self.ssl_verify)
+    if not ok then
+      sock:close()
+      return nil, "tls handshake with " .. where .. " failed: " .. tostring(err)
+    end
+  end
+
+  local sent
+  sent, err = sock:send(req)
+  if not sent then
+    sock:close()
+    if reused then
+      return nil, "failed to send request to " .. where .. ": " .. tostring(err), true
+    end
+    if err == "timeout" then
+      return nil, "timeout sending request to " .. where
+    end
+    return nil, "failed to send request to " .. where .. ": " .. tostring(err)
+  end
+
+  local parser = http_parser(is_head, self.max_body)
+  local got_any = false
+  while true do
+    local data, rerr = sock:receiveany(READ_SIZE)
+    if not data then
+      if rerr == "closed" then
+        local eof_ok, perr = parser:eof()
+        if eof_ok then
+          break
+        end
+        sock:close()
+        if reused and not got_any then
+          return nil, "connection to " .. where .. " closed before the response", true
+        end
+        return nil, "invalid response from " .. where .. ": " .. tostring(perr)
+      end
+      sock:close()
+      if rerr == "timeout" then
+        return nil, "timeout reading response from " .. where
+      end
+      if reused and not got_any then
+        return nil, "failed to read response from " .. where .. ": " .. tostring(rerr), true
+      end
+      return nil, "failed to read response from " .. where .. ": " .. tostring(rerr)
+    end
+    got_any = true
+    local done, perr = parser:feed(data)
+    if done == nil then
+      sock:close()
+      return nil, "invalid response from " .. where .. ": " .. tostring(perr)
+    end
+    if done then
+      break
+    end
+  end
+
+  if self.keepalive and parser:keepalive() then
+    local kok = sock:setkeepalive(self.keepalive_timeout, self.keepalive_pool)
+    if not kok then
+      sock:close()
+    end
+  else
+    sock:close()
+  end
+
+  local status, headers, body, header_list = parser:response()
+  return { status = status, headers = headers, body = body, header_list = header_list }
+end
+
+-- opts: timeout (ms, for connect, send and each read; 10000; 0 = nginx's lua_socket_*_timeout),
+-- keepalive_timeout (ms; 60000; 0 = no idle timeout),
+-- keepalive_pool (16), ssl_verify (true), max_body (bytes; 1 MiB), keepalive (true; false
+-- sends "Connection: close" and never pools).
+function _M.new(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("transport options must be a table", 2)
+  end
+  opts = opts or {}
+  local self = {
+    timeout = non_negative_int(opts, "timeout"),
+    keepalive_timeout = non_negative_int(opts, "keepalive_timeout"),
+    keepalive_pool = non_negative_int(opts, "keepalive_pool"),
+    max_body = non_negative_int(opts, "max_body"),
+    ssl_verify = opts.ssl_verify ~= false,
+    keepalive = opts.keepalive ~= false,
+  }
+  if self.keepalive_pool < 1 then
+    error("transport option keepalive_pool must be at least 1", 2)
+  end
+  return setmetatable(self, mt)
+end
+
+-- Performs one request. headers: name -> string (or array of strings); body: string or nil.
+-- Returns res = { status, headers, body, header_list } or nil, err. res.headers maps
+-- lower-cased names to values (repeated fields joined with ", ") and looks names up
+-- case-insensitively; res.header_list is an array of { name, value } in received order.
+function _M:request(method, url, headers, body)
+  if type(method) ~= "string" or type(url) ~= "string" then
+    error("transport:request(method, url, headers, body): method and url must be strings", 2)
+  end
+  if headers ~= nil and type(headers) ~= "table" then
+    error("transport:request: headers must be a table", 2)
+  end
+  if body ~= nil and type(body) ~= "string" then
+    error("transport:request: body must be a string", 2)
+  end
+
+  local phase = get_phase()
+  if NO_COSOCKET[phase] then
+    return nil, "cosockets are not available in the " .. phase .. " phase; run this from a "
+                .. "timer, or content/access/ssl_cert phase"
+  end
+
+  local target, err = http_target(url)
+  if not target then
+    return nil, err
+  end
+  if not self.keepalive then
+    local h = { Connection = "close" }
+    for k, v in pairs(headers or {}) do
+      if type(k) ~= "string" or str_lower(k) ~= "connection" then
+        h[k] = v
+      end
+    end
+    headers = h
+  end
+  local req
+  req, err = http_request(method, url, headers, body)
+  if not req then
+    return nil, err
+  end
+
+  local pool = pool_name(self, target)
+  local is_head = method == "HEAD"
+  -- A stale pooled connection fails without a response byte; retry on the next one, at most
+  -- as many times as the pool can hold, after which connect opens a fresh connection. A
+  -- failure on a fresh connection is never retried.
+  local res, retry
+  for _ = 1, self.keepalive_pool + 1 do
+    res, err, retry = exchange(self, target, pool, req, is_head)
+    if res or not retry then
+      break
+    end
+    ngx_log(INFO, "resty.acme.transport: retrying on a new connection: ", err)
+  end
+  if not res then
+    return nil, err
+  end
+  return res
+end
+
+return _M
