@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from harness import REPO, Pebble, TestCA, free_port
+from pemutil import load_certs
 from harness.nginx import lua_package_cpath, lua_package_path
 
 TEMPLATE = os.path.join(REPO, "nginx-conf", "autossl.conf")
@@ -315,7 +316,7 @@ def test_pebble_autossl_store_is_readable_in_original_format(pebble, challtestsr
     assert entry["domain"] == "fmt.example.test" and entry["type"] == "ecc"
     assert isinstance(entry["updated"], float)
     assert entry["pkey"].startswith("-----BEGIN PRIVATE KEY-----")
-    assert x509.load_pem_x509_certificates(entry["cert"].encode())[0].serial_number == \
+    assert load_certs(entry["cert"])[0].serial_number == \
         served.serial_number
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
     account = os.path.join(store, base64.b64encode(b"account_key:").decode())

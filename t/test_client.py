@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from harness import REPO, Pebble, TestCA, free_port
+from pemutil import load_certs
 from harness.nginx import lua_package_path
 
 T_LUA = os.path.join(REPO, "t", "lua", "?.lua")
@@ -74,7 +75,7 @@ def post(n, path, args, timeout=120):
 
 
 def leaf(pem):
-    return x509.load_pem_x509_certificates(pem.encode())[0]
+    return load_certs(pem)[0]
 
 
 def sans(cert):
@@ -240,7 +241,7 @@ def test_pebble_client_preferred_chain(alt_pebble, nginx_factory):
         res = post(n, "/order", {"names": ["chain.example.test"], "key_type": "EC",
                                  "curve": "prime256v1", "account_key_type": "EC"})
         assert res.get("err") is None, res
-        chain = x509.load_pem_x509_certificates(res["cert"].encode())
+        chain = load_certs(res["cert"])
         assert issuer_cn(chain[-1]) == cn
         n.stop()
 

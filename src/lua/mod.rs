@@ -1,6 +1,7 @@
 //! mlua glue: the `resty.acme.core` module table. Only conversions live here; the work is done
 //! in `crypto`, `acme` and `httpwire`.
 
+mod client;
 mod crypto;
 mod fs;
 mod http;
@@ -11,6 +12,7 @@ use mlua::prelude::*;
 pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     let t = lua.create_table()?;
     t.set("_VERSION", env!("CARGO_PKG_VERSION"))?;
+    client::register(lua, &t)?;
     crypto::register(lua, &t)?;
     fs::register(lua, &t)?;
     http::register(lua, &t)?;

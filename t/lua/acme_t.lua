@@ -82,9 +82,9 @@ end
 
 local function new_client(args)
   local conf = merged(args.conf)
-  if args.account_key_type then
-    conf.account_key = require("resty.acme.util").create_pkey(args.account_key_bits,
-      args.account_key_type, args.account_key_curve)
+  if args.account_key_type or not conf.account_key then
+    conf.account_key = require("resty.acme.util").create_pkey(args.account_key_bits or 2048,
+      args.account_key_type or "RSA", args.account_key_curve)
   end
   local c, err = require("resty.acme.client").new(conf)
   if not c then

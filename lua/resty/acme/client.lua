@@ -50,7 +50,21 @@ local default_config = {
 }
 
 local json = cjson.new()
-json.encode_escape_forward_slash(false) -- ZeroSSL refuses "\/" in JWS payloads
+local json_encode
+if json.encode_escape_forward_slash then
+  json.encode_escape_forward_slash(false) -- ZeroSSL refuses "\/" in JWS payloads
+  json_encode = json.encode
+else
+  -- Debian's cjson cannot turn slash escaping off. cjson escapes every "/" and writes a
+  -- backslash as "\\", so each "\/" in its output is an escaped slash.
+  json_encode = function(v)
+    local text, err = json.encode(v)
+    if not text then
+      return nil, err
+    end
+    return (gsub(text, "\\/", "/"))
+  end
+end
 
 local function now()
   ngx_update_time()
@@ -354,7 +368,7 @@ function _M:jws(url, payload, nonce)
   end
   local text
   if payload ~= nil then
-    text = json.encode(payload)
+    text = json_encode(payload)
   end
   -- newAccount is signed with the key itself (§6.2); everything else with the account URL.
   local kid = self.account_kid
@@ -375,7 +389,7 @@ function _M:post(url, payload, _, nonce)
   end
   local text
   if payload ~= nil then
-    text = json.encode(payload)
+    text = json_encode(payload)
   end
   local res, err, act = run(self, self.core:op_post(url, text, nonce))
   if not res then
