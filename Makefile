@@ -51,9 +51,9 @@ build:
 
 lua-build: build
 	@mkdir -p $(dir $(CORE_SO))
-	@# a symlink: every cargo build relinks a fresh inode, so a running nginx is never hit
-	@ln -sfn $(CORE_LIB) $(CORE_SO)
-	@echo "lua-build: $(CORE_SO) -> $(CORE_LIB)"
+	@# copy then rename: a running nginx keeps its mapping of the old file intact
+	@install -m 0755 $(CORE_LIB) $(CORE_SO).tmp && mv -f $(CORE_SO).tmp $(CORE_SO)
+	@echo "lua-build: $(CORE_SO) (copy of $(CORE_LIB))"
 
 fmt:
 	$(CARGO) fmt --check
