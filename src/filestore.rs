@@ -14,8 +14,15 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StoreError {
-    Io { path: PathBuf, op: &'static str, err: std::io::Error },
-    Malformed { path: PathBuf, why: String },
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        err: std::io::Error,
+    },
+    Malformed {
+        path: PathBuf,
+        why: String,
+    },
     InvalidKey(String),
 }
 
@@ -23,7 +30,9 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Io { path, op, err } => write!(f, "cannot {op} {}: {err}", path.display()),
-            StoreError::Malformed { path, why } => write!(f, "malformed storage file {}: {why}", path.display()),
+            StoreError::Malformed { path, why } => {
+                write!(f, "malformed storage file {}: {why}", path.display())
+            }
             StoreError::InvalidKey(k) => write!(f, "invalid storage key: {k}"),
         }
     }
@@ -32,7 +41,11 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
-    move |err| StoreError::Io { path: path.to_path_buf(), op, err }
+    move |err| StoreError::Io {
+        path: path.to_path_buf(),
+        op,
+        err,
+    }
 }
 
 /// The file name of a logical key: standard base64 as the original writes it. Standard base64
@@ -86,7 +99,10 @@ pub fn encode_entry(expiry: i64, value: &[u8]) -> Vec<u8> {
 /// rename over the target, fsync of the directory).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), unique()));
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -125,7 +141,11 @@ pub fn read(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
             Ok(Some(buf))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StoreError::Io { path: path.to_path_buf(), op: "open", err: e }),
+        Err(e) => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            op: "open",
+            err: e,
+        }),
     }
 }
 
@@ -134,7 +154,11 @@ pub fn remove(path: &Path) -> Result<(), StoreError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StoreError::Io { path: path.to_path_buf(), op: "remove", err: e }),
+        Err(e) => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            op: "remove",
+            err: e,
+        }),
     }
 }
 
@@ -144,7 +168,10 @@ pub fn create_exclusive(path: &Path, data: &[u8], mode: u32) -> Result<bool, Sto
     // Write the content under a temp name first, then link it into place: link(2) fails when
     // the target exists, so two writers can never both win and no reader sees a partial file.
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), unique()));
     let mut f = OpenOptions::new()
         .write(true)
@@ -153,11 +180,18 @@ pub fn create_exclusive(path: &Path, data: &[u8], mode: u32) -> Result<bool, Sto
         .open(&tmp)
         .map_err(io_err(&tmp, "create"))?;
     let written = f.write_all(data).and_then(|_| f.sync_all());
-    let linked = written.map_err(io_err(&tmp, "write")).and_then(|_| match fs::hard_link(&tmp, path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(StoreError::Io { path: path.to_path_buf(), op: "link", err: e }),
-    });
+    let linked =
+        written
+            .map_err(io_err(&tmp, "write"))
+            .and_then(|_| match fs::hard_link(&tmp, path) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(StoreError::Io {
+                    path: path.to_path_buf(),
+                    op: "link",
+                    err: e,
+                }),
+            });
     let _ = fs::remove_file(&tmp);
     linked
 }
@@ -204,9 +238,13 @@ impl FileStore {
     /// The value of `key`; expired or unreadable entries are removed and read as missing.
     pub fn get(&self, key: &str, now: f64) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.path(key)?;
-        let Some(content) = read(&path)? else { return Ok(None) };
+        let Some(content) = read(&path)? else {
+            return Ok(None);
+        };
         match decode_entry(&content) {
-            Some((expiry, value)) if expiry == 0 || (now as i64) < expiry => Ok(Some(value.to_vec())),
+            Some((expiry, value)) if expiry == 0 || (now as i64) < expiry => {
+                Ok(Some(value.to_vec()))
+            }
             _ => {
                 remove(&path)?;
                 Ok(None)
@@ -215,7 +253,13 @@ impl FileStore {
     }
 
     /// Overwrites `key`. A TTL of zero or less stores nothing: the entry would be expired.
-    pub fn set(&self, key: &str, value: &[u8], ttl: Option<f64>, now: f64) -> Result<(), StoreError> {
+    pub fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<f64>,
+        now: f64,
+    ) -> Result<(), StoreError> {
         let path = self.path(key)?;
         if matches!(ttl, Some(t) if t <= 0.0) {
             return remove(&path);
@@ -224,14 +268,24 @@ impl FileStore {
     }
 
     /// Stores `key` only when absent (an expired entry counts as absent). `Ok(false)`: exists.
-    pub fn add(&self, key: &str, value: &[u8], ttl: Option<f64>, now: f64) -> Result<bool, StoreError> {
+    pub fn add(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<f64>,
+        now: f64,
+    ) -> Result<bool, StoreError> {
         if self.get(key, now)?.is_some() {
             return Ok(false);
         }
         if matches!(ttl, Some(t) if t <= 0.0) {
             return Ok(true);
         }
-        create_exclusive(&self.path(key)?, &encode_entry(Self::expiry(ttl, now), value), MODE)
+        create_exclusive(
+            &self.path(key)?,
+            &encode_entry(Self::expiry(ttl, now), value),
+            MODE,
+        )
     }
 
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -256,15 +310,25 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn tmpdir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("filestore-test-{}-{}", std::process::id(), unique()));
+        let d = std::env::temp_dir().join(format!(
+            "filestore-test-{}-{}",
+            std::process::id(),
+            unique()
+        ));
         fs::create_dir_all(&d).unwrap();
         d
     }
 
     #[test]
     fn names_match_the_original() {
-        assert_eq!(file_name("domain:rsa:example.com").unwrap(), "ZG9tYWluOnJzYTpleGFtcGxlLmNvbQ==");
-        assert_eq!(key_of("ZG9tYWluOnJzYTpleGFtcGxlLmNvbQ==").unwrap(), "domain:rsa:example.com");
+        assert_eq!(
+            file_name("domain:rsa:example.com").unwrap(),
+            "ZG9tYWluOnJzYTpleGFtcGxlLmNvbQ=="
+        );
+        assert_eq!(
+            key_of("ZG9tYWluOnJzYTpleGFtcGxlLmNvbQ==").unwrap(),
+            "domain:rsa:example.com"
+        );
         assert_eq!(file_name("account_key:").unwrap(), "YWNjb3VudF9rZXk6");
     }
 
@@ -282,7 +346,10 @@ mod tests {
         let e = encode_entry(0, b"v");
         assert_eq!(e, b"0::v");
         assert_eq!(decode_entry(&e), Some((0, &b"v"[..])));
-        assert_eq!(decode_entry(b"1700000000::a::b"), Some((1700000000, &b"a::b"[..])));
+        assert_eq!(
+            decode_entry(b"1700000000::a::b"),
+            Some((1700000000, &b"a::b"[..]))
+        );
         assert_eq!(decode_entry(b"::v"), None);
         assert_eq!(decode_entry(b"12::"), None);
         assert_eq!(decode_entry(b"legacy"), None);
@@ -295,7 +362,10 @@ mod tests {
         write_atomic(&p, b"one", 0o600).unwrap();
         write_atomic(&p, b"two", 0o600).unwrap();
         assert_eq!(read(&p).unwrap().unwrap(), b"two");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(list(&d).unwrap(), vec!["x".to_string()]);
         assert!(create_exclusive(&d.join("y"), b"1", 0o600).unwrap());
         assert!(!create_exclusive(&d.join("y"), b"2", 0o600).unwrap());
@@ -311,14 +381,22 @@ mod tests {
         let d = tmpdir();
         let s = FileStore::new(&d);
         s.set("domain:rsa:a.test", b"{}", None, 100.0).unwrap();
-        assert_eq!(read(&d.join(file_name("domain:rsa:a.test").unwrap())).unwrap().unwrap(), b"0::{}");
+        assert_eq!(
+            read(&d.join(file_name("domain:rsa:a.test").unwrap()))
+                .unwrap()
+                .unwrap(),
+            b"0::{}"
+        );
         s.set("k", b"v", Some(10.5), 100.0).unwrap();
         assert_eq!(s.get("k", 109.0).unwrap().unwrap(), b"v");
         assert_eq!(s.get("k", 110.0).unwrap(), None);
         assert!(s.add("lock", b"1", Some(30.0), 100.0).unwrap());
         assert!(!s.add("lock", b"2", Some(30.0), 101.0).unwrap());
         assert!(s.add("lock", b"3", Some(30.0), 131.0).unwrap());
-        assert_eq!(s.list("domain:").unwrap(), vec!["domain:rsa:a.test".to_string()]);
+        assert_eq!(
+            s.list("domain:").unwrap(),
+            vec!["domain:rsa:a.test".to_string()]
+        );
         s.delete("domain:rsa:a.test").unwrap();
         assert!(s.list("domain:").unwrap().is_empty());
         fs::write(d.join(file_name("bad").unwrap()), b"garbage").unwrap();

@@ -4,8 +4,8 @@
 //! `op:published(ok, err)` or `op:unpublished()`.
 use super::crypto::LuaKey;
 use crate::acme::{
-    Action, AcmeError, ChallengeTask, ChallengeType, Client, ClientConfig, Eab, Identifier, NewAccount, Operation,
-    OrderRequest, Outcome, Response,
+    AcmeError, Action, ChallengeTask, ChallengeType, Client, ClientConfig, Eab, Identifier,
+    NewAccount, Operation, OrderRequest, Outcome, Response,
 };
 use mlua::prelude::*;
 use std::cell::RefCell;
@@ -86,14 +86,23 @@ fn outcome_table(lua: &Lua, outcome: &Outcome) -> LuaResult<LuaTable> {
             t.set("outcome", "nonce")?;
             t.set("nonce", n.clone())?;
         }
-        Outcome::Account { url, status, created, body } => {
+        Outcome::Account {
+            url,
+            status,
+            created,
+            body,
+        } => {
             t.set("outcome", "account")?;
             t.set("url", url.clone())?;
             t.set("status", status.clone())?;
             t.set("created", *created)?;
             t.set("body", body.to_string())?;
         }
-        Outcome::Certificate { pem, url, order_url } => {
+        Outcome::Certificate {
+            pem,
+            url,
+            order_url,
+        } => {
             t.set("outcome", "certificate")?;
             t.set("pem", pem.clone())?;
             t.set("url", url.clone())?;
@@ -108,7 +117,12 @@ fn outcome_table(lua: &Lua, outcome: &Outcome) -> LuaResult<LuaTable> {
             t.set("headers", headers_table(lua, &resp.headers)?)?;
             t.set("body", lua.create_string(&resp.body)?)?;
         }
-        Outcome::RenewalInfo { start, end, explanation_url, retry_after } => {
+        Outcome::RenewalInfo {
+            start,
+            end,
+            explanation_url,
+            retry_after,
+        } => {
             t.set("outcome", "renewal_info")?;
             t.set("start", *start)?;
             t.set("end", *end)?;
@@ -198,7 +212,11 @@ impl LuaUserData for LuaOperation {
         });
         m.add_method_mut("published", |_, this, (ok, err): (bool, Option<String>)| {
             let mut client = this.client.try_borrow_mut().map_err(LuaError::external)?;
-            let result = if ok { Ok(()) } else { Err(err.unwrap_or_else(|| "unknown error".into())) };
+            let result = if ok {
+                Ok(())
+            } else {
+                Err(err.unwrap_or_else(|| "unknown error".into()))
+            };
             this.op.handle_published(&mut client, result);
             Ok(())
         });
@@ -212,7 +230,10 @@ impl LuaUserData for LuaOperation {
 
 impl LuaClient {
     fn operation(&self, op: Operation) -> LuaOperation {
-        LuaOperation { op, client: Rc::clone(&self.0) }
+        LuaOperation {
+            op,
+            client: Rc::clone(&self.0),
+        }
     }
 }
 
@@ -249,25 +270,39 @@ fn parse_challenge_types(list: Option<LuaTable>) -> LuaResult<Result<Vec<Challen
 
 impl LuaUserData for LuaClient {
     fn add_methods<M: LuaUserDataMethods<Self>>(m: &mut M) {
-        m.add_method("set_account_key", |_, this, key: LuaUserDataRef<LuaKey>| -> Ret<bool> {
-            let pem = match key.0.to_pem() {
-                Ok(p) => p,
-                Err(e) => return Ok(Err(e.to_string())),
-            };
-            // The core owns its key; a copy through PEM keeps the Lua handle usable.
-            match crate::crypto::PrivateKey::from_pem(pem.as_bytes()) {
-                Ok(k) => {
-                    this.0.try_borrow_mut().map_err(LuaError::external)?.account_key = Some(k);
-                    Ok(Ok(true))
+        m.add_method(
+            "set_account_key",
+            |_, this, key: LuaUserDataRef<LuaKey>| -> Ret<bool> {
+                let pem = match key.0.to_pem() {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Err(e.to_string())),
+                };
+                // The core owns its key; a copy through PEM keeps the Lua handle usable.
+                match crate::crypto::PrivateKey::from_pem(pem.as_bytes()) {
+                    Ok(k) => {
+                        this.0
+                            .try_borrow_mut()
+                            .map_err(LuaError::external)?
+                            .account_key = Some(k);
+                        Ok(Ok(true))
+                    }
+                    Err(e) => Ok(Err(e.to_string())),
                 }
-                Err(e) => Ok(Err(e.to_string())),
-            }
-        });
+            },
+        );
         m.add_method("account_url", |_, this, ()| {
-            Ok(this.0.try_borrow().map_err(LuaError::external)?.account_url.clone())
+            Ok(this
+                .0
+                .try_borrow()
+                .map_err(LuaError::external)?
+                .account_url
+                .clone())
         });
         m.add_method("set_account_url", |_, this, url: Option<String>| {
-            this.0.try_borrow_mut().map_err(LuaError::external)?.account_url = url;
+            this.0
+                .try_borrow_mut()
+                .map_err(LuaError::external)?
+                .account_url = url;
             Ok(())
         });
         m.add_method("thumbprint", |_, this, ()| -> Ret<String> {
@@ -289,34 +324,49 @@ impl LuaUserData for LuaClient {
             let c = this.0.try_borrow().map_err(LuaError::external)?;
             Ok(c.directory.as_ref().map(|d| d.raw.to_string()))
         });
-        m.add_method("op_directory", |_, this, ()| Ok(this.operation(Operation::directory())));
-        m.add_method("op_new_nonce", |_, this, ()| Ok(this.operation(Operation::new_nonce())));
-        m.add_method("op_new_account", |_, this, conf: LuaTable| -> Ret<LuaOperation> {
-            let mut req = NewAccount {
-                terms_of_service_agreed: opt_field::<bool>(&conf, "tos_agreed")?.unwrap_or(true),
-                only_return_existing: opt_field::<bool>(&conf, "only_return_existing")?.unwrap_or(false),
-                ..NewAccount::default()
-            };
-            if let Some(list) = opt_field::<LuaTable>(&conf, "contact")? {
-                for c in list.sequence_values::<String>() {
-                    req.contact.push(c?);
-                }
-            }
-            let kid = opt_field::<String>(&conf, "eab_kid")?;
-            let hmac = opt_field::<LuaString>(&conf, "eab_hmac_key")?;
-            match (kid, hmac) {
-                (Some(kid), Some(hmac)) => req.eab = Some(Eab { kid, hmac_key: hmac.as_bytes().to_vec() }),
-                (None, None) => {}
-                _ => return Ok(Err("eab_kid and eab_hmac_key must be given together".into())),
-            }
-            Ok(Ok(this.operation(Operation::new_account(req))))
+        m.add_method("op_directory", |_, this, ()| {
+            Ok(this.operation(Operation::directory()))
         });
+        m.add_method("op_new_nonce", |_, this, ()| {
+            Ok(this.operation(Operation::new_nonce()))
+        });
+        m.add_method(
+            "op_new_account",
+            |_, this, conf: LuaTable| -> Ret<LuaOperation> {
+                let mut req = NewAccount {
+                    terms_of_service_agreed: opt_field::<bool>(&conf, "tos_agreed")?
+                        .unwrap_or(true),
+                    only_return_existing: opt_field::<bool>(&conf, "only_return_existing")?
+                        .unwrap_or(false),
+                    ..NewAccount::default()
+                };
+                if let Some(list) = opt_field::<LuaTable>(&conf, "contact")? {
+                    for c in list.sequence_values::<String>() {
+                        req.contact.push(c?);
+                    }
+                }
+                let kid = opt_field::<String>(&conf, "eab_kid")?;
+                let hmac = opt_field::<LuaString>(&conf, "eab_hmac_key")?;
+                match (kid, hmac) {
+                    (Some(kid), Some(hmac)) => {
+                        req.eab = Some(Eab {
+                            kid,
+                            hmac_key: hmac.as_bytes().to_vec(),
+                        })
+                    }
+                    (None, None) => {}
+                    _ => return Ok(Err("eab_kid and eab_hmac_key must be given together".into())),
+                }
+                Ok(Ok(this.operation(Operation::new_account(req))))
+            },
+        );
         m.add_method("op_order", |_, this, conf: LuaTable| -> Ret<LuaOperation> {
             let identifiers = match parse_identifiers(&conf.get::<LuaTable>("identifiers")?)? {
                 Ok(ids) => ids,
                 Err(e) => return Ok(Err(e)),
             };
-            let challenge_types = match parse_challenge_types(opt_field(&conf, "challenge_types")?)? {
+            let challenge_types = match parse_challenge_types(opt_field(&conf, "challenge_types")?)?
+            {
                 Ok(t) => t,
                 Err(e) => return Ok(Err(e)),
             };
@@ -333,24 +383,44 @@ impl LuaUserData for LuaClient {
         });
         m.add_method(
             "op_revoke",
-            |_, this, (der, reason, key): (LuaString, Option<u32>, Option<LuaUserDataRef<LuaKey>>)| -> Ret<LuaOperation> {
+            |_,
+             this,
+             (der, reason, key): (LuaString, Option<u32>, Option<LuaUserDataRef<LuaKey>>)|
+             -> Ret<LuaOperation> {
                 let cert_key = match key {
-                    Some(k) => match k.0.to_pem().and_then(|p| crate::crypto::PrivateKey::from_pem(p.as_bytes())) {
+                    Some(k) => match k
+                        .0
+                        .to_pem()
+                        .and_then(|p| crate::crypto::PrivateKey::from_pem(p.as_bytes()))
+                    {
                         Ok(k) => Some(k),
                         Err(e) => return Ok(Err(e.to_string())),
                     },
                     None => None,
                 };
-                Ok(Ok(this.operation(Operation::revoke(der.as_bytes().to_vec(), reason, cert_key))))
+                Ok(Ok(this.operation(Operation::revoke(
+                    der.as_bytes().to_vec(),
+                    reason,
+                    cert_key,
+                ))))
             },
         );
-        m.add_method("op_key_change", |_, this, key: LuaUserDataRef<LuaKey>| -> Ret<LuaOperation> {
-            match key.0.to_pem().and_then(|p| crate::crypto::PrivateKey::from_pem(p.as_bytes())) {
-                Ok(k) => Ok(Ok(this.operation(Operation::key_change(k)))),
-                Err(e) => Ok(Err(e.to_string())),
-            }
+        m.add_method(
+            "op_key_change",
+            |_, this, key: LuaUserDataRef<LuaKey>| -> Ret<LuaOperation> {
+                match key
+                    .0
+                    .to_pem()
+                    .and_then(|p| crate::crypto::PrivateKey::from_pem(p.as_bytes()))
+                {
+                    Ok(k) => Ok(Ok(this.operation(Operation::key_change(k)))),
+                    Err(e) => Ok(Err(e.to_string())),
+                }
+            },
+        );
+        m.add_method("op_deactivate", |_, this, ()| {
+            Ok(this.operation(Operation::deactivate_account()))
         });
-        m.add_method("op_deactivate", |_, this, ()| Ok(this.operation(Operation::deactivate_account())));
         m.add_method(
             "op_post",
             |_, this, (url, payload, nonce): (String, Option<String>, Option<String>)| {
@@ -367,7 +437,10 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     t.set(
         "client_new",
         lua.create_function(|_, conf: LuaTable| -> Ret<LuaClient> {
-            let mut config = ClientConfig { directory_url: conf.get("directory_url")?, ..ClientConfig::default() };
+            let mut config = ClientConfig {
+                directory_url: conf.get("directory_url")?,
+                ..ClientConfig::default()
+            };
             if let Some(v) = opt_field::<f64>(&conf, "poll_timeout")? {
                 config.poll_timeout = v;
             }
@@ -385,12 +458,14 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     )?;
     t.set(
         "identifier_parse",
-        lua.create_function(|_, name: String| -> LuaResult<(Option<String>, Option<String>)> {
-            match Identifier::parse(&name) {
-                Ok(id) => Ok((Some(id.value), Some(id.kind))),
-                Err(e) => Ok((None, Some(e.to_string()))),
-            }
-        })?,
+        lua.create_function(
+            |_, name: String| -> LuaResult<(Option<String>, Option<String>)> {
+                match Identifier::parse(&name) {
+                    Ok(id) => Ok((Some(id.value), Some(id.kind))),
+                    Err(e) => Ok((None, Some(e.to_string()))),
+                }
+            },
+        )?,
     )?;
     Ok(())
 }

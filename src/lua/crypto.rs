@@ -11,7 +11,9 @@ pub struct LuaKey(pub PrivateKey);
 
 impl LuaUserData for LuaKey {
     fn add_methods<M: LuaUserDataMethods<Self>>(m: &mut M) {
-        m.add_method("to_pem", |_, k, ()| -> Ret<String> { Ok(k.0.to_pem().map_err(|e| e.to_string())) });
+        m.add_method("to_pem", |_, k, ()| -> Ret<String> {
+            Ok(k.0.to_pem().map_err(|e| e.to_string()))
+        });
         m.add_method("public_pem", |_, k, ()| -> Ret<String> {
             Ok(k.0.public_key_pem().map_err(|e| e.to_string()))
         });
@@ -36,7 +38,9 @@ impl LuaUserData for LuaKey {
                 Err(e) => Ok(Err(e.to_string())),
             }
         });
-        m.add_method("public_eq", |_, k, other: LuaUserDataRef<LuaKey>| Ok(k.0.public_eq(&other.0)));
+        m.add_method("public_eq", |_, k, other: LuaUserDataRef<LuaKey>| {
+            Ok(k.0.public_eq(&other.0))
+        });
     }
 }
 
@@ -54,27 +58,44 @@ struct KeyJob(Option<JoinHandle<Result<PrivateKey, crypto::CryptoError>>>);
 impl LuaUserData for KeyJob {
     fn add_methods<M: LuaUserDataMethods<Self>>(m: &mut M) {
         // Returns `false` while running, then the key (or `nil, err`) exactly once.
-        m.add_method_mut("poll", |lua, job, ()| -> LuaResult<(LuaValue, Option<String>)> {
-            let finished = match &job.0 {
-                Some(h) => h.is_finished(),
-                None => return Ok((LuaValue::Nil, Some("key generation result already taken".into()))),
-            };
-            if !finished {
-                return Ok((LuaValue::Boolean(false), None));
-            }
-            let Some(handle) = job.0.take() else {
-                return Ok((LuaValue::Nil, Some("key generation result already taken".into())));
-            };
-            match handle.join() {
-                Ok(Ok(key)) => Ok((LuaValue::UserData(lua.create_userdata(LuaKey(key))?), None)),
-                Ok(Err(e)) => Ok((LuaValue::Nil, Some(e.to_string()))),
-                Err(_) => Ok((LuaValue::Nil, Some("key generation thread panicked".into()))),
-            }
-        });
+        m.add_method_mut(
+            "poll",
+            |lua, job, ()| -> LuaResult<(LuaValue, Option<String>)> {
+                let finished = match &job.0 {
+                    Some(h) => h.is_finished(),
+                    None => {
+                        return Ok((
+                            LuaValue::Nil,
+                            Some("key generation result already taken".into()),
+                        ))
+                    }
+                };
+                if !finished {
+                    return Ok((LuaValue::Boolean(false), None));
+                }
+                let Some(handle) = job.0.take() else {
+                    return Ok((
+                        LuaValue::Nil,
+                        Some("key generation result already taken".into()),
+                    ));
+                };
+                match handle.join() {
+                    Ok(Ok(key)) => {
+                        Ok((LuaValue::UserData(lua.create_userdata(LuaKey(key))?), None))
+                    }
+                    Ok(Err(e)) => Ok((LuaValue::Nil, Some(e.to_string()))),
+                    Err(_) => Ok((LuaValue::Nil, Some("key generation thread panicked".into()))),
+                }
+            },
+        );
     }
 }
 
-fn parse_key_type(typ: Option<String>, bits: Option<u32>, curve: Option<String>) -> Result<KeyType, String> {
+fn parse_key_type(
+    typ: Option<String>,
+    bits: Option<u32>,
+    curve: Option<String>,
+) -> Result<KeyType, String> {
     KeyType::parse(typ.as_deref(), bits, curve.as_deref()).map_err(|e| e.to_string())
 }
 
@@ -107,32 +128,42 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     t.set(
         "pkey_from_pem",
         lua.create_function(|_, pem: LuaString| -> Ret<LuaKey> {
-            Ok(PrivateKey::from_pem(&pem.as_bytes()).map(LuaKey).map_err(|e| e.to_string()))
+            Ok(PrivateKey::from_pem(&pem.as_bytes())
+                .map(LuaKey)
+                .map_err(|e| e.to_string()))
         })?,
     )?;
     // Synchronous generation: for EC keys and tests. RSA keys in nginx go through pkey_generate_async.
     t.set(
         "pkey_generate",
-        lua.create_function(|_, (typ, bits, curve): (Option<String>, Option<u32>, Option<String>)| -> Ret<LuaKey> {
-            let kind = match parse_key_type(typ, bits, curve) {
-                Ok(k) => k,
-                Err(e) => return Ok(Err(e)),
-            };
-            Ok(PrivateKey::generate(kind).map(LuaKey).map_err(|e| e.to_string()))
-        })?,
+        lua.create_function(
+            |_, (typ, bits, curve): (Option<String>, Option<u32>, Option<String>)| -> Ret<LuaKey> {
+                let kind = match parse_key_type(typ, bits, curve) {
+                    Ok(k) => k,
+                    Err(e) => return Ok(Err(e)),
+                };
+                Ok(PrivateKey::generate(kind)
+                    .map(LuaKey)
+                    .map_err(|e| e.to_string()))
+            },
+        )?,
     )?;
     t.set(
         "pkey_generate_async",
-        lua.create_function(|_, (typ, bits, curve): (Option<String>, Option<u32>, Option<String>)| -> Ret<KeyJob> {
-            let kind = match parse_key_type(typ, bits, curve) {
-                Ok(k) => k,
-                Err(e) => return Ok(Err(e)),
-            };
-            let handle = std::thread::Builder::new()
-                .name("acme-keygen".into())
-                .spawn(move || PrivateKey::generate(kind));
-            Ok(handle.map(|h| KeyJob(Some(h))).map_err(|e| format!("cannot start key generation thread: {e}")))
-        })?,
+        lua.create_function(
+            |_, (typ, bits, curve): (Option<String>, Option<u32>, Option<String>)| -> Ret<KeyJob> {
+                let kind = match parse_key_type(typ, bits, curve) {
+                    Ok(k) => k,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let handle = std::thread::Builder::new()
+                    .name("acme-keygen".into())
+                    .spawn(move || PrivateKey::generate(kind));
+                Ok(handle
+                    .map(|h| KeyJob(Some(h)))
+                    .map_err(|e| format!("cannot start key generation thread: {e}")))
+            },
+        )?,
     )?;
     t.set(
         "jws",
@@ -150,15 +181,19 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
                     Some(k) => jws::KeyId::Kid(k),
                     None => jws::KeyId::Jwk,
                 };
-                Ok(jws::sign_flattened(&key.0, &url, nonce.as_deref(), key_id, payload.as_deref())
-                    .map_err(|e| e.to_string()))
+                Ok(
+                    jws::sign_flattened(&key.0, &url, nonce.as_deref(), key_id, payload.as_deref())
+                        .map_err(|e| e.to_string()),
+                )
             },
         )?,
     )?;
     t.set(
         "eab",
         lua.create_function(
-            |_, (eab_kid, hmac_key, url, key): (String, LuaString, String, LuaUserDataRef<LuaKey>)| -> Ret<String> {
+            |_,
+             (eab_kid, hmac_key, url, key): (String, LuaString, String, LuaUserDataRef<LuaKey>)|
+             -> Ret<String> {
                 let jwk = match key.0.jwk() {
                     Ok(j) => j,
                     Err(e) => return Ok(Err(e.to_string())),
@@ -171,11 +206,13 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     )?;
     t.set(
         "csr",
-        lua.create_function(|lua, (key, names): (LuaUserDataRef<LuaKey>, LuaTable)| -> Ret<LuaString> {
-            let names = names_from_table(&names)?;
-            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            bytes_ret(lua, csr::create_csr(&key.0, &refs))
-        })?,
+        lua.create_function(
+            |lua, (key, names): (LuaUserDataRef<LuaKey>, LuaTable)| -> Ret<LuaString> {
+                let names = names_from_table(&names)?;
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                bytes_ret(lua, csr::create_csr(&key.0, &refs))
+            },
+        )?,
     )?;
     t.set(
         "cert_parse",
@@ -194,16 +231,20 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     )?;
     t.set(
         "cert_split",
-        lua.create_function(|lua, pem: String| lua.create_sequence_from(cert::split_pem_chain(&pem)))?,
+        lua.create_function(|lua, pem: String| {
+            lua.create_sequence_from(cert::split_pem_chain(&pem))
+        })?,
     )?;
     t.set(
         "cert_root_issuer_cn",
-        lua.create_function(|_, pem: LuaString| -> LuaResult<(Option<String>, Option<String>)> {
-            match cert::root_issuer_cn(&pem.as_bytes()) {
-                Ok(cn) => Ok((cn, None)),
-                Err(e) => Ok((None, Some(e.to_string()))),
-            }
-        })?,
+        lua.create_function(
+            |_, pem: LuaString| -> LuaResult<(Option<String>, Option<String>)> {
+                match cert::root_issuer_cn(&pem.as_bytes()) {
+                    Ok(cn) => Ok((cn, None)),
+                    Err(e) => Ok((None, Some(e.to_string()))),
+                }
+            },
+        )?,
     )?;
     t.set(
         "cert_leaf_der",
@@ -211,9 +252,11 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     )?;
     t.set(
         "cert_matches_key",
-        lua.create_function(|_, (pem, key): (LuaString, LuaUserDataRef<LuaKey>)| -> Ret<bool> {
-            Ok(cert::leaf_matches_key(&pem.as_bytes(), &key.0).map_err(|e| e.to_string()))
-        })?,
+        lua.create_function(
+            |_, (pem, key): (LuaString, LuaUserDataRef<LuaKey>)| -> Ret<bool> {
+                Ok(cert::leaf_matches_key(&pem.as_bytes(), &key.0).map_err(|e| e.to_string()))
+            },
+        )?,
     )?;
     t.set(
         "ari_cert_id",
@@ -223,7 +266,9 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     )?;
     t.set(
         "key_authorization",
-        lua.create_function(|_, (token, thumb): (String, String)| Ok(challenge::key_authorization(&token, &thumb)))?,
+        lua.create_function(|_, (token, thumb): (String, String)| {
+            Ok(challenge::key_authorization(&token, &thumb))
+        })?,
     )?;
     t.set(
         "dns01_value",
@@ -231,16 +276,22 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     )?;
     t.set(
         "tls_alpn01_cert",
-        lua.create_function(|_, (ident, keyauth): (String, String)| -> LuaResult<(Option<String>, Option<String>)> {
-            match challenge::tls_alpn01_certificate(&ident, &keyauth) {
-                Ok((cert, key)) => Ok((Some(cert), Some(key))),
-                Err(e) => Ok((None, Some(e.to_string()))),
-            }
-        })?,
+        lua.create_function(
+            |_,
+             (ident, keyauth): (String, String)|
+             -> LuaResult<(Option<String>, Option<String>)> {
+                match challenge::tls_alpn01_certificate(&ident, &keyauth) {
+                    Ok((cert, key)) => Ok((Some(cert), Some(key))),
+                    Err(e) => Ok((None, Some(e.to_string()))),
+                }
+            },
+        )?,
     )?;
     t.set(
         "digest",
-        lua.create_function(|lua, (alg, data): (String, LuaString)| bytes_ret(lua, digest::digest(&alg, &data.as_bytes())))?,
+        lua.create_function(|lua, (alg, data): (String, LuaString)| {
+            bytes_ret(lua, digest::digest(&alg, &data.as_bytes()))
+        })?,
     )?;
     t.set(
         "hmac",

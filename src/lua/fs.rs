@@ -8,17 +8,23 @@ struct LuaFileStore(FileStore);
 
 impl LuaUserData for LuaFileStore {
     fn add_methods<M: LuaUserDataMethods<Self>>(m: &mut M) {
-        m.add_method("get", |lua, s, (key, now): (String, f64)| -> LuaResult<(LuaValue, Option<String>)> {
-            match s.0.get(&key, now) {
-                Ok(Some(v)) => Ok((LuaValue::String(lua.create_string(v)?), None)),
-                Ok(None) => Ok((LuaValue::Nil, None)),
-                Err(e) => Ok((LuaValue::Nil, Some(e.to_string()))),
-            }
-        });
+        m.add_method(
+            "get",
+            |lua, s, (key, now): (String, f64)| -> LuaResult<(LuaValue, Option<String>)> {
+                match s.0.get(&key, now) {
+                    Ok(Some(v)) => Ok((LuaValue::String(lua.create_string(v)?), None)),
+                    Ok(None) => Ok((LuaValue::Nil, None)),
+                    Err(e) => Ok((LuaValue::Nil, Some(e.to_string()))),
+                }
+            },
+        );
         m.add_method(
             "set",
             |_, s, (key, value, ttl, now): (String, LuaString, Option<f64>, f64)| -> Ret<bool> {
-                Ok(s.0.set(&key, &value.as_bytes(), ttl, now).map(|_| true).map_err(|e| e.to_string()))
+                Ok(s.0
+                    .set(&key, &value.as_bytes(), ttl, now)
+                    .map(|_| true)
+                    .map_err(|e| e.to_string()))
             },
         );
         m.add_method(
