@@ -2,16 +2,16 @@
 """Demo: Pebble + pebble-challtestsrv + nginx with resty.acme.autossl, all on 127.0.0.1.
 
 Run through scripts/demo.sh (or `make demo`), which installs packages and builds first.
-Steps: start the mock DNS and Pebble, render nginx-conf/demo.conf.in, start nginx, make TLS
+Steps: start the mock DNS and Pebble, render nginx-conf/autossl.conf, start nginx, make TLS
 handshakes with SNI demo.example.test until the served certificate is no longer the fallback,
-then print its subject and issuer. Exit 0 on success, 1 on failure, 2 while autossl is
-not implemented yet. ``--keep`` leaves everything running until Ctrl-C.
+then print its subject and issuer. Exit 0 on success, 1 on failure. ``--keep`` leaves everything running until Ctrl-C.
 """
 
 import argparse
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 
@@ -19,41 +19,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "t"))
 
+from harness.nginx import lua_package_cpath, lua_package_path  # noqa: E402
 from harness import (  # noqa: E402
     CORE_SO, ChallTestSrv, Nginx, Pebble, TestCA, free_port, http_get, tls_peer_cert,
 )
 
 DOMAIN = "demo.example.test"
-AUTOSSL = os.path.join(REPO, "lua", "resty", "acme", "autossl.lua")
 
 
 def step(msg):
     print("==> " + msg, flush=True)
-
-
-def render(template, values):
-    with open(template) as f:
-        text = f.read()
-    for k, v in values.items():
-        text = text.replace("@%s@" % k, str(v))
-    return text
-
-
-def check_core_only(workdir):
-    """Without autossl: show that nginx loads the native module, then say what is missing."""
-    port = free_port()
-    n = Nginx(os.path.join(workdir, "nginx-core"), """
-        server {
-            listen 127.0.0.1:%d;
-            location / { content_by_lua_block {
-                ngx.say(require("resty.acme.core")._VERSION) } }
-        }""" % port, http_ports=[port])
-    n.start()
-    try:
-        status, _, body = http_get("http://127.0.0.1:%d/" % port)
-        step("nginx loads resty.acme.core %s (HTTP %d)" % (body.decode().strip(), status))
-    finally:
-        n.stop()
 
 
 def wait_for_issued(https_port, fallback_cn, timeout):
@@ -99,27 +74,30 @@ def main():
         procs.append(pebble)
         step("Pebble directory %s (http-01 on port %d)" % (pebble.directory_url, pebble.http_port))
 
-        if not os.path.exists(AUTOSSL):
-            check_core_only(workdir)
-            print("\nnot yet: lua/resty/acme/autossl.lua does not exist, so no certificate can be "
-                  "issued;\nthe demo stops here (Pebble and the native module work).")
-            return 2
-
         ca = TestCA(os.path.join(workdir, "fallback"))
         fb_cn = "fallback.invalid"
         fb_cert, fb_key = ca.issue([fb_cn], "fallback")
         https_port = free_port()
-        body = render(os.path.join(REPO, "nginx-conf", "demo.conf.in"), {
-            "PEBBLE_CA": pebble.ca_pem,
-            "DIRECTORY_URL": pebble.directory_url,
-            "DOMAIN": DOMAIN,
-            "HTTPS_PORT": https_port,
-            "HTTP_PORT": pebble.http_port,
+        nginx = Nginx(os.path.join(workdir, "nginx"), "",
+                      http_ports=[https_port, pebble.http_port])
+        # the same example config the README documents and the tests run
+        values = {
+            "PREFIX": nginx.workdir,
+            "LUA_PATH": lua_package_path(),
+            "LUA_CPATH": lua_package_cpath(),
+            "ACME_DIRECTORY": pebble.directory_url,
+            "ACME_CA_CERT": pebble.ca_pem,
+            "RESOLVER": cts.dns_server,
+            "HTTP_PORT": "127.0.0.1:%d" % pebble.http_port,
+            "HTTPS_PORT": "127.0.0.1:%d" % https_port,
             "FALLBACK_CERT": fb_cert,
             "FALLBACK_KEY": fb_key,
-        })
-        nginx = Nginx(os.path.join(workdir, "nginx"), body,
-                      http_ports=[https_port, pebble.http_port])
+            "DOMAINS": '{ "%s" }' % DOMAIN,
+            "EMAIL": "demo@example.test",
+        }
+        subprocess.run([os.path.join(HERE, "render-conf"),
+                        os.path.join(REPO, "nginx-conf", "autossl.conf"), nginx.conf_path]
+                       + ["%s=%s" % kv for kv in values.items()], check=True)
         nginx.start()
         procs.append(nginx)
         step("nginx with autossl: https://%s:%d/ (127.0.0.1), log %s"
