@@ -1978,3 +1978,60 @@ fn problem_reply_fails_the_operation() {
     assert_eq!(p.retry_after, Some(T0 + 60.0));
     assert!(e.is_retryable());
 }
+
+#[test]
+fn debug_output_redacts_key_material() {
+    let eab = Eab {
+        kid: "kid-1".into(),
+        hmac_key: b"supersecret".to_vec(),
+    };
+    let text = format!(
+        "{:?}",
+        NewAccount {
+            eab: Some(eab),
+            ..Default::default()
+        }
+    );
+    assert!(
+        text.contains("kid-1") && !text.contains("115, 117"),
+        "{text}"
+    );
+    assert!(text.contains("<redacted>"), "{text}");
+    let c = client();
+    let text = format!("{c:?}");
+    assert!(!text.contains("BEGIN"), "{text}");
+}
+
+#[test]
+fn order_poll_honours_http_date_retry_after() {
+    let mut c = client();
+    let a1 = "https://ca.test/authz/1";
+    let mut script = order_prefix(a1);
+    script.push(post_as_get(
+        a1,
+        json_resp(200, authz_json("example.com", "valid", vec![])),
+    ));
+    // T0 + 1 s (first authz poll delay) is 1970-01-12 13:46:41; ask for 13:46:48: 7 s.
+    script.push(post_as_get(
+        ORDER,
+        with(
+            json_resp(200, order_json("pending", &[a1], None)),
+            "Retry-After",
+            "Mon, 12 Jan 1970 13:46:48 GMT",
+        ),
+    ));
+    script.push(post_as_get(
+        ORDER,
+        json_resp(200, order_json("valid", &[a1], Some(CERT))),
+    ));
+    script.push(post_as_get(CERT, pem_resp(&chain("root-a.test"))));
+    script.push(Ev::Unpublish);
+    let mut m = Mock::new(script);
+    m.run(
+        &mut c,
+        &mut Operation::order(order_req(&[ChallengeType::Http01])),
+    )
+    .unwrap();
+    let sleeps: Vec<&String> = m.trace.iter().filter(|t| t.starts_with("sleep")).collect();
+    assert_eq!(sleeps, ["sleep 1", "sleep 7"]);
+}
