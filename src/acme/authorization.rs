@@ -1,6 +1,19 @@
 //! Authorization objects (RFC 8555 §7.1.4) and the choice of a challenge (§7.5).
-use super::challenge::Challenge;
-use super::{AcmeError, ChallengeType, Identifier};
+use super::challenge::{token_is_valid, Challenge};
+use super::{AcmeError, ChallengeTask, ChallengeType, Identifier};
+use crate::crypto::challenge::key_authorization;
+
+/// An authorization that needs the client: a challenge to publish (and maybe start), or just
+/// to be waited for.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingAuthz {
+    pub url: String,
+    /// The order's name for it (`*.example.com` for a wildcard authorization).
+    pub name: String,
+    pub task: Option<ChallengeTask>,
+    /// The challenge is `pending`: it must be started (§7.5.1); `processing` ones already are.
+    pub start: bool,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Authorization {
@@ -48,13 +61,17 @@ impl Authorization {
 
     /// §7.5: the client picks one of the offered challenges. Takes the first of `prefs` that the
     /// server offers (for a wildcard the server offers only dns-01, §7.1.3).
-    pub fn choose(&self, prefs: &[ChallengeType]) -> Result<&Challenge, AcmeError> {
+    pub fn choose(
+        &self,
+        prefs: &[ChallengeType],
+    ) -> Result<(&Challenge, ChallengeType), AcmeError> {
         prefs
             .iter()
             .find_map(|t| {
                 self.challenges
                     .iter()
                     .find(|c| c.challenge_type() == Some(*t))
+                    .map(|c| (c, *t))
             })
             .ok_or_else(|| {
                 let offered: Vec<&str> = self.challenges.iter().map(|c| c.kind.as_str()).collect();
@@ -66,6 +83,62 @@ impl Authorization {
                     enabled.join(", ")
                 ))
             })
+    }
+
+    /// What the client must do for this authorization (fetched from `url`): nothing when it is
+    /// valid already (§7.1.6, e.g. reused from an earlier order); otherwise the chosen challenge
+    /// as a task, with its key authorization (§8.1: token "." base64url(JWK thumbprint)).
+    pub fn work(
+        &self,
+        url: &str,
+        prefs: &[ChallengeType],
+        thumbprint: &str,
+    ) -> Result<Option<PendingAuthz>, AcmeError> {
+        let invalid =
+            || AcmeError::Invalid(format!("challenge invalid: {}", self.describe_challenges()));
+        match self.status.as_str() {
+            "valid" => return Ok(None),
+            "pending" => {}
+            "invalid" => return Err(invalid()),
+            other => {
+                return Err(AcmeError::Invalid(format!(
+                    "authorization {url} for {} is {other}",
+                    self.name()
+                )))
+            }
+        }
+        let (chall, kind) = self.choose(prefs)?;
+        let (task, start) = match chall.status.as_str() {
+            "pending" | "processing" => {
+                let token = chall.token.as_deref().unwrap_or_default();
+                if !token_is_valid(token) {
+                    return Err(AcmeError::Malformed(format!(
+                        "challenge {} has an invalid token \"{}\"",
+                        chall.url,
+                        token.escape_default()
+                    )));
+                }
+                let task = ChallengeTask {
+                    kind,
+                    identifier: self.identifier.clone(),
+                    wildcard: self.wildcard,
+                    token: token.to_string(),
+                    key_authorization: key_authorization(token, thumbprint),
+                    url: chall.url.clone(),
+                    authz_url: url.to_string(),
+                };
+                (Some(task), chall.status == "pending")
+            }
+            // Validated already; the authorization will follow.
+            "valid" => (None, false),
+            _ => return Err(invalid()),
+        };
+        Ok(Some(PendingAuthz {
+            url: url.to_string(),
+            name: self.name(),
+            task,
+            start,
+        }))
     }
 
     /// Every challenge as `<type>: <status>[: <detail>]`, joined by `; ` (the original's text).
@@ -106,7 +179,7 @@ mod tests {
         let a = authz();
         assert_eq!(a.challenges.len(), 3);
         assert_eq!(a.name(), "*.example.com");
-        let pick = |p: &[ChallengeType]| a.choose(p).map(|c| c.kind.clone());
+        let pick = |p: &[ChallengeType]| a.choose(p).map(|(c, _)| c.kind.clone());
         assert_eq!(
             pick(&[ChallengeType::Http01, ChallengeType::Dns01]).unwrap(),
             "http-01"

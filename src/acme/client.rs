@@ -11,7 +11,8 @@ use std::sync::Arc;
 pub struct ClientConfig {
     /// The directory URL (RFC 8555 §7.1.1).
     pub directory_url: String,
-    /// How long an order may poll (authorizations, order readiness, finalization), seconds.
+    /// How long one polling phase of an order may last, seconds, counted from its first poll:
+    /// the authorizations (together), the order becoming ready, the order becoming valid.
     pub poll_timeout: f64,
     /// How many times a request is re-sent after `badNonce` (§6.5).
     pub bad_nonce_retries: u32,
@@ -91,10 +92,21 @@ pub struct ChallengeTask {
 }
 
 /// External account binding credentials (§7.3.4).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Eab {
     pub kid: String,
+    /// The MAC key, raw bytes (already base64url-decoded).
     pub hmac_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Eab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.debug_struct("Eab")
+            .field("kid", &self.kid)
+            .field("hmac_key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// newAccount input (§7.3).
@@ -128,29 +140,35 @@ pub struct OrderRequest {
 pub enum Action {
     /// Perform the request, then `handle_response` or `handle_transport_error`.
     Http(Request),
-    /// Sleep until this Unix time, then ask again.
-    Sleep {
-        until: f64,
-    },
+    /// Sleep until this Unix time (absolute, the same clock as `now`), then ask again.
+    Sleep { until: f64 },
     /// Make the challenge answerable, then `handle_published`.
     Publish(ChallengeTask),
     /// Remove a published challenge (best effort), then `handle_unpublished`.
     Unpublish(ChallengeTask),
+    /// The operation succeeded; further `next_action` calls return a `State` error.
     Done(Outcome),
+    /// The operation failed; further `next_action` calls return the same error.
     Failed(AcmeError),
 }
 
 /// The result of a finished operation.
 #[derive(Debug, Clone)]
 pub enum Outcome {
+    /// `Operation::directory`: `client.directory` is fresh.
     Directory,
+    /// `Operation::new_nonce`: a nonce for the caller (not pooled).
     Nonce(String),
+    /// `Operation::new_account`: the account URL (now `client.account_url`), its status, whether
+    /// it was created (201) or already existed (200), and the account object.
     Account {
         url: String,
         status: String,
         created: bool,
         body: serde_json::Value,
     },
+    /// `Operation::order`: the PEM chain chosen (default or preferred alternate), its URL, and
+    /// the order URL.
     Certificate {
         pem: String,
         url: String,

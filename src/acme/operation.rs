@@ -176,9 +176,10 @@ impl Operation {
                         self.end = Some(End::Done);
                         return Action::Done(outcome);
                     }
+                    // Through the flow, which may still have to clean up (or report it).
                     Step::Fail(err) => {
-                        self.end = Some(End::Failed(err.clone()));
-                        return Action::Failed(err);
+                        self.fail(err);
+                        continue;
                     }
                 }
             }

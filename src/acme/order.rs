@@ -1,16 +1,13 @@
 //! Orders (RFC 8555 §7.1.3) and the issuance flow (§7.4): newOrder, authorizations and
 //! challenges (§7.5), finalization, certificate download (§7.4.2).
-use super::authorization::Authorization;
+use super::authorization::{Authorization, PendingAuthz};
 use super::certificate::{chain_from_reply, root_is};
-use super::challenge::{token_is_valid, Challenge};
+use super::challenge::Challenge;
 use super::jws::{no_account_key, Signer, PEM_CHAIN};
 use super::link::links;
 use super::operation::{Call, Flow, Step};
 use super::poll::{backoff, retry_after, Poll, MAX_DELAY, MIN_DELAY};
-use super::{
-    AcmeError, ChallengeTask, ChallengeType, Client, OrderRequest, Outcome, Problem, Response,
-};
-use crate::crypto::challenge::key_authorization;
+use super::{AcmeError, ChallengeTask, Client, OrderRequest, Outcome, Problem, Response};
 use crate::crypto::encoding::b64url;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -88,17 +85,6 @@ impl OrderRequest {
         }
         Ok(())
     }
-}
-
-/// An authorization that needs work: a challenge to publish and start, or just waiting.
-#[derive(Debug, Clone)]
-struct PendingAuthz {
-    url: String,
-    /// The order's name for it (`*.example.com` for a wildcard authorization).
-    name: String,
-    task: Option<ChallengeTask>,
-    /// The challenge is `pending`: it must be started (§7.5.1); `processing` ones already are.
-    start: bool,
 }
 
 /// Where the issuance stands; each stage is named after what it waits for.
@@ -292,79 +278,6 @@ impl OrderFlow {
         Ok(())
     }
 
-    /// A fetched authorization (§7.5): already valid, or pick a challenge for it.
-    fn take_authorization(
-        &mut self,
-        client: &Client,
-        url: &str,
-        authz: &Authorization,
-    ) -> Result<(), AcmeError> {
-        match authz.status.as_str() {
-            "valid" => return Ok(()),
-            "pending" => {}
-            "invalid" => {
-                return Err(AcmeError::Invalid(format!(
-                    "challenge invalid: {}",
-                    authz.describe_challenges()
-                )))
-            }
-            other => {
-                return Err(AcmeError::Invalid(format!(
-                    "authorization {url} for {} is {other}",
-                    authz.name()
-                )))
-            }
-        }
-        let chall = authz.choose(&self.req.challenge_types)?;
-        let (task, start) = match chall.status.as_str() {
-            "pending" | "processing" => {
-                let token = chall.token.as_deref().unwrap_or_default();
-                if !token_is_valid(token) {
-                    return Err(AcmeError::Malformed(format!(
-                        "challenge {} has an invalid token \"{}\"",
-                        chall.url,
-                        token.escape_default()
-                    )));
-                }
-                let thumbprint = match &self.thumbprint {
-                    Some(t) => t.clone(),
-                    None => {
-                        let key = client.account_key.as_ref().ok_or_else(no_account_key)?;
-                        let t = key.thumbprint()?;
-                        self.thumbprint = Some(t.clone());
-                        t
-                    }
-                };
-                let task = ChallengeTask {
-                    kind: chall.challenge_type().unwrap_or(ChallengeType::Http01),
-                    identifier: authz.identifier.clone(),
-                    wildcard: authz.wildcard,
-                    token: token.to_string(),
-                    // §8.1: token "." base64url(JWK thumbprint).
-                    key_authorization: key_authorization(token, &thumbprint),
-                    url: chall.url.clone(),
-                    authz_url: url.to_string(),
-                };
-                (Some(task), chall.status == "pending")
-            }
-            // Validated already; the authorization will follow.
-            "valid" => (None, false),
-            _ => {
-                return Err(AcmeError::Invalid(format!(
-                    "challenge invalid: {}",
-                    authz.describe_challenges()
-                )))
-            }
-        };
-        self.pending.push(PendingAuthz {
-            url: url.to_string(),
-            name: authz.name(),
-            task,
-            start,
-        });
-        Ok(())
-    }
-
     /// A chain was chosen: the certificate is done (unpublishing follows).
     fn chain_chosen(&mut self, pem: String, url: String) {
         let outcome = Outcome::Certificate {
@@ -504,7 +417,16 @@ impl Flow for OrderFlow {
                 resp.expect_status(&[200], "authorization")?;
                 let url = self.authz_urls.get(i).cloned().unwrap_or_default();
                 let authz = Authorization::from_json(&resp.json("authorization")?, &url)?;
-                self.take_authorization(client, &url, &authz)?;
+                let thumbprint = match &self.thumbprint {
+                    Some(t) => t.clone(),
+                    None => {
+                        let key = client.account_key.as_ref().ok_or_else(no_account_key)?;
+                        self.thumbprint.insert(key.thumbprint()?).clone()
+                    }
+                };
+                if let Some(work) = authz.work(&url, &self.req.challenge_types, &thumbprint)? {
+                    self.pending.push(work);
+                }
                 if i + 1 < self.authz_urls.len() {
                     self.stage = Stage::AwaitingAuthorization(i + 1);
                 } else {
