@@ -11,6 +11,7 @@ pub mod encoding;
 mod error;
 pub mod jws;
 pub mod key;
+pub mod tls_alpn;
 
 pub use error::CryptoError;
 pub use key::{KeyType, PrivateKey};
