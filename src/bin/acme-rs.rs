@@ -226,6 +226,9 @@ impl Ctx {
         })?;
         let client = Client::new(ClientConfig {
             directory_url: directory.clone(),
+            // A badNonce reply carries a fresh nonce (RFC 8555 §6.5); retrying is cheap, and a
+            // CA rejecting nonces at random must not fail a whole order.
+            bad_nonce_retries: 20,
             ..ClientConfig::default()
         });
         Ok(Ctx {

@@ -105,9 +105,15 @@ fn describe(url: &str, err: &ureq::Error) -> String {
         ureq::Error::NativeTls(e) => {
             let m = e.to_string();
             if m.contains("certificate verify failed") {
+                // OpenSSL appends the verification result in parentheses at the end.
+                let reason = m
+                    .rfind('(')
+                    .map(|i| m[i + 1..].trim_end_matches(')').to_string())
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or(m.clone());
                 format!(
-                    "tls certificate of {host} is not trusted ({m}); \
-                     give the CA's root certificate as the trusted CA bundle"
+                    "tls certificate of {host} is not trusted: {reason} \
+                     (give the CA's root certificate as the trusted CA bundle)"
                 )
             } else {
                 format!("tls error with {host}: {m}")
