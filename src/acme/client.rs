@@ -1,6 +1,10 @@
 //! The account context and the operations that drive the protocol.
+pub use super::identifier::Identifier;
+use super::nonce::NoncePool;
+pub use super::operation::Operation;
 use super::{AcmeError, Request, Response};
 use crate::crypto::PrivateKey;
+use std::sync::Arc;
 
 /// Limits and timings of the state machine.
 #[derive(Debug, Clone)]
@@ -70,14 +74,6 @@ impl ChallengeType {
             _ => None,
         }
     }
-}
-
-/// An order identifier (RFC 8555 §9.7.7 `dns`, RFC 8738 `ip`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identifier {
-    /// `dns` or `ip`.
-    pub kind: String,
-    pub value: String,
 }
 
 /// What the caller must publish so that the CA can validate one authorization.
@@ -164,6 +160,8 @@ pub enum Outcome {
     KeyChanged,
     Deactivated,
     Response(Response),
+    /// RFC 9773 §4.2: the suggested window in Unix seconds; `retry_after` is an absolute Unix
+    /// time from the reply's Retry-After.
     RenewalInfo {
         start: i64,
         end: i64,
@@ -172,13 +170,27 @@ pub enum Outcome {
     },
 }
 
-/// The account context shared by operations.
+/// The account context shared by operations: the directory, the nonce pool, the account key
+/// and URL. Several operations may run interleaved against one client.
 pub struct Client {
     pub config: ClientConfig,
     pub directory: Option<Directory>,
     pub account_key: Option<PrivateKey>,
+    /// The account URL (`kid`, RFC 8555 §6.2), set by newAccount or by the caller.
     pub account_url: Option<String>,
-    pub(crate) nonces: Vec<String>,
+    pub(crate) nonces: NoncePool,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.config)
+            .field("directory", &self.directory.is_some())
+            .field("account_key", &self.account_key)
+            .field("account_url", &self.account_url)
+            .field("nonces", &self.nonces.len())
+            .finish()
+    }
 }
 
 impl Client {
@@ -188,28 +200,99 @@ impl Client {
             directory: None,
             account_key: None,
             account_url: None,
-            nonces: Vec::new(),
+            nonces: NoncePool::default(),
         }
     }
-}
 
-/// One protocol operation in progress.
-pub struct Operation {
-    _private: (),
+    /// Adds a nonce obtained elsewhere to the pool (ignored unless base64url, §6.5.1).
+    pub fn add_nonce(&mut self, nonce: String) {
+        self.nonces.push(nonce);
+    }
+
+    /// How many unused nonces are pooled.
+    pub fn nonce_count(&self) -> usize {
+        self.nonces.len()
+    }
+
+    /// Whether no nonce is pooled (the next signed request first asks newNonce).
+    pub fn nonces_empty(&self) -> bool {
+        self.nonces.is_empty()
+    }
 }
 
 impl Operation {
+    /// GET the directory (§7.1.1) even if the client has one → `Outcome::Directory`.
     pub fn directory() -> Operation {
-        Operation { _private: () }
+        Operation::from_flow(Box::new(super::directory::DirectoryFlow {
+            requested: false,
+        }))
     }
-    pub fn next_action(&mut self, client: &mut Client, now: f64) -> Action {
-        let _ = (client, now);
-        Action::Failed(AcmeError::State("not implemented".into()))
+
+    /// HEAD newNonce (§7.2) → `Outcome::Nonce(nonce)`; the nonce is not pooled.
+    pub fn new_nonce() -> Operation {
+        Operation::from_flow(Box::new(super::nonce::NonceFlow { nonce: None }))
     }
-    pub fn handle_response(&mut self, client: &mut Client, resp: Response, now: f64) {
-        let _ = (client, resp, now);
+
+    /// newAccount (§7.3) → `Outcome::Account`; sets `client.account_url`.
+    pub fn new_account(req: NewAccount) -> Operation {
+        Operation::from_flow(Box::new(super::account::NewAccountFlow {
+            req,
+            result: None,
+        }))
     }
-    pub fn handle_transport_error(&mut self, client: &mut Client, err: String) {
-        let _ = (client, err);
+
+    /// The whole issuance (§7.4) → `Outcome::Certificate`.
+    pub fn order(req: OrderRequest) -> Operation {
+        Operation::from_flow(Box::new(super::order::OrderFlow::new(req)))
+    }
+
+    /// revokeCert (§7.6) → `Outcome::Revoked`. `reason` is an RFC 5280 §5.3.1 code; with
+    /// `cert_key` the request is signed by the certificate's key (`jwk`) instead of the account.
+    pub fn revoke(
+        cert_der: Vec<u8>,
+        reason: Option<u32>,
+        cert_key: Option<PrivateKey>,
+    ) -> Operation {
+        Operation::from_flow(Box::new(super::certificate::RevokeFlow {
+            cert_der,
+            reason,
+            cert_key: cert_key.map(Arc::new),
+            done: false,
+        }))
+    }
+
+    /// Account key rollover (§7.3.5) → `Outcome::KeyChanged`; on success
+    /// `client.account_key` is `new_key`.
+    pub fn key_change(new_key: PrivateKey) -> Operation {
+        Operation::from_flow(Box::new(super::account::KeyChangeFlow {
+            new_key: Some(new_key),
+            sent: false,
+            done: false,
+        }))
+    }
+
+    /// Account deactivation (§7.3.6) → `Outcome::Deactivated`.
+    pub fn deactivate_account() -> Operation {
+        Operation::from_flow(Box::new(super::account::DeactivateFlow { done: false }))
+    }
+
+    /// A signed POST (`kid`) of `payload_json` (`None` = POST-as-GET, §6.3) to `url` →
+    /// `Outcome::Response` for any status below 400 that is not a problem document. With an
+    /// explicit `nonce`, that nonce is used and `badNonce` is not retried.
+    pub fn post(url: String, payload_json: Option<String>, nonce: Option<String>) -> Operation {
+        Operation::from_flow(Box::new(super::operation::PostFlow {
+            url,
+            payload: payload_json,
+            nonce,
+            result: None,
+        }))
+    }
+
+    /// ACME Renewal Information (RFC 9773 §4.2) for a CertID → `Outcome::RenewalInfo`.
+    pub fn renewal_info(ari_cert_id: String) -> Operation {
+        Operation::from_flow(Box::new(super::renewal_info::RenewalInfoFlow {
+            cert_id: ari_cert_id,
+            result: None,
+        }))
     }
 }

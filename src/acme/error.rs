@@ -25,6 +25,8 @@ pub enum AcmeError {
     /// The operation was misused (e.g. no account URL yet).
     State(String),
     Crypto(CryptoError),
+    /// The directory could not be read (§7.1.1); the text is the original library's.
+    Directory(String),
 }
 
 impl AcmeError {
@@ -51,6 +53,7 @@ impl fmt::Display for AcmeError {
             AcmeError::Publish(m) => write!(f, "publishing challenge failed: {m}"),
             AcmeError::State(m) => write!(f, "{m}"),
             AcmeError::Crypto(e) => write!(f, "{e}"),
+            AcmeError::Directory(m) => write!(f, "{m}"),
         }
     }
 }

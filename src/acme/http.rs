@@ -55,3 +55,31 @@ impl Response {
             .collect()
     }
 }
+
+impl Response {
+    /// Fails with a clear error unless the status is one of `ok`; `what` names the request.
+    pub(crate) fn expect_status(&self, ok: &[u16], what: &str) -> Result<(), super::AcmeError> {
+        if ok.contains(&self.status) {
+            Ok(())
+        } else {
+            Err(super::problem::unexpected(self, what))
+        }
+    }
+
+    /// The body as a JSON object; `what` names the request in the error.
+    pub(crate) fn json(&self, what: &str) -> Result<serde_json::Value, super::AcmeError> {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .filter(|v| v.is_object())
+            .ok_or_else(|| {
+                super::AcmeError::Malformed(format!(
+                    "{what}: the reply (status {}, content-type {}) is not a JSON object: {}",
+                    self.status,
+                    super::problem::quote_body(
+                        self.header("content-type").unwrap_or("none").as_bytes()
+                    ),
+                    super::problem::quote_body(&self.body)
+                ))
+            })
+    }
+}

@@ -5,16 +5,56 @@
 //! [`Operation::next_action`] what to do, does it (an HTTP exchange, a sleep, publishing a
 //! challenge), and feeds the result back through a `handle_*` method, until the action is
 //! [`Action::Done`] or [`Action::Failed`]. The caller passes `now` (Unix seconds) in.
+//!
+//! ```no_run
+//! # use resty_acme_core::acme::*;
+//! # fn transport(_: &Request) -> Result<Response, String> { unimplemented!() }
+//! # fn run(client: &mut Client, req: OrderRequest, now: impl Fn() -> f64) -> Result<Outcome, AcmeError> {
+//! let mut op = Operation::order(req);
+//! loop {
+//!     match op.next_action(client, now()) {
+//!         Action::Http(req) => match transport(&req) {
+//!             Ok(resp) => op.handle_response(client, resp, now()),
+//!             Err(e) => op.handle_transport_error(client, e),
+//!         },
+//!         Action::Sleep { until } => { /* sleep until `until`, then ask again */ }
+//!         Action::Publish(task) => op.handle_published(client, Ok(())),
+//!         Action::Unpublish(task) => op.handle_unpublished(client),
+//!         Action::Done(outcome) => return Ok(outcome),
+//!         Action::Failed(err) => return Err(err),
+//!     }
+//! }
+//! # }
+//! ```
 
+mod account;
+mod authorization;
+mod certificate;
+mod challenge;
+pub mod client;
+mod directory;
 mod error;
 pub mod http;
+mod identifier;
+mod jws;
+mod link;
+mod nonce;
+mod operation;
+mod order;
+mod poll;
 pub mod problem;
+mod renewal_info;
+mod timestamp;
 
-pub use error::AcmeError;
-pub use http::{Method, Request, Response};
-pub use problem::Problem;
-pub mod client;
+#[cfg(test)]
+mod tests;
+
 pub use client::{
     Action, ChallengeTask, ChallengeType, Client, ClientConfig, Directory, Eab, Identifier,
     NewAccount, Operation, OrderRequest, Outcome,
 };
+pub use error::AcmeError;
+pub use http::{Method, Request, Response};
+pub use link::parse_field as parse_link_header;
+pub use problem::Problem;
+pub use timestamp::{parse_http_date, parse_rfc3339};

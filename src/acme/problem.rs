@@ -1,4 +1,6 @@
-//! Problem documents (RFC 7807, RFC 8555 §6.7).
+//! Problem documents (RFC 7807, RFC 8555 §6.7) and the classification of error replies.
+use super::poll::retry_after;
+use super::{AcmeError, Identifier, Response};
 
 /// A problem document returned by the CA.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -32,21 +34,15 @@ impl Problem {
 }
 
 impl std::fmt::Display for Problem {
+    /// `<type> (<status>): <detail>; <subproblem> [<identifier>]...`; the status is left out
+    /// for problems embedded in objects (status 0).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.detail {
-            Some(d) => write!(
-                f,
-                "{} ({}): {}",
-                self.acme_type().unwrap_or(&self.kind),
-                self.status,
-                d
-            )?,
-            None => write!(
-                f,
-                "{} ({})",
-                self.acme_type().unwrap_or(&self.kind),
-                self.status
-            )?,
+        write!(f, "{}", self.acme_type().unwrap_or(&self.kind))?;
+        if self.status != 0 {
+            write!(f, " ({})", self.status)?;
+        }
+        if let Some(d) = &self.detail {
+            write!(f, ": {d}")?;
         }
         for sp in &self.subproblems {
             write!(f, "; {}", sp)?;
@@ -56,4 +52,143 @@ impl std::fmt::Display for Problem {
         }
         Ok(())
     }
+}
+
+/// The media type of a response (`Content-Type` without parameters, lower case), or "".
+pub(crate) fn media_type(resp: &Response) -> String {
+    resp.header("content-type")
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// How many bytes of an unexpected body an error message quotes.
+const QUOTE_MAX: usize = 200;
+
+/// The start of a body, printable ASCII only, whitespace runs folded: safe for a log line.
+pub(crate) fn quote_body(body: &[u8]) -> String {
+    let mut out = String::new();
+    let mut space = false;
+    for &b in body.iter().take(QUOTE_MAX) {
+        if b.is_ascii_whitespace() {
+            space = !out.is_empty();
+            continue;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        out.push(if b.is_ascii_graphic() { b as char } else { '?' });
+    }
+    if body.len() > QUOTE_MAX {
+        out.push_str("...");
+    }
+    out
+}
+
+impl Problem {
+    /// Reads a problem document (RFC 7807 §3.1, RFC 8555 §6.7). `status` is the HTTP status,
+    /// which wins over the document's own `status` member; subproblems (§6.7.1) inherit it.
+    pub fn from_json(doc: &serde_json::Value, status: u16, retry_after: Option<f64>) -> Problem {
+        let text = |k: &str| doc.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let subproblems = doc
+            .get("subproblems")
+            .and_then(|v| v.as_array())
+            .map(|list| {
+                list.iter()
+                    .filter(|v| v.is_object())
+                    .map(|sp| {
+                        let mut p = Problem::from_json(sp, status, None);
+                        p.status = sp
+                            .get("status")
+                            .and_then(|s| s.as_u64())
+                            .and_then(|s| u16::try_from(s).ok())
+                            .unwrap_or(status);
+                        p
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Problem {
+            // RFC 7807 §4.2: a missing type means "about:blank".
+            kind: text("type").unwrap_or_else(|| "about:blank".into()),
+            detail: text("detail"),
+            status,
+            subproblems,
+            identifier: doc
+                .get("identifier")
+                .and_then(Identifier::from_json)
+                .map(|id| id.to_string()),
+            retry_after,
+        }
+    }
+
+    /// Whether this is the ACME error `name` (`badNonce`, `rateLimited`, ...).
+    pub fn is(&self, name: &str) -> bool {
+        self.acme_type() == Some(name)
+    }
+
+    /// `detail`, or else `type`: the text the original client returned as its error.
+    pub fn message(&self) -> &str {
+        self.detail.as_deref().unwrap_or(&self.kind)
+    }
+}
+
+/// Classifies a response before any protocol logic looks at it: oversize bodies, problem
+/// documents (§6.7; `application/problem+json`, or any JSON error body with a `type`), and
+/// other error statuses. `Ok` means the body may be used as the reply it claims to be.
+pub fn check_response(resp: &Response, max_body: usize, now: f64) -> Result<(), AcmeError> {
+    check_size(resp, max_body)?;
+    let ct = media_type(resp);
+    let is_problem = ct == "application/problem+json";
+    if !is_problem && resp.status < 400 {
+        return Ok(());
+    }
+    let doc = serde_json::from_slice::<serde_json::Value>(&resp.body)
+        .ok()
+        .filter(|d| d.is_object() && (is_problem || d.get("type").is_some_and(|t| t.is_string())));
+    match doc {
+        Some(doc) => Err(AcmeError::Problem(Problem::from_json(
+            &doc,
+            resp.status,
+            retry_after(resp, now),
+        ))),
+        None if is_problem => Err(AcmeError::Malformed(format!(
+            "undecodable problem document (status {}): {}",
+            resp.status,
+            quote_body(&resp.body)
+        ))),
+        None => Err(unexpected(resp, "")),
+    }
+}
+
+/// The error for a status the protocol step did not expect, naming status and content type and
+/// quoting the start of the body.
+pub(crate) fn unexpected(resp: &Response, context: &str) -> AcmeError {
+    let ct = resp.header("content-type").unwrap_or("none");
+    let sep = if context.is_empty() { "" } else { " " };
+    let body = quote_body(&resp.body);
+    AcmeError::Malformed(format!(
+        "{context}{sep}unexpected status {} (content-type {}){}{}",
+        resp.status,
+        quote_body(ct.as_bytes()),
+        if body.is_empty() { "" } else { ": " },
+        body
+    ))
+}
+
+/// Bodies larger than the configured limit are refused whatever they are.
+pub(crate) fn check_size(resp: &Response, max_body: usize) -> Result<(), AcmeError> {
+    if resp.body.len() > max_body {
+        return Err(AcmeError::Malformed(format!(
+            "response body of {} bytes (status {}) exceeds the limit of {} bytes",
+            resp.body.len(),
+            resp.status,
+            max_body
+        )));
+    }
+    Ok(())
 }

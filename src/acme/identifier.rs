@@ -1,0 +1,261 @@
+//! Order identifiers: `dns` (RFC 8555 §9.7.7) and `ip` (RFC 8738).
+use super::AcmeError;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// An order identifier (RFC 8555 §9.7.7 `dns`, RFC 8738 `ip`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identifier {
+    /// `dns` or `ip`.
+    pub kind: String,
+    pub value: String,
+}
+
+/// RFC 1035 §2.3.4 / RFC 1123 §2.1: a label is at most 63 octets, a name at most 253 in text.
+const MAX_LABEL: usize = 63;
+const MAX_NAME: usize = 253;
+
+impl Identifier {
+    /// A `dns` identifier taken as is (no validation; see [`Identifier::parse`]).
+    pub fn dns(value: impl Into<String>) -> Identifier {
+        Identifier {
+            kind: "dns".into(),
+            value: value.into(),
+        }
+    }
+
+    /// An `ip` identifier taken as is (RFC 8738 §3; no validation).
+    pub fn ip(value: impl Into<String>) -> Identifier {
+        Identifier {
+            kind: "ip".into(),
+            value: value.into(),
+        }
+    }
+
+    /// Validates and normalises a name as an operator would write it.
+    ///
+    /// IPv4 and IPv6 literals (IPv6 optionally in brackets) become `ip` identifiers in their
+    /// canonical text form (RFC 8738 §3, RFC 5952); anything else must be a DNS name made of
+    /// letter-digit-hyphen labels, optionally starting with `*.` (RFC 8555 §7.1.3), which is
+    /// lower-cased.
+    pub fn parse(name: &str) -> Result<Identifier, AcmeError> {
+        let bad = |why: &str| {
+            AcmeError::InvalidInput(format!(
+                "invalid identifier \"{}\": {why}",
+                name.escape_default()
+            ))
+        };
+        if name.is_empty() {
+            return Err(bad("empty"));
+        }
+        if let Some(c) = name.chars().find(|c| !c.is_ascii()) {
+            return Err(bad(&format!(
+                "non-ASCII character '{}' (use the A-label form)",
+                c.escape_default()
+            )));
+        }
+        for (c, what) in [('\0', "NUL"), ('/', "'/'"), ('\\', "'\\'")] {
+            if name.contains(c) {
+                return Err(bad(&format!("contains {what}")));
+            }
+        }
+        if let Ok(v4) = name.parse::<Ipv4Addr>() {
+            return Ok(Identifier::ip(v4.to_string()));
+        }
+        let unbracketed = name
+            .strip_prefix('[')
+            .and_then(|s| s.strip_suffix(']'))
+            .unwrap_or(name);
+        if let Ok(v6) = unbracketed.parse::<Ipv6Addr>() {
+            return Ok(Identifier::ip(v6.to_string()));
+        }
+        if unbracketed != name || name.contains(':') {
+            return Err(bad("not a valid IP address"));
+        }
+        if name.contains("..") {
+            return Err(bad("empty label"));
+        }
+        if name.ends_with('.') {
+            return Err(bad("trailing dot"));
+        }
+        if name.len() > MAX_NAME {
+            return Err(bad(&format!("longer than {MAX_NAME} characters")));
+        }
+        let lower = name.to_ascii_lowercase();
+        // §7.1.3: a wildcard is `*.` followed by a name; `*` appears nowhere else.
+        let base = lower.strip_prefix("*.").unwrap_or(&lower);
+        let labels: Vec<&str> = base.split('.').collect();
+        for label in &labels {
+            if label.is_empty() {
+                return Err(bad("empty label"));
+            }
+            if label.len() > MAX_LABEL {
+                return Err(bad(&format!("label longer than {MAX_LABEL} characters")));
+            }
+            if let Some(c) = label
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+            {
+                return Err(bad(&format!(
+                    "character '{}' not allowed",
+                    c.escape_default()
+                )));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(bad("label starts or ends with '-'"));
+            }
+        }
+        // RFC 3696 §2: a top-level label is never all-numeric; such a name is a mistyped IP.
+        if labels
+            .last()
+            .is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Err(bad(
+                "all-numeric last label (not a valid IP address either)",
+            ));
+        }
+        Ok(Identifier::dns(lower))
+    }
+
+    /// Whether this is a wildcard `dns` identifier (`*.example.com`, RFC 8555 §7.1.3).
+    pub fn wildcard(&self) -> bool {
+        self.kind == "dns" && self.value.starts_with("*.")
+    }
+
+    /// The value without a leading `*.`: the name an authorization is about (§7.1.4).
+    pub fn base(&self) -> &str {
+        if self.wildcard() {
+            &self.value[2..]
+        } else {
+            &self.value
+        }
+    }
+
+    /// Whether the value is an IP literal (RFC 8738).
+    pub fn is_ip(&self) -> bool {
+        self.kind == "ip" && self.value.parse::<IpAddr>().is_ok()
+    }
+
+    /// The JSON object of §7.1.3/§7.1.4: `{"type": ..., "value": ...}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "type": self.kind, "value": self.value })
+    }
+
+    /// Reads an identifier object; `None` when `type` or `value` is missing.
+    pub fn from_json(v: &serde_json::Value) -> Option<Identifier> {
+        Some(Identifier {
+            kind: v.get("type")?.as_str()?.to_string(),
+            value: v.get("value")?.as_str()?.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Identifier {
+    /// `dns:example.com`, the form problem subproblems are reported in.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind, self.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_names_table() {
+        let ok = [
+            ("example.com", "dns", "example.com"),
+            ("Example.COM", "dns", "example.com"),
+            ("*.example.com", "dns", "*.example.com"),
+            ("*.EXAMPLE.com", "dns", "*.example.com"),
+            ("localhost", "dns", "localhost"),
+            ("a-b.c0.example", "dns", "a-b.c0.example"),
+            ("xn--bcher-kva.example", "dns", "xn--bcher-kva.example"),
+            ("1.2.3.4", "ip", "1.2.3.4"),
+            ("127.0.0.1", "ip", "127.0.0.1"),
+            ("::1", "ip", "::1"),
+            ("[::1]", "ip", "::1"),
+            ("2001:DB8:0:0:0:0:0:1", "ip", "2001:db8::1"),
+            ("2001:0db8::0001", "ip", "2001:db8::1"),
+            ("9.example", "dns", "9.example"),
+        ];
+        for (input, kind, value) in ok {
+            let id = Identifier::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(
+                (id.kind.as_str(), id.value.as_str()),
+                (kind, value),
+                "{input}"
+            );
+        }
+        let label63 = "a".repeat(63);
+        assert!(Identifier::parse(&format!("{label63}.com")).is_ok());
+        let long = format!("{0}.{0}.{0}.{1}.com", label63, "a".repeat(57));
+        assert_eq!(long.len(), 253);
+        assert!(Identifier::parse(&long).is_ok());
+    }
+
+    #[test]
+    fn rejected_names_table() {
+        let label64 = "a".repeat(64);
+        let too_long = format!("{0}.{0}.{0}.{1}.com", "a".repeat(63), "a".repeat(58));
+        let cases: Vec<(String, &str)> = vec![
+            ("".into(), "empty"),
+            ("a..b".into(), "empty label"),
+            ("..".into(), "empty label"),
+            (".example.com".into(), "empty label"),
+            ("example.com.".into(), "trailing dot"),
+            ("a/b".into(), "'/'"),
+            ("a\\b".into(), "'\\'"),
+            ("a\0b".into(), "NUL"),
+            ("bücher.example".into(), "non-ASCII"),
+            ("exa mple.com".into(), "' '"),
+            ("under_score.com".into(), "'_'"),
+            ("-a.com".into(), "'-'"),
+            ("a-.com".into(), "'-'"),
+            ("a.*.com".into(), "'*'"),
+            ("*".into(), "'*'"),
+            ("**.com".into(), "'*'"),
+            ("*.1.2.3.4".into(), "all-numeric"),
+            ("1.2.3".into(), "all-numeric"),
+            ("256.1.1.1".into(), "all-numeric"),
+            ("01.2.3.4".into(), "all-numeric"),
+            ("[1.2.3.4]".into(), "IP"),
+            ("::g".into(), "IP"),
+            ("[::1".into(), "IP"),
+            (format!("{label64}.com"), "label longer"),
+            (too_long, "longer than 253"),
+        ];
+        for (input, want) in cases {
+            match Identifier::parse(&input) {
+                Ok(id) => panic!("{input:?} accepted as {id:?}"),
+                Err(AcmeError::InvalidInput(m)) => {
+                    assert!(m.contains(want), "{input:?}: {m}");
+                    assert!(m.starts_with("invalid identifier \""), "{m}");
+                }
+                Err(e) => panic!("{input:?}: wrong error {e:?}"),
+            }
+        }
+        // The input is named escaped, never raw.
+        let Err(e) = Identifier::parse("a\0b\n") else {
+            panic!("accepted")
+        };
+        assert!(e.to_string().contains("a\\u{0}b\\n"), "{e}");
+    }
+
+    #[test]
+    fn wildcard_and_base() {
+        let w = Identifier::parse("*.example.com").unwrap();
+        assert!(w.wildcard());
+        assert_eq!(w.base(), "example.com");
+        let n = Identifier::parse("example.com").unwrap();
+        assert!(!n.wildcard());
+        assert_eq!(n.base(), "example.com");
+        assert!(!Identifier::parse("::1").unwrap().wildcard());
+        assert!(Identifier::parse("::1").unwrap().is_ip());
+        assert_eq!(n.to_string(), "dns:example.com");
+        assert_eq!(
+            n.to_json(),
+            serde_json::json!({"type": "dns", "value": "example.com"})
+        );
+        assert_eq!(Identifier::from_json(&n.to_json()), Some(n));
+    }
+}

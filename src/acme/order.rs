@@ -1,0 +1,727 @@
+//! Orders (RFC 8555 §7.1.3) and the issuance flow (§7.4): newOrder, authorizations and
+//! challenges (§7.5), finalization, certificate download (§7.4.2).
+use super::authorization::Authorization;
+use super::certificate::{chain_from_reply, root_is};
+use super::challenge::{token_is_valid, Challenge};
+use super::jws::{no_account_key, Signer, PEM_CHAIN};
+use super::link::links;
+use super::operation::{Call, Flow, Step};
+use super::poll::{backoff, retry_after, Poll, MAX_DELAY, MIN_DELAY};
+use super::{
+    AcmeError, ChallengeTask, ChallengeType, Client, OrderRequest, Outcome, Problem, Response,
+};
+use crate::crypto::challenge::key_authorization;
+use crate::crypto::encoding::b64url;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Order {
+    /// `pending`, `ready`, `processing`, `valid` or `invalid` (§7.1.6).
+    pub status: String,
+    pub authorizations: Vec<String>,
+    pub finalize: String,
+    pub certificate: Option<String>,
+    pub error: Option<Problem>,
+}
+
+impl Order {
+    pub fn from_json(v: &serde_json::Value, url: &str) -> Result<Order, AcmeError> {
+        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        let malformed = |what: &str| AcmeError::Malformed(format!("order {url}: {what}"));
+        let authorizations = v
+            .get("authorizations")
+            .and_then(|a| a.as_array())
+            .ok_or_else(|| malformed("no authorizations"))?
+            .iter()
+            .map(|a| a.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| malformed("authorization URL is not a string"))?;
+        Ok(Order {
+            status: text("status").ok_or_else(|| malformed("no status"))?,
+            authorizations,
+            finalize: text("finalize").ok_or_else(|| malformed("no finalize URL"))?,
+            certificate: text("certificate"),
+            error: v
+                .get("error")
+                .filter(|e| e.is_object())
+                .map(|e| Problem::from_json(e, 0, None)),
+        })
+    }
+
+    /// The text of an `invalid` order: its error when it has one.
+    pub fn invalid_reason(&self, url: &str) -> String {
+        match &self.error {
+            Some(p) => format!("order {url} is invalid: {p}"),
+            None => format!("order {url} is invalid"),
+        }
+    }
+}
+
+impl OrderRequest {
+    /// The newOrder payload (§7.4): identifiers, and the optional `profile`
+    /// (draft-ietf-acme-profiles) and `replaces` (RFC 9773 §5).
+    pub(crate) fn payload(&self) -> serde_json::Value {
+        let mut p = serde_json::json!({
+            "identifiers": self.identifiers.iter().map(|i| i.to_json()).collect::<Vec<_>>(),
+        });
+        if let Some(profile) = &self.profile {
+            p["profile"] = profile.clone().into();
+        }
+        if let Some(replaces) = &self.replaces {
+            p["replaces"] = replaces.clone().into();
+        }
+        p
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), AcmeError> {
+        if self.identifiers.is_empty() {
+            return Err(AcmeError::InvalidInput(
+                "the order has no identifiers".into(),
+            ));
+        }
+        if self.challenge_types.is_empty() {
+            return Err(AcmeError::InvalidInput(
+                "at least one challenge type is needed".into(),
+            ));
+        }
+        if self.csr_der.is_empty() {
+            return Err(AcmeError::InvalidInput("the order has no CSR".into()));
+        }
+        Ok(())
+    }
+}
+
+/// An authorization that needs work: a challenge to publish and start, or just waiting.
+#[derive(Debug, Clone)]
+struct PendingAuthz {
+    url: String,
+    /// The order's name for it (`*.example.com` for a wildcard authorization).
+    name: String,
+    task: Option<ChallengeTask>,
+    /// The challenge is `pending`: it must be started (§7.5.1); `processing` ones already are.
+    start: bool,
+}
+
+/// Where the issuance stands; each stage is named after what it waits for.
+#[derive(Debug)]
+enum Stage {
+    /// The newOrder reply (§7.4).
+    AwaitingOrder,
+    /// The authorization at this index of the order's list (§7.5).
+    AwaitingAuthorization(usize),
+    /// The caller publishing the challenge of `pending[i]`.
+    AwaitingPublish(usize),
+    /// The reply to starting the challenge of `pending[i]` (§7.5.1).
+    AwaitingChallengeStart(usize),
+    /// `pending[i]` becoming valid (polled).
+    AwaitingAuthorizationValid(usize),
+    /// The order becoming `ready` (polled).
+    AwaitingOrderReady,
+    /// The finalize reply (§7.4).
+    AwaitingFinalize,
+    /// The order becoming `valid` with a certificate URL (polled).
+    AwaitingOrderValid,
+    /// The default certificate chain (§7.4.2).
+    AwaitingCertificate,
+    /// The alternate chain at this index.
+    AwaitingAlternate(usize),
+    /// The caller removing `published[i]`; then the result is reported.
+    AwaitingUnpublish(usize),
+    /// The result was reported.
+    Finished,
+}
+
+/// `Operation::order`: newOrder, authorizations, challenges, finalize, download (§7.4).
+pub(crate) struct OrderFlow {
+    req: OrderRequest,
+    stage: Stage,
+    order_url: String,
+    finalize_url: String,
+    cert_url: String,
+    authz_urls: Vec<String>,
+    pending: Vec<PendingAuthz>,
+    /// Everything handed to the caller for publishing, removed again at the end.
+    published: Vec<ChallengeTask>,
+    thumbprint: Option<String>,
+    /// The current polling phase; created at its first poll.
+    poll: Option<Poll>,
+    /// Delay before the first poll of the next phase.
+    first_delay: f64,
+    /// The default chain and its URL while alternates are tried.
+    default_chain: Option<(String, String)>,
+    alternates: Vec<String>,
+    /// The result once known, reported after unpublishing.
+    result: Option<Result<Outcome, AcmeError>>,
+}
+
+impl OrderFlow {
+    pub(crate) fn new(req: OrderRequest) -> OrderFlow {
+        OrderFlow {
+            req,
+            stage: Stage::AwaitingOrder,
+            order_url: String::new(),
+            finalize_url: String::new(),
+            cert_url: String::new(),
+            authz_urls: Vec::new(),
+            pending: Vec::new(),
+            published: Vec::new(),
+            thumbprint: None,
+            poll: None,
+            first_delay: 0.0,
+            default_chain: None,
+            alternates: Vec::new(),
+            result: None,
+        }
+    }
+
+    /// Ends with `result`, after removing every published challenge.
+    fn finish(&mut self, result: Result<Outcome, AcmeError>) {
+        self.result = Some(result);
+        self.stage = if self.published.is_empty() {
+            Stage::Finished
+        } else {
+            Stage::AwaitingUnpublish(0)
+        };
+    }
+
+    /// Starts a polling phase; its deadline is fixed at its first poll.
+    fn enter_poll(&mut self, stage: Stage, first_delay: f64) {
+        self.poll = None;
+        self.first_delay = first_delay;
+        self.stage = stage;
+    }
+
+    /// The poll of the current phase, created at `now` on first use.
+    fn poll_step(&mut self, client: &Client, now: f64, url: &str) -> Step {
+        let timeout = client.config.poll_timeout;
+        let first = self.first_delay;
+        let poll = self
+            .poll
+            .get_or_insert_with(|| Poll::start(now, timeout, first));
+        if poll.due(now) {
+            Step::Call(Call::post(url, None))
+        } else {
+            Step::Sleep(poll.next_at)
+        }
+    }
+
+    /// After a reply that is not final yet: when to poll again, or a timeout naming `what`.
+    fn repoll(&mut self, resp: &Response, now: f64, what: String) -> Result<(), AcmeError> {
+        let Some(poll) = self.poll.as_mut() else {
+            return Err(AcmeError::State("no polling in progress".into()));
+        };
+        poll.reschedule(resp, now).map_err(|_| {
+            AcmeError::Timeout(format!(
+                "{what} after polling for {:.0}s",
+                now - poll.started
+            ))
+        })
+    }
+
+    /// After every authorization was fetched: publish, start, poll, in that order.
+    fn after_authorizations(&mut self) {
+        if let Some(i) = self.pending.iter().position(|p| p.task.is_some()) {
+            self.stage = Stage::AwaitingPublish(i);
+        } else {
+            self.after_publishing();
+        }
+    }
+
+    fn after_publishing(&mut self) {
+        match self.pending.iter().position(|p| p.start) {
+            Some(i) => self.stage = Stage::AwaitingChallengeStart(i),
+            None => self.after_starting(false),
+        }
+    }
+
+    fn after_starting(&mut self, started: bool) {
+        if self.pending.is_empty() {
+            self.enter_poll(Stage::AwaitingOrderReady, 0.0);
+        } else {
+            // Give the CA a moment to validate what was just started.
+            let first = if started { backoff(0) } else { 0.0 };
+            self.enter_poll(Stage::AwaitingAuthorizationValid(0), first);
+        }
+    }
+
+    /// Moves on from an order object according to its status (§7.1.6).
+    fn follow_order(&mut self, order: &Order, resp: &Response, now: f64) -> Result<(), AcmeError> {
+        match order.status.as_str() {
+            "ready" => self.stage = Stage::AwaitingFinalize,
+            "valid" => match &order.certificate {
+                Some(url) => {
+                    self.cert_url = url.clone();
+                    self.stage = Stage::AwaitingCertificate;
+                }
+                None => {
+                    return Err(AcmeError::Malformed(format!(
+                        "order {} is valid but has no certificate URL",
+                        self.order_url
+                    )))
+                }
+            },
+            "invalid" => return Err(AcmeError::Invalid(order.invalid_reason(&self.order_url))),
+            "processing" => {
+                if !matches!(self.stage, Stage::AwaitingOrderValid) {
+                    let first = retry_after(resp, now)
+                        .map_or(backoff(0), |at| (at - now).clamp(MIN_DELAY, MAX_DELAY));
+                    self.enter_poll(Stage::AwaitingOrderValid, first);
+                } else {
+                    self.repoll(
+                        resp,
+                        now,
+                        format!("order {} is still processing", self.order_url),
+                    )?;
+                }
+            }
+            "pending" => {
+                if matches!(self.stage, Stage::AwaitingOrderReady) {
+                    self.repoll(
+                        resp,
+                        now,
+                        format!("order {} is still pending", self.order_url),
+                    )?;
+                }
+            }
+            other => {
+                return Err(AcmeError::Malformed(format!(
+                    "order {} has unknown status {other:?}",
+                    self.order_url
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// A fetched authorization (§7.5): already valid, or pick a challenge for it.
+    fn take_authorization(
+        &mut self,
+        client: &Client,
+        url: &str,
+        authz: &Authorization,
+    ) -> Result<(), AcmeError> {
+        match authz.status.as_str() {
+            "valid" => return Ok(()),
+            "pending" => {}
+            "invalid" => {
+                return Err(AcmeError::Invalid(format!(
+                    "challenge invalid: {}",
+                    authz.describe_challenges()
+                )))
+            }
+            other => {
+                return Err(AcmeError::Invalid(format!(
+                    "authorization {url} for {} is {other}",
+                    authz.name()
+                )))
+            }
+        }
+        let chall = authz.choose(&self.req.challenge_types)?;
+        let (task, start) = match chall.status.as_str() {
+            "pending" | "processing" => {
+                let token = chall.token.as_deref().unwrap_or_default();
+                if !token_is_valid(token) {
+                    return Err(AcmeError::Malformed(format!(
+                        "challenge {} has an invalid token \"{}\"",
+                        chall.url,
+                        token.escape_default()
+                    )));
+                }
+                let thumbprint = match &self.thumbprint {
+                    Some(t) => t.clone(),
+                    None => {
+                        let key = client.account_key.as_ref().ok_or_else(no_account_key)?;
+                        let t = key.thumbprint()?;
+                        self.thumbprint = Some(t.clone());
+                        t
+                    }
+                };
+                let task = ChallengeTask {
+                    kind: chall.challenge_type().unwrap_or(ChallengeType::Http01),
+                    identifier: authz.identifier.clone(),
+                    wildcard: authz.wildcard,
+                    token: token.to_string(),
+                    // §8.1: token "." base64url(JWK thumbprint).
+                    key_authorization: key_authorization(token, &thumbprint),
+                    url: chall.url.clone(),
+                    authz_url: url.to_string(),
+                };
+                (Some(task), chall.status == "pending")
+            }
+            // Validated already; the authorization will follow.
+            "valid" => (None, false),
+            _ => {
+                return Err(AcmeError::Invalid(format!(
+                    "challenge invalid: {}",
+                    authz.describe_challenges()
+                )))
+            }
+        };
+        self.pending.push(PendingAuthz {
+            url: url.to_string(),
+            name: authz.name(),
+            task,
+            start,
+        });
+        Ok(())
+    }
+
+    /// A chain was chosen: the certificate is done (unpublishing follows).
+    fn chain_chosen(&mut self, pem: String, url: String) {
+        let outcome = Outcome::Certificate {
+            pem,
+            url,
+            order_url: self.order_url.clone(),
+        };
+        self.finish(Ok(outcome));
+    }
+
+    /// Tries the next alternate chain, or settles for the default.
+    fn next_alternate(&mut self, i: usize) {
+        if i < self.alternates.len() {
+            self.stage = Stage::AwaitingAlternate(i);
+        } else if let Some((pem, url)) = self.default_chain.take() {
+            self.chain_chosen(pem, url);
+        } else {
+            self.finish(Err(AcmeError::State("no certificate chain".into())));
+        }
+    }
+}
+
+fn current_authz(pending: &[PendingAuthz], i: usize) -> Result<&PendingAuthz, AcmeError> {
+    pending
+        .get(i)
+        .ok_or_else(|| AcmeError::State("authorization index out of range".into()))
+}
+
+impl Flow for OrderFlow {
+    fn step(&mut self, client: &mut Client, now: f64) -> Step {
+        let Some(dir) = &client.directory else {
+            return Step::Fail(AcmeError::State("the directory is not known".into()));
+        };
+        match self.stage {
+            Stage::AwaitingOrder => {
+                if let Err(e) = self.req.validate() {
+                    return Step::Fail(e);
+                }
+                Step::Call(Call::post(
+                    &dir.new_order.clone(),
+                    Some(self.req.payload().to_string()),
+                ))
+            }
+            Stage::AwaitingAuthorization(i) => match self.authz_urls.get(i) {
+                // §7.5: POST-as-GET the authorization.
+                Some(url) => Step::Call(Call::post(url, None)),
+                None => Step::Fail(AcmeError::State("authorization index out of range".into())),
+            },
+            Stage::AwaitingPublish(i) => match self.pending.get(i).and_then(|p| p.task.clone()) {
+                Some(task) => Step::Publish(task),
+                None => Step::Fail(AcmeError::State("no challenge to publish".into())),
+            },
+            Stage::AwaitingChallengeStart(i) => {
+                match self.pending.get(i).and_then(|p| p.task.as_ref()) {
+                    // §7.5.1: the client signals readiness by POSTing an empty object.
+                    Some(task) => Step::Call(Call::post(&task.url, Some("{}".to_string()))),
+                    None => Step::Fail(AcmeError::State("no challenge to start".into())),
+                }
+            }
+            Stage::AwaitingAuthorizationValid(i) => match self.pending.get(i) {
+                Some(p) => {
+                    let url = p.url.clone();
+                    self.poll_step(client, now, &url)
+                }
+                None => Step::Fail(AcmeError::State("authorization index out of range".into())),
+            },
+            Stage::AwaitingOrderReady | Stage::AwaitingOrderValid => {
+                let url = self.order_url.clone();
+                self.poll_step(client, now, &url)
+            }
+            Stage::AwaitingFinalize => {
+                // §7.4: the CSR, DER in base64url.
+                let payload = serde_json::json!({ "csr": b64url(&self.req.csr_der) });
+                Step::Call(Call::post(&self.finalize_url, Some(payload.to_string())))
+            }
+            Stage::AwaitingCertificate => Step::Call(Call::Post {
+                url: self.cert_url.clone(),
+                payload: None,
+                signer: Signer::AccountKid,
+                accept: Some(PEM_CHAIN),
+                nonce: None,
+            }),
+            Stage::AwaitingAlternate(i) => match self.alternates.get(i) {
+                Some(url) => Step::Call(Call::Post {
+                    url: url.clone(),
+                    payload: None,
+                    signer: Signer::AccountKid,
+                    accept: Some(PEM_CHAIN),
+                    nonce: None,
+                }),
+                None => Step::Fail(AcmeError::State("alternate index out of range".into())),
+            },
+            Stage::AwaitingUnpublish(i) => match self.published.get(i) {
+                Some(task) => Step::Unpublish(task.clone()),
+                None => Step::Fail(AcmeError::State("unpublish index out of range".into())),
+            },
+            Stage::Finished => match self.result.take() {
+                Some(Ok(outcome)) => Step::Done(outcome),
+                Some(Err(e)) => Step::Fail(e),
+                None => Step::Fail(AcmeError::State("operation already finished".into())),
+            },
+        }
+    }
+
+    fn on_reply(&mut self, client: &mut Client, resp: Response, now: f64) -> Result<(), AcmeError> {
+        match self.stage {
+            Stage::AwaitingOrder => {
+                // §7.4: 201 Created with the order URL in Location.
+                resp.expect_status(&[200, 201], "newOrder")?;
+                self.order_url = resp
+                    .header("location")
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .ok_or_else(|| {
+                        AcmeError::Malformed(format!(
+                            "newOrder reply (status {}) has no Location header",
+                            resp.status
+                        ))
+                    })?
+                    .to_string();
+                let order = Order::from_json(&resp.json("newOrder")?, &self.order_url)?;
+                self.finalize_url = order.finalize.clone();
+                self.authz_urls = order.authorizations.clone();
+                if order.status == "pending" {
+                    if self.authz_urls.is_empty() {
+                        self.enter_poll(Stage::AwaitingOrderReady, 0.0);
+                    } else {
+                        self.stage = Stage::AwaitingAuthorization(0);
+                    }
+                    Ok(())
+                } else {
+                    // A reused order may be further along (§7.1.6).
+                    self.follow_order(&order, &resp, now)
+                }
+            }
+            Stage::AwaitingAuthorization(i) => {
+                resp.expect_status(&[200], "authorization")?;
+                let url = self.authz_urls.get(i).cloned().unwrap_or_default();
+                let authz = Authorization::from_json(&resp.json("authorization")?, &url)?;
+                self.take_authorization(client, &url, &authz)?;
+                if i + 1 < self.authz_urls.len() {
+                    self.stage = Stage::AwaitingAuthorization(i + 1);
+                } else {
+                    self.after_authorizations();
+                }
+                Ok(())
+            }
+            Stage::AwaitingChallengeStart(i) => {
+                resp.expect_status(&[200], "challenge start")?;
+                let body = resp.json("challenge start")?;
+                if let Some(ch) = Challenge::from_json(&body) {
+                    if ch.status == "invalid" {
+                        return Err(AcmeError::Invalid(format!(
+                            "challenge invalid: {}",
+                            ch.describe()
+                        )));
+                    }
+                }
+                match (i + 1..self.pending.len()).find(|&j| self.pending[j].start) {
+                    Some(j) => self.stage = Stage::AwaitingChallengeStart(j),
+                    None => self.after_starting(true),
+                }
+                Ok(())
+            }
+            Stage::AwaitingAuthorizationValid(i) => {
+                resp.expect_status(&[200], "authorization")?;
+                let p = current_authz(&self.pending, i)?.clone();
+                let authz = Authorization::from_json(&resp.json("authorization")?, &p.url)?;
+                match authz.status.as_str() {
+                    "valid" => {
+                        if i + 1 < self.pending.len() {
+                            // Same phase and deadline; the next one was started as long ago.
+                            if let Some(poll) = self.poll.as_mut() {
+                                poll.next_at = now;
+                                poll.attempts = 0;
+                            }
+                            self.stage = Stage::AwaitingAuthorizationValid(i + 1);
+                        } else {
+                            self.enter_poll(Stage::AwaitingOrderReady, 0.0);
+                        }
+                        Ok(())
+                    }
+                    // §7.5.1: the server answers `pending` while validating.
+                    "pending" => self.repoll(
+                        &resp,
+                        now,
+                        format!("authorization {} for {} is still pending", p.url, p.name),
+                    ),
+                    "invalid" => Err(AcmeError::Invalid(format!(
+                        "challenge invalid: {}",
+                        authz.describe_challenges()
+                    ))),
+                    other => Err(AcmeError::Invalid(format!(
+                        "authorization {} for {} is {other}",
+                        p.url, p.name
+                    ))),
+                }
+            }
+            Stage::AwaitingOrderReady | Stage::AwaitingOrderValid => {
+                resp.expect_status(&[200], "order")?;
+                let order = Order::from_json(&resp.json("order")?, &self.order_url)?;
+                let after_finalize = matches!(self.stage, Stage::AwaitingOrderValid);
+                if after_finalize && matches!(order.status.as_str(), "ready" | "pending") {
+                    // Not issued yet whatever it says; the deadline ends the wait.
+                    return self.repoll(
+                        &resp,
+                        now,
+                        format!(
+                            "order {} is still {} after finalization",
+                            self.order_url, order.status
+                        ),
+                    );
+                }
+                self.follow_order(&order, &resp, now)
+            }
+            Stage::AwaitingFinalize => {
+                resp.expect_status(&[200], "finalize")?;
+                let order = Order::from_json(&resp.json("finalize")?, &self.order_url)?;
+                match order.status.as_str() {
+                    // §7.4: processing until issued; some servers answer still `ready`.
+                    "ready" | "pending" => {
+                        let first = retry_after(&resp, now)
+                            .map_or(backoff(0), |at| (at - now).clamp(MIN_DELAY, MAX_DELAY));
+                        self.enter_poll(Stage::AwaitingOrderValid, first);
+                        Ok(())
+                    }
+                    _ => self.follow_order(&order, &resp, now),
+                }
+            }
+            Stage::AwaitingCertificate => {
+                let pem = chain_from_reply(&resp)?;
+                let url = self.cert_url.clone();
+                match &self.req.preferred_chain {
+                    Some(preferred) if !root_is(&pem, preferred)? => {
+                        // §7.4.2: other chains are offered as Link rel="alternate".
+                        self.alternates = links(&resp, "alternate", &url);
+                        self.default_chain = Some((pem, url));
+                        self.next_alternate(0);
+                    }
+                    _ => self.chain_chosen(pem, url),
+                }
+                Ok(())
+            }
+            Stage::AwaitingAlternate(i) => {
+                let pem = chain_from_reply(&resp)?;
+                let preferred = self.req.preferred_chain.clone().unwrap_or_default();
+                if root_is(&pem, &preferred)? {
+                    let url = self.alternates.get(i).cloned().unwrap_or_default();
+                    self.chain_chosen(pem, url);
+                } else {
+                    self.next_alternate(i + 1);
+                }
+                Ok(())
+            }
+            _ => Err(AcmeError::State(
+                "a reply arrived while the order waited for no request".into(),
+            )),
+        }
+    }
+
+    fn on_error(&mut self, err: AcmeError) -> Result<(), AcmeError> {
+        match self.stage {
+            // An alternate chain that cannot be had is simply not chosen.
+            Stage::AwaitingAlternate(i) => {
+                self.next_alternate(i + 1);
+                Ok(())
+            }
+            // Already reporting a result: keep the first error, finish cleaning up.
+            Stage::AwaitingUnpublish(_) => Ok(()),
+            Stage::Finished => Err(err),
+            _ if self.published.is_empty() => Err(err),
+            _ => {
+                self.finish(Err(err));
+                Ok(())
+            }
+        }
+    }
+
+    fn on_published(&mut self, result: Result<(), String>) -> Result<(), AcmeError> {
+        let Stage::AwaitingPublish(i) = self.stage else {
+            return Err(AcmeError::State(
+                "handle_published called but no challenge is being published".into(),
+            ));
+        };
+        let task = current_authz(&self.pending, i)?
+            .task
+            .clone()
+            .ok_or_else(|| AcmeError::State("no challenge to publish".into()))?;
+        // A failed publish may have left something behind: it is unpublished too.
+        self.published.push(task);
+        result.map_err(AcmeError::Publish)?;
+        match (i + 1..self.pending.len()).find(|&j| self.pending[j].task.is_some()) {
+            Some(j) => self.stage = Stage::AwaitingPublish(j),
+            None => self.after_publishing(),
+        }
+        Ok(())
+    }
+
+    fn on_unpublished(&mut self) -> Result<(), AcmeError> {
+        let Stage::AwaitingUnpublish(i) = self.stage else {
+            return Err(AcmeError::State(
+                "handle_unpublished called but no challenge is being unpublished".into(),
+            ));
+        };
+        self.stage = if i + 1 < self.published.len() {
+            Stage::AwaitingUnpublish(i + 1)
+        } else {
+            Stage::Finished
+        };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acme::Identifier;
+    use serde_json::json;
+
+    #[test]
+    fn parse_order() {
+        let o = Order::from_json(
+            &json!({
+                "status": "invalid",
+                "authorizations": ["https://ca.test/a/1"],
+                "finalize": "https://ca.test/f/1",
+                "error": {"type": "urn:ietf:params:acme:error:unauthorized", "detail": "nope"}
+            }),
+            "https://ca.test/o/1",
+        )
+        .unwrap();
+        assert_eq!(o.authorizations, ["https://ca.test/a/1"]);
+        assert_eq!(o.certificate, None);
+        assert_eq!(
+            o.invalid_reason("https://ca.test/o/1"),
+            "order https://ca.test/o/1 is invalid: unauthorized: nope"
+        );
+        let e = Order::from_json(&json!({"status": "pending"}), "u").unwrap_err();
+        assert!(e.to_string().contains("no authorizations"));
+    }
+
+    #[test]
+    fn payload_fields() {
+        let mut r = OrderRequest {
+            identifiers: vec![Identifier::dns("*.example.com"), Identifier::ip("::1")],
+            ..Default::default()
+        };
+        assert_eq!(
+            r.payload(),
+            json!({"identifiers": [{"type": "dns", "value": "*.example.com"},
+                                   {"type": "ip", "value": "::1"}]})
+        );
+        r.profile = Some("shortlived".into());
+        r.replaces = Some("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE".into());
+        let p = r.payload();
+        assert_eq!(p["profile"], "shortlived");
+        assert_eq!(p["replaces"], "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+        assert!(r.validate().is_err());
+    }
+}
