@@ -8,6 +8,7 @@ The CLI is taken from $ACME_RS_BIN, else target/release/acme-rs (built with
 import base64
 import json
 import os
+import re
 import stat
 import subprocess
 import textwrap
@@ -36,6 +37,12 @@ class Run:
         self.rc = proc.returncode
         self.out = proc.stdout
         self.err = proc.stderr
+
+    @property
+    def error(self):
+        """The last stderr line (where the CLI prints `error: <cause>`)."""
+        lines = self.err.strip().splitlines()
+        return lines[-1] if lines else ""
 
     def __repr__(self):
         return "rc=%d\n--- stdout\n%s\n--- stderr\n%s" % (self.rc, self.out, self.err)
@@ -87,7 +94,10 @@ def cert_entry(store, name, typ):
 
 
 def chain_of(pem):
-    return x509.load_pem_x509_certificates(pem.encode())
+    # (cryptography 38 on Debian 12 has no load_pem_x509_certificates)
+    end = "-----END CERTIFICATE-----"
+    blocks = [b + end for b in pem.split(end) if "-----BEGIN CERTIFICATE-----" in b]
+    return [x509.load_pem_x509_certificate(b.strip().encode()) for b in blocks]
 
 
 def san_names(cert):
@@ -191,7 +201,8 @@ def test_pebble_issue_http01_rsa(cli, pebble, workdir):
     assert "SANs:        www.example.com, example.com" in r.out or \
         "SANs:        example.com, www.example.com" in r.out
     entry, leaf = verify_issued(pebble, store, names, "rsa")
-    assert "serial:      %x" % leaf.serial_number in r.out
+    serials = re.findall(r"serial:      ([0-9a-f]+)", r.out)
+    assert int(serials[0], 16) == leaf.serial_number
 
     # The account key lives in the store under account_key:, raw PEM, RSA 4096.
     expiry, pem = read_entry(store, "account_key:")
@@ -214,7 +225,7 @@ def test_pebble_issue_http01_rsa(cli, pebble, workdir):
     r = run(cli, "show", "--store", store, "--domain", "www.example.com", check=0)
     assert "key matches certificate: yes" in r.out
     assert "issuer:      CN=%s" % cn(leaf.issuer) in r.out
-    na = leaf.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    na = leaf.not_valid_after.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert "not after:   %s" % na in r.out
     pem_file = workdir / "chain.pem"
     pem_file.write_text(entry["cert"])
@@ -257,7 +268,7 @@ def test_pebble_dns_hook_failure_is_reported(cli, pebble, workdir):
     hook.chmod(0o700)
     r = run(cli, "issue", *ca_args(pebble), "--dns-hook", hook, "--store", workdir / "s",
             "--domain", "x.example.com", check=1)
-    assert r.err.startswith("error: ")
+    assert r.error.startswith("error: ")
     assert "provider said no" in r.err
 
 
@@ -279,13 +290,13 @@ def test_pebble_eab(cli, eab_pebble, workdir):
     # Without EAB: the CA's refusal is shown.
     r = run(cli, "issue", *ca_args(p), *http_args(p), "--store", workdir / "s0",
             "--domain", "eab.example.com", check=1)
-    assert r.err.startswith("error: creating the account failed")
+    assert r.error.startswith("error: creating the account failed")
     assert "external" in r.err.lower()
     # Wrong HMAC key (valid base64url, other bytes).
     wrong = base64.urlsafe_b64encode(os.urandom(48)).decode().rstrip("=")
     r = run(cli, "issue", *ca_args(p), *http_args(p), "--store", workdir / "s1",
             "--domain", "eab.example.com", "--eab-kid", EAB_KID, "--eab-hmac-key", wrong, check=1)
-    assert r.err.startswith("error: creating the account failed")
+    assert r.error.startswith("error: creating the account failed")
     assert "acme problem" in r.err
     # Right key.
     store = workdir / "s2"
@@ -346,7 +357,7 @@ def test_pebble_revoke(cli, pebble, workdir, use_cert_key):
     # Revoking again is refused by the CA: a clear error.
     r = run(cli, "revoke", *ca_args(pebble), "--store", store, "--domain", "revoke.example.com",
             "--key-type", "ecc", *extra, check=1)
-    assert r.err.startswith("error: revoking the certificate failed")
+    assert r.error.startswith("error: revoking the certificate failed")
     assert "alreadyRevoked" in r.err
 
 
@@ -384,7 +395,7 @@ def test_pebble_account_rollover(cli, pebble, workdir):
     # The old key no longer finds the account.
     r = run(cli, "account", "deactivate", *ca_args(pebble), "--store", store,
             "--account-key", old_file, check=1)
-    assert r.err.startswith("error: looking up the account failed")
+    assert r.error.startswith("error: looking up the account failed")
     assert "accountDoesNotExist" in r.err
     # The new key is the same account and can order.
     r = run(cli, "issue", *ca_args(pebble), *http_args(pebble), "--store", store,
@@ -396,7 +407,7 @@ def test_pebble_account_rollover(cli, pebble, workdir):
     assert "account %s deactivated" % account_url in r.out
     r = run(cli, "issue", *ca_args(pebble), *http_args(pebble), "--store", store,
             "--domain", "roll.example.com", check=1)
-    assert r.err.startswith("error: ")
+    assert r.error.startswith("error: ")
     assert "unauthorized" in r.err or "deactivated" in r.err
 
 
@@ -417,12 +428,15 @@ def test_pebble_nonce_reject_still_issues(cli, workdir, challtestsrv):
     p = Pebble(workdir / "nonce", challtestsrv=challtestsrv, nonce_reject=50).start()
     try:
         store = workdir / "store"
+        rejected = 0
         for i in range(3):
             name = "nonce%d.example.com" % i
-            run(cli, "issue", *ca_args(p), *http_args(p), "--store", store,
-                "--domain", name, "--key-type", "ecc", check=0)
+            r = run(cli, "issue", *ca_args(p), *http_args(p), "--store", store,
+                    "--domain", name, "--key-type", "ecc", "--verbose", check=0)
             verify_issued(p, store, [name], "ecc")
-        assert "badNonce" in p.log() or "bad nonce" in p.log().lower()
+            rejected += r.err.count("\n< 400 ")
+        # Pebble does not log its rejections; --verbose shows them as 400 replies.
+        assert rejected > 0
     finally:
         p.stop()
 
@@ -436,7 +450,7 @@ def test_pebble_untrusted_tls(cli, pebble, workdir):
         r = run(cli, "issue", "--directory", pebble.directory_url, *bundle, *http_args(pebble),
                 "--store", workdir / "s", "--domain", "t.example.com", "--key-type", "ecc",
                 check=1)
-        assert r.err.startswith("error: fetching the ACME directory %s failed" %
+        assert r.error.startswith("error: fetching the ACME directory %s failed" %
                                 pebble.directory_url), r
         assert "not trusted" in r.err, r
     assert pebble.accounts_count() == 0
@@ -448,7 +462,7 @@ def test_pebble_ca_down(cli, workdir, pebble):
     r = run(cli, "issue", "--directory", url, "--ca-bundle", pebble.ca_pem,
             "--http-listen", "127.0.0.1:%d" % free_port(), "--store", workdir / "s",
             "--domain", "down.example.com", "--key-type", "ecc", check=1)
-    assert r.err.startswith("error: fetching the ACME directory %s failed" % url), r
+    assert r.error.startswith("error: fetching the ACME directory %s failed" % url), r
     assert "connection refused" in r.err, r
 
 

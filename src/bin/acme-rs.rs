@@ -404,10 +404,11 @@ fn cmd_issue(args: &Args) -> Result<(), CliError> {
     };
 
     let mut ctx = Ctx::new(args)?;
+    // The CA first: an unreachable or untrusted CA leaves no new key or store behind.
+    ctx.directory()?;
     let store = FileStore::create(store_dir)?;
     let account = account_key(args, &store, true)?;
     ctx.client.account_key = Some(account);
-    ctx.directory()?;
     let (account_url, created) = ctx.account(NewAccount {
         contact: args
             .get("email")

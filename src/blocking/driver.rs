@@ -97,6 +97,9 @@ fn describe(url: &str, err: &ureq::Error) -> String {
                 format!("cannot connect to {host}: connection refused (is the CA running?)")
             }
             std::io::ErrorKind::TimedOut => format!("timed out talking to {host}"),
+            _ if e.to_string().contains("lookup address") => {
+                format!("cannot resolve host {host}: {e}")
+            }
             _ => format!("i/o error talking to {host}: {e}"),
         },
         ureq::Error::HostNotFound => format!("cannot resolve host {host}"),
