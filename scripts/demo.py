@@ -120,7 +120,11 @@ def main():
         })
         nginx = Nginx(os.path.join(workdir, "nginx"), body,
                       http_ports=[https_port, pebble.http_port])
-        nginx.start()
+        try:
+            nginx.start()
+        except RuntimeError as e:
+            print("demo: FAILED: nginx did not start:\n%s" % e, file=sys.stderr)
+            return 1
         procs.append(nginx)
         step("nginx with autossl: https://%s:%d/ (127.0.0.1), log %s"
              % (DOMAIN, https_port, nginx.error_log_path))
