@@ -1,0 +1,94 @@
+"""pytest fixtures for the end-to-end suites; the API is documented in t/harness/__init__.py."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import CORE_SO, REPO, ChallTestSrv, Nginx, Pebble  # noqa: E402
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # Keep each phase's report on the item so fixtures can tell at teardown whether it failed.
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def _failed(request):
+    for when in ("setup", "call"):
+        rep = getattr(request.node, "rep_" + when, None)
+        if rep is not None and rep.failed:
+            return True
+    return False
+
+
+def _dump(title, text):
+    print("\n===== %s =====\n%s" % (title, text))
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A fresh directory for the test's servers (pytest's tmp_path)."""
+    return tmp_path
+
+
+@pytest.fixture
+def challtestsrv(workdir, request):
+    """Started pebble-challtestsrv (mock DNS: every A query -> 127.0.0.1)."""
+    srv = ChallTestSrv(workdir).start()
+    yield srv
+    srv.stop()
+    if _failed(request):
+        _dump("challtestsrv log tail", srv.log_tail(30))
+
+
+@pytest.fixture
+def pebble(workdir, challtestsrv, request):
+    """Started Pebble using challtestsrv as DNS; validation of any name hits 127.0.0.1."""
+    p = Pebble(workdir, challtestsrv=challtestsrv).start()
+    yield p
+    p.stop()
+    if _failed(request):
+        _dump("pebble log tail", p.log_tail(60))
+
+
+@pytest.fixture
+def nginx_factory(workdir, request):
+    """``nginx_factory(conf_body, **Nginx kwargs)`` -> started Nginx; all stopped at teardown.
+
+    Each call gets its own prefix directory ``<workdir>/nginx<N>``; pass ``start=False`` to get
+    an unstarted instance.
+    """
+    made = []
+
+    def make(conf_body, start=True, **kw):
+        d = os.path.join(str(workdir), "nginx%d" % len(made))
+        n = Nginx(d, conf_body, **kw)
+        made.append(n)
+        if start:
+            n.start()
+        return n
+
+    yield make
+    for n in made:
+        n.stop()
+    if _failed(request):
+        for n in made:
+            _dump("nginx error.log tail (%s)" % n.workdir, n.log_tail(80))
+
+
+@pytest.fixture(scope="session")
+def core_so():
+    """Path of build/lua/resty/acme/core.so, fresh: runs `make lua-build` once per session
+    (a no-op cargo call when nothing changed). ACME_RS_SKIP_BUILD=1 only checks it exists."""
+    if os.environ.get("ACME_RS_SKIP_BUILD") != "1":
+        subprocess.run(["make", "-s", "-C", REPO, "lua-build"], check=True,
+                       stdin=subprocess.DEVNULL)
+    if not os.path.exists(CORE_SO):
+        pytest.fail("%s missing: run `make lua-build`" % CORE_SO)
+    return CORE_SO

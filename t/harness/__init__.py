@@ -1,0 +1,92 @@
+"""Test harness for lua-resty-acme-rs end-to-end tests (pytest, Debian 12 packages).
+
+Import from test files (``t/conftest.py`` puts ``t/`` on ``sys.path``)::
+
+    from harness import free_port, TestCA, Pebble, ChallTestSrv, Nginx, REPO, BUILD_CPATH
+
+Every server runs on free ports of 127.0.0.1, writes its log into its work directory, and is
+stopped by PID (children included); anything still running at interpreter exit is stopped too.
+
+``REPO``          repository root (absolute path).
+``BUILD_CPATH``   ``<REPO>/build/lua``: ``make lua-build`` puts ``resty/acme/core.so`` there.
+``CORE_SO``       ``<BUILD_CPATH>/resty/acme/core.so``.
+
+``free_port() -> int``
+    A TCP port on 127.0.0.1 that is free (also free for UDP); never the same twice per process.
+
+``TestCA(workdir)``
+    Throw-away ECDSA CA and a server cert for localhost / 127.0.0.1 / ::1 (IP *and* DNS SANs, so
+    nginx cosocket ``sslhandshake(nil, "127.0.0.1", true)`` verifies too). Attributes
+    ``ca_pem``, ``cert_pem``, ``key_pem``, ``chain_pem`` (paths). ``issue(names, prefix,
+    ips=()) -> (cert_path, key_path)`` issues more leaves from the same CA.
+
+``ChallTestSrv(workdir, default_ipv4="127.0.0.1", default_ipv6="")``
+    pebble-challtestsrv with only mock DNS (UDP+TCP) and the management API. ``start()``,
+    ``stop()``; ``dns_port``, ``dns_server`` ("127.0.0.1:port"), ``mgmt_url``, ``log_path``.
+    Every A query answers ``default_ipv4``; AAAA answers nothing by default.
+    ``set_txt(host, value)``, ``clear_txt(host)``, ``add_a(host, ip_or_list)``,
+    ``clear_a(host)``, ``add_aaaa(host, ip)``, ``set_servfail(host)``, ``clear_servfail(host)``
+    (host: a trailing dot is added when missing). ``log()``, ``log_tail(n)``.
+
+``Pebble(workdir, *, challtestsrv=None, dns_server=None, http_port=None, tls_port=None,
+         eab_keys=None, alternate_roots=0, nonce_reject=0, env=None, strict=False,
+         chain_length=None, authz_reuse=0, blocklist=None, validity_period=None)``
+    Pebble 2.4 with a TestCA cert on its listeners. ``start()`` returns once the directory is
+    served; ``stop()``. Attributes: ``directory_url`` ("https://127.0.0.1:<port>/dir"),
+    ``ca_pem`` (trust this for the ACME and management listeners), ``http_port`` (where the VA
+    connects for http-01, on the name's A record = 127.0.0.1), ``tls_port`` (tls-alpn-01),
+    ``mgmt_url`` (https), ``port``, ``mgmt_port``, ``log_path``, ``config_path``.
+    Env always set: PEBBLE_VA_NOSLEEP=1, PEBBLE_WFE_NONCEREJECT=<nonce_reject>,
+    PEBBLE_AUTHZREUSE=<authz_reuse>; optional PEBBLE_ALTERNATE_ROOTS, PEBBLE_CHAIN_LENGTH;
+    ``env`` adds/overrides (e.g. {"PEBBLE_VA_ALWAYS_VALID": "1"}).
+    ``eab_keys={kid: base64url_key}`` makes EAB required. ``blocklist`` -> domainBlocklist.
+    ``validity_period`` (seconds) -> certificateValidityPeriod (Pebble's default is 5 years).
+    Methods: ``roots() -> [PEM]`` (management /roots/<i>, i = 0..alternate_roots),
+    ``intermediates() -> [PEM]`` (/intermediates/<i>), ``cert_status(serial_hex) -> dict|None``
+    (/cert-status-by-serial/<serial>), ``orders_count()`` (from "There are now N orders in the
+    db" log lines), ``accounts_count()``, ``issued_serials() -> [hex]`` ("Issued certificate
+    serial X for order Y" log lines), ``ssl_context()``, ``get(url_or_mgmt_path) -> (status,
+    body)``, ``get_json(url)``, ``log()``, ``log_tail(n)``, ``wait_log(regex, timeout, since)``.
+
+``Nginx(workdir, conf_body, *, http_ports=(), env=None, main_extra="", stream="",
+        worker_processes=1, lua_path=None, lua_cpath=None, http_extra_top="")``
+    Renders ``<workdir>/nginx.conf`` (load_module ndk + lua, ``user root`` when root,
+    ``daemon off; master_process on``, ``error_log <workdir>/error.log info``,
+    ``pid <workdir>/nginx.pid``, events, then ``http { lua_package_path
+    "<REPO>/lua/?.lua;<REPO>/lua/?/init.lua;/usr/share/lua/5.1/?.lua;;"; lua_package_cpath
+    "<BUILD_CPATH>/?.so;;"; temp paths in <workdir>/tmp; <conf_body> }``, and ``stream { ... }``
+    when ``stream`` is given). ``start()`` waits until every port in ``http_ports`` accepts
+    connections or raises with the error.log tail; ``stop()`` (graceful, kill -9 fallback);
+    ``reload()`` (SIGHUP, waits for the new workers); ``error_log() -> str``;
+    ``wait_log(regex, timeout=10, since=0) -> re.Match``; ``log_offset()``; ``log_tail(n)``;
+    ``test_config() -> (ok, output)``; ``workers() -> [pid]``.
+
+``dns_query(port, name, qtype="A", server="127.0.0.1") -> [str]``
+    Minimal UDP DNS client (A, AAAA, TXT) for checking ChallTestSrv or other test DNS servers.
+
+``http_get(url, *, cafile=None, server_hostname=None, timeout=10, headers=None)``
+    -> (status, headers, body); HTTPS without verification when ``cafile`` is None.
+``tls_peer_cert(port, server_name, host="127.0.0.1", alpn=None) -> x509.Certificate``
+    Handshake (no verification) with SNI ``server_name`` and return the served leaf.
+
+Fixtures (``t/conftest.py``, function scope): ``workdir`` (tmp_path), ``challtestsrv``
+(started), ``pebble`` (started, uses ``challtestsrv`` for DNS so http-01 for any name reaches
+127.0.0.1:``pebble.http_port``), ``nginx_factory`` (``nginx_factory(conf_body, **kw)`` ->
+started Nginx in a fresh sub-directory of workdir; all stopped at teardown), ``core_so``
+(session: makes sure ``make lua-build`` output exists). When a test fails, the fixtures print
+the tails of the pebble / challtestsrv / nginx logs at teardown.
+"""
+
+from .ca import TestCA
+from .client import http_get, tls_peer_cert
+from .dnsq import dns_query
+from .nginx import Nginx, find_module, lua_package_cpath, lua_package_path
+from .paths import BUILD_CPATH, CORE_SO, REPO
+from .pebble import ChallTestSrv, Pebble
+from .proc import free_port, port_open
+
+__all__ = [
+    "BUILD_CPATH", "CORE_SO", "REPO", "ChallTestSrv", "Nginx", "Pebble", "TestCA",
+    "dns_query", "find_module", "free_port", "http_get", "lua_package_cpath",
+    "lua_package_path", "port_open", "tls_peer_cert",
+]
