@@ -1,14 +1,15 @@
 """End-to-end tests of the `acme-rs` CLI against a real Pebble.
 
 Run: /usr/bin/python3 -m pytest -v t/test_cli_pebble.py
-The CLI is taken from $ACME_RS_BIN, else target/release/acme-rs (built with
-`cargo build --release --bin acme-rs` when missing).
+The CLI is taken from $ACME_RS_BIN, else target/release/acme-rs (brought up to date with
+`cargo build --release --bin acme-rs` first unless ACME_RS_SKIP_BUILD=1).
 """
 
 import base64
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import textwrap
@@ -26,9 +27,15 @@ CLI_TIMEOUT = 240
 
 @pytest.fixture(scope="session")
 def cli():
-    path = os.environ.get("ACME_RS_BIN") or os.path.join(REPO, "target", "release", "acme-rs")
-    if not os.path.exists(path):
-        subprocess.run(["cargo", "build", "--release", "--bin", "acme-rs"], cwd=REPO, check=True)
+    """$ACME_RS_BIN, else target/release/acme-rs, (re)built by cargo (a no-op when current)."""
+    if os.environ.get("ACME_RS_BIN"):
+        return os.environ["ACME_RS_BIN"]
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
+    path = os.path.join(target, "release", "acme-rs")
+    cargo = shutil.which("cargo") or os.path.expanduser("~/.cargo/bin/cargo")
+    if os.environ.get("ACME_RS_SKIP_BUILD") != "1" and os.path.exists(cargo):
+        subprocess.run([cargo, "build", "--release", "--bin", "acme-rs"], cwd=REPO, check=True)
+    assert os.path.exists(path), "acme-rs not built: cargo build --release --bin acme-rs"
     return path
 
 
