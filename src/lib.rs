@@ -5,6 +5,7 @@
 //! with ureq outside nginx, and `lua` is the mlua glue behind `require("resty.acme.core")`.
 
 pub mod acme;
+pub mod blocking;
 pub mod crypto;
 pub mod filestore;
 pub mod httpwire;
