@@ -29,9 +29,10 @@ class AutoSSL:
     """nginx running the example config, with handshake helpers."""
 
     def __init__(self, nginx_factory, pebble, challtestsrv, workdir, *, domains,
-                 extra="", workers=2, key_types=("rsa", "ecc"), start=True):
+                 extra="", workers=2, key_types=("rsa", "ecc"), start=True, https_port=None,
+                 tls_alpn=False):
         self.pebble = pebble
-        self.https_port = free_port()
+        self.https_port = https_port or free_port()
         fb = TestCA(os.path.join(str(workdir), "fallback"))
         self.fallback_ca = fb
         n = nginx_factory("", start=False, http_ports=[pebble.http_port, self.https_port])
@@ -59,6 +60,8 @@ class AutoSSL:
         with open(n.conf_path) as f:
             text = f.read()
         text = text.replace('domain_key_types = { "rsa", "ecc" },\n', "", 1)
+        if tls_alpn:
+            text = text.replace("#ssl_client_hello_by_lua_block", "ssl_client_hello_by_lua_block")
         with open(n.conf_path, "w") as f:
             f.write(text)
         self.nginx = n
@@ -343,3 +346,32 @@ def test_pebble_autossl_reload_keeps_serving(pebble, challtestsrv, nginx_factory
     for _ in range(20):
         assert a.handshake("reload.example.test").serial_number == cert.serial_number
     assert pebble.orders_count() == 1
+
+
+def test_pebble_autossl_tls_alpn_01_on_the_https_listener(pebble, challtestsrv, nginx_factory,
+                                                          workdir):
+    """tls-alpn-01 answered by the same http-subsystem listener that serves traffic."""
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["alpn.example.test"],
+                key_types=("ecc", "rsa"), https_port=pebble.tls_port, tls_alpn=True,
+                extra='enabled_challenge_handlers = { "tls-alpn-01" },')
+    for kind in ("ecc", "rsa"):
+        cert = a.wait_issued("alpn.example.test", kind=kind)
+        assert issued_by_pebble(pebble, cert)
+    assert pebble.orders_count() == 2
+    assert "serving tls-alpn-01 challenge for alpn.example.test" in a.nginx.error_log()
+    # ordinary clients (h2 / http/1.1 ALPN) are untouched by the ClientHello hook
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    with socket.create_connection(("127.0.0.1", a.https_port), timeout=10) as s:
+        with ctx.wrap_socket(s, server_hostname="alpn.example.test") as t:
+            assert t.selected_alpn_protocol() == "http/1.1"
+            assert not a.is_fallback(x509.load_der_x509_certificate(
+                t.getpeercert(binary_form=True)))
+    # acme-tls/1 for a name with no pending challenge is refused
+    ctx.set_alpn_protocols(["acme-tls/1"])
+    with pytest.raises((ssl.SSLError, OSError)):
+        with socket.create_connection(("127.0.0.1", a.https_port), timeout=10) as s:
+            with ctx.wrap_socket(s, server_hostname="alpn.example.test"):
+                pass

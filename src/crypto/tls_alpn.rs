@@ -11,7 +11,9 @@ use super::CryptoError;
 use foreign_types::ForeignTypeRef;
 use once_cell::sync::OnceCell;
 use openssl::pkey::PKey;
-use openssl::ssl::{select_next_proto, AlpnError, SslContext, SslContextBuilder, SslMethod, SslRef};
+use openssl::ssl::{
+    select_next_proto, AlpnError, SslContext, SslContextBuilder, SslMethod, SslRef,
+};
 use openssl::x509::X509;
 
 /// The ALPN protocol of RFC 8737 §6.2, in wire format.
@@ -22,7 +24,9 @@ static CHALLENGE_CTX: OnceCell<SslContext> = OnceCell::new();
 fn challenge_ctx() -> Result<&'static SslContext, CryptoError> {
     CHALLENGE_CTX.get_or_try_init(|| {
         let mut b = SslContextBuilder::new(SslMethod::tls_server())?;
-        b.set_alpn_select_callback(|_, client| select_next_proto(ACME_TLS_1, client).ok_or(AlpnError::ALERT_FATAL));
+        b.set_alpn_select_callback(|_, client| {
+            select_next_proto(ACME_TLS_1, client).ok_or(AlpnError::ALERT_FATAL)
+        });
         // Keep this context: without our own callback OpenSSL would fall back to nginx's.
         b.set_servername_callback(|_, _| Ok(()));
         Ok(b.build())
@@ -55,7 +59,11 @@ pub fn offers_acme_tls_1(ext: &[u8]) -> bool {
 /// # Safety
 /// `ssl` must be the live `SSL*` of a connection in its handshake, as nginx's
 /// `ngx.ssl.get_req_ssl_pointer()` returns it, and no other reference to it may be in use.
-pub unsafe fn serve_challenge(ssl: *mut openssl_sys::SSL, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), CryptoError> {
+pub unsafe fn serve_challenge(
+    ssl: *mut openssl_sys::SSL,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<(), CryptoError> {
     if ssl.is_null() {
         return Err(CryptoError::InvalidInput("no ssl connection".into()));
     }
@@ -68,7 +76,11 @@ pub unsafe fn serve_challenge(ssl: *mut openssl_sys::SSL, cert_pem: &[u8], key_p
     set_cert_and_key(ssl, &cert, &key)
 }
 
-fn set_cert_and_key(ssl: &mut SslRef, cert: &X509, key: &PKey<openssl::pkey::Private>) -> Result<(), CryptoError> {
+fn set_cert_and_key(
+    ssl: &mut SslRef,
+    cert: &X509,
+    key: &PKey<openssl::pkey::Private>,
+) -> Result<(), CryptoError> {
     ssl.set_certificate(cert)?;
     ssl.set_private_key(key)?;
     Ok(())
@@ -92,7 +104,10 @@ mod tests {
     #[test]
     fn challenge_context_selects_acme_tls_1() {
         assert!(challenge_ctx().is_ok());
-        assert_eq!(select_next_proto(ACME_TLS_1, b"\x02h2\x0aacme-tls/1"), Some(&b"acme-tls/1"[..]));
+        assert_eq!(
+            select_next_proto(ACME_TLS_1, b"\x02h2\x0aacme-tls/1"),
+            Some(&b"acme-tls/1"[..])
+        );
         assert_eq!(select_next_proto(ACME_TLS_1, b"\x02h2"), None);
     }
 }

@@ -289,22 +289,30 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     )?;
     t.set(
         "tls_alpn_offered",
-        lua.create_function(|_, ext: LuaString| Ok(crate::crypto::tls_alpn::offers_acme_tls_1(&ext.as_bytes())))?,
+        lua.create_function(|_, ext: LuaString| {
+            Ok(crate::crypto::tls_alpn::offers_acme_tls_1(&ext.as_bytes()))
+        })?,
     )?;
     // `ssl` is the address of the connection's SSL*, from ngx.ssl.get_req_ssl_pointer() cast to
     // a number by resty.acme.challenge.tls-alpn-01 (the only caller).
     t.set(
         "tls_alpn_serve",
-        lua.create_function(|_, (ssl, cert, key): (f64, LuaString, LuaString)| -> Ret<bool> {
-            if !(ssl.is_finite() && ssl > 0.0 && ssl.fract() == 0.0 && ssl < 2f64.powi(53)) {
-                return Err(LuaError::runtime("tls_alpn_serve: expected an SSL* address"));
-            }
-            let ptr = ssl as usize as *mut openssl_sys::SSL;
-            // SAFETY: the address comes from get_req_ssl_pointer() of the connection whose
-            // ClientHello phase is running; nginx holds no other reference to it during the call.
-            let r = unsafe { crate::crypto::tls_alpn::serve_challenge(ptr, &cert.as_bytes(), &key.as_bytes()) };
-            Ok(r.map(|_| true).map_err(|e| e.to_string()))
-        })?,
+        lua.create_function(
+            |_, (ssl, cert, key): (f64, LuaString, LuaString)| -> Ret<bool> {
+                if !(ssl.is_finite() && ssl > 0.0 && ssl.fract() == 0.0 && ssl < 2f64.powi(53)) {
+                    return Err(LuaError::runtime(
+                        "tls_alpn_serve: expected an SSL* address",
+                    ));
+                }
+                let ptr = ssl as usize as *mut openssl_sys::SSL;
+                // SAFETY: the address comes from get_req_ssl_pointer() of the connection whose
+                // ClientHello phase is running; nginx holds no other reference to it during the call.
+                let r = unsafe {
+                    crate::crypto::tls_alpn::serve_challenge(ptr, &cert.as_bytes(), &key.as_bytes())
+                };
+                Ok(r.map(|_| true).map_err(|e| e.to_string()))
+            },
+        )?,
     )?;
     t.set(
         "digest",

@@ -46,6 +46,7 @@ local default_config = {
   ssl_verify = true,
   timeout = 10000,
   poll_timeout = 120,
+  bad_nonce_retries = 5,
   profile = nil,
 }
 
@@ -180,6 +181,7 @@ function _M.new(conf)
   local core_client, err = core.client_new({
     directory_url = conf.api_uri,
     poll_timeout = conf.poll_timeout,
+    bad_nonce_retries = conf.bad_nonce_retries,
   })
   if not core_client then
     return nil, err
