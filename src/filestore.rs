@@ -223,7 +223,12 @@ impl FileStore {
         FileStore { dir: dir.into() }
     }
 
-    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file that holds `key`.
+    pub fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
         Ok(self.dir.join(file_name(key)?))
     }
 
@@ -235,8 +240,25 @@ impl FileStore {
         }
     }
 
-    /// The value of `key`; expired or unreadable entries are removed and read as missing.
+    /// The value of `key`; expired or unreadable entries are removed and read as missing, as
+    /// the original does.
     pub fn get(&self, key: &str, now: f64) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.get_strict(key, now) {
+            Err(StoreError::Malformed { path, .. }) => {
+                remove(&path)?;
+                Ok(None)
+            }
+            Ok(None) => {
+                remove(&self.path(key)?)?;
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    /// The value of `key`, `None` when missing or expired; malformed content is an error and
+    /// the file is left for inspection (the CLI reports rather than repairs).
+    pub fn get_strict(&self, key: &str, now: f64) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.path(key)?;
         let Some(content) = read(&path)? else {
             return Ok(None);
@@ -245,10 +267,11 @@ impl FileStore {
             Some((expiry, value)) if expiry == 0 || (now as i64) < expiry => {
                 Ok(Some(value.to_vec()))
             }
-            _ => {
-                remove(&path)?;
-                Ok(None)
-            }
+            Some(_) => Ok(None),
+            None => Err(StoreError::Malformed {
+                path,
+                why: "expected \"<expiry>::<value>\" with a non-empty value".into(),
+            }),
         }
     }
 
@@ -330,6 +353,8 @@ mod tests {
             "domain:rsa:example.com"
         );
         assert_eq!(file_name("account_key:").unwrap(), "YWNjb3VudF9rZXk6");
+        // '+' and '=' are kept as the original writes them
+        assert_eq!(file_name("ab>").unwrap(), "YWI+");
     }
 
     #[test]
@@ -353,6 +378,17 @@ mod tests {
         assert_eq!(decode_entry(b"::v"), None);
         assert_eq!(decode_entry(b"12::"), None);
         assert_eq!(decode_entry(b"legacy"), None);
+        for bad in [
+            "",
+            "v",
+            "12:v",
+            "-1::v",
+            " 1::v",
+            "1a::v",
+            "99999999999999999999999::v",
+        ] {
+            assert_eq!(decode_entry(bad.as_bytes()), None, "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -10,7 +10,4 @@ mod store;
 pub use driver::{unix_now, Driver, DriverOptions};
 pub use error::BlockingError;
 pub use publisher::{ChallengePublisher, DnsHookPublisher, Http01Responder, NoPublisher};
-pub use store::{
-    decode_entry, encode_entry, key_file_name, updated_now, write_private_file, CertEntry,
-    FileStore, ACCOUNT_KEY_KEY,
-};
+pub use store::{updated_now, write_private_file, CertEntry, FileStore, ACCOUNT_KEY_KEY};

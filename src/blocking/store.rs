@@ -1,64 +1,25 @@
-//! The original library's `file` storage format (COMPAT §3.6, §5 "file"), so that a store
-//! written here is read as-is by lua-resty-acme and the other way round.
-//!
-//! Each logical key is one file directly under the directory, named by the standard base64 of
-//! the key (`+`, `/`, `=` padding, no escaping); the content is `<expiry>::<value>` where
-//! `<expiry>` is integer Unix seconds and `0` means "never expires".
+//! The original library's `file` storage format (COMPAT §3.6, §5 "file") for the CLI: the
+//! format and its atomic private writes live in `crate::filestore`, shared with the Lua file
+//! storage; this adds directory handling, certificate entries and the CLI's error type.
 use super::driver::unix_now;
 use super::BlockingError;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use crate::filestore::{self, StoreError};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The logical key of the account key (COMPAT §3.2): exactly this, nothing after the colon.
 pub const ACCOUNT_KEY_KEY: &str = "account_key:";
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// The file name of a logical key: its standard base64 with padding.
-///
-/// A key whose base64 contains `/` (only possible with `?` or DEL in the key) cannot be a file
-/// name under the directory; the original fails on such keys too, here it is an error.
-pub fn key_file_name(key: &str) -> Result<String, BlockingError> {
-    if key.is_empty() {
-        return Err(BlockingError::Store("store key is empty".into()));
+impl From<StoreError> for BlockingError {
+    fn from(e: StoreError) -> Self {
+        BlockingError::Store(e.to_string())
     }
-    let name = STANDARD.encode(key.as_bytes());
-    if name.contains('/') {
-        return Err(BlockingError::Store(format!(
-            "store key {key:?} cannot be a file name (its base64 contains '/')"
-        )));
-    }
-    Ok(name)
 }
 
-/// The file content for `value` with absolute expiry `expiry` (Unix seconds, 0 = never).
-pub fn encode_entry(value: &str, expiry: u64) -> String {
-    format!("{expiry}::{value}")
-}
-
-/// Splits file content into (expiry, value). The format is one or more ASCII digits, `::`, then a
-/// non-empty value (which may contain anything, newlines included).
-pub fn decode_entry(content: &str) -> Result<(u64, &str), String> {
-    let digits = content.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 {
-        return Err("expected \"<expiry>::<value>\", no leading expiry digits".into());
-    }
-    let (num, rest) = content.split_at(digits);
-    let value = rest
-        .strip_prefix("::")
-        .ok_or_else(|| "expected \"::\" after the expiry".to_string())?;
-    if value.is_empty() {
-        return Err("the value is empty".into());
-    }
-    let expiry = num
-        .parse::<u64>()
-        .map_err(|_| format!("expiry {num} is out of range"))?;
-    Ok((expiry, value))
+/// Writes a file atomically with mode 0600 (temp file, fsync, rename, fsync of the directory).
+pub fn write_private_file(path: &Path, content: &[u8]) -> Result<(), BlockingError> {
+    Ok(filestore::write_atomic(path, content, 0o600)?)
 }
 
 /// A certificate entry `domain:<type>:<name>` (COMPAT §3.1).
@@ -140,43 +101,9 @@ pub fn updated_now() -> f64 {
     (unix_now() * 1000.0).floor() / 1000.0
 }
 
-/// Writes a file atomically with mode 0600: a temporary file in the same directory is written,
-/// synced and renamed over `path`, then the directory is synced.
-pub fn write_private_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    // A leading '.' never occurs in base64, so readers listing a store directory skip it.
-    let tmp = dir.join(format!(
-        ".tmp.{}.{}",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        // The umask may only clear bits; set the mode explicitly anyway.
-        f.set_permissions(fs::Permissions::from_mode(0o600))?;
-        f.write_all(content)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// One directory of the `file` storage.
-#[derive(Debug, Clone)]
 pub struct FileStore {
-    dir: PathBuf,
+    inner: filestore::FileStore,
 }
 
 impl FileStore {
@@ -184,7 +111,9 @@ impl FileStore {
     pub fn open(dir: impl Into<PathBuf>) -> Result<FileStore, BlockingError> {
         let dir = dir.into();
         match fs::metadata(&dir) {
-            Ok(m) if m.is_dir() => Ok(FileStore { dir }),
+            Ok(m) if m.is_dir() => Ok(FileStore {
+                inner: filestore::FileStore::new(dir),
+            }),
             Ok(_) => Err(BlockingError::Store(format!(
                 "store {} is not a directory",
                 dir.display()
@@ -212,49 +141,28 @@ impl FileStore {
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.inner.dir()
     }
 
     /// The file that holds `key`.
     pub fn path_for(&self, key: &str) -> Result<PathBuf, BlockingError> {
-        Ok(self.dir.join(key_file_name(key)?))
+        Ok(self.inner.path(key)?)
     }
 
     /// The value of `key`; `None` when absent or expired. Malformed content is an error (the
     /// file is left in place for the operator to inspect).
     pub fn get(&self, key: &str) -> Result<Option<String>, BlockingError> {
-        let path = self.path_for(key)?;
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(BlockingError::Store(format!(
-                    "cannot read {} (key {key:?}): {e}",
-                    path.display()
-                )))
-            }
-        };
-        let text = String::from_utf8(bytes).map_err(|_| {
-            BlockingError::Store(format!(
-                "malformed store entry {} (key {key:?}): not UTF-8 text",
-                path.display()
-            ))
-        })?;
-        let (expiry, value) = decode_entry(&text).map_err(|m| {
-            BlockingError::Store(format!(
-                "malformed store entry {} (key {key:?}): {m}",
-                path.display()
-            ))
-        })?;
-        if expiry != 0 && unix_now() >= expiry as f64 {
-            return Ok(None);
+        match self.inner.get_strict(key, unix_now())? {
+            None => Ok(None),
+            Some(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
+                BlockingError::Store(format!(
+                    "malformed store entry for key {key:?}: not UTF-8 text"
+                ))
+            }),
         }
-        Ok(Some(value.to_string()))
     }
 
-    /// Writes `key` atomically: a temporary file in the same directory (mode 0600) is written,
-    /// synced and renamed over the target, then the directory is synced. `ttl` in seconds;
-    /// `None` = never expires.
+    /// Writes `key` atomically with mode 0600; `ttl` in seconds, `None` = never expires.
     pub fn set(&self, key: &str, value: &str, ttl: Option<f64>) -> Result<(), BlockingError> {
         if value.is_empty() {
             // The format cannot represent an empty value (the original reads it as missing).
@@ -262,53 +170,17 @@ impl FileStore {
                 "cannot store an empty value for key {key:?}"
             )));
         }
-        let path = self.path_for(key)?;
-        let expiry = match ttl {
-            None => 0,
-            Some(t) => (unix_now() + t).floor().max(1.0) as u64,
-        };
-        let content = encode_entry(value, expiry);
-        write_private_file(&path, content.as_bytes())
-            .map_err(|e| BlockingError::Store(format!("cannot write key {key:?}: {e}")))
+        Ok(self.inner.set(key, value.as_bytes(), ttl, unix_now())?)
     }
 
     /// Removes `key`; a missing key is not an error.
     pub fn delete(&self, key: &str) -> Result<(), BlockingError> {
-        let path = self.path_for(key)?;
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(BlockingError::Store(format!(
-                "cannot delete key {key:?}: {e}"
-            ))),
-        }
+        Ok(self.inner.delete(key)?)
     }
 
-    /// Logical keys starting with `prefix`, sorted. Names that are not base64 of UTF-8 text
-    /// (temporary files, foreign files) are skipped, as the original does.
+    /// Logical keys starting with `prefix`, sorted; foreign file names are skipped.
     pub fn list(&self, prefix: &str) -> Result<Vec<String>, BlockingError> {
-        let rd = fs::read_dir(&self.dir).map_err(|e| {
-            BlockingError::Store(format!("cannot list store {}: {e}", self.dir.display()))
-        })?;
-        let mut keys = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(|e| {
-                BlockingError::Store(format!("cannot list store {}: {e}", self.dir.display()))
-            })?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let Ok(raw) = STANDARD.decode(name) else {
-                continue;
-            };
-            let Ok(key) = String::from_utf8(raw) else {
-                continue;
-            };
-            if key.starts_with(prefix) {
-                keys.push(key);
-            }
-        }
-        keys.sort();
-        Ok(keys)
+        Ok(self.inner.list(prefix)?)
     }
 
     /// The certificate entry `domain:<type>:<name>`.
@@ -335,7 +207,11 @@ impl FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::os::unix::fs::MetadataExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
     fn tempdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -346,47 +222,6 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
-    }
-
-    #[test]
-    fn key_names_are_standard_base64_with_padding() {
-        assert_eq!(
-            key_file_name("domain:rsa:example.com").unwrap(),
-            "ZG9tYWluOnJzYTpleGFtcGxlLmNvbQ=="
-        );
-        assert_eq!(key_file_name("account_key:").unwrap(), "YWNjb3VudF9rZXk6");
-        assert_eq!(
-            key_file_name("domain:ecc:*.example.com").unwrap(),
-            STANDARD.encode("domain:ecc:*.example.com")
-        );
-        // '>' at a 3k+2 position yields '+', which is kept as-is.
-        assert_eq!(key_file_name("ab>").unwrap(), "YWI+");
-        // '?' there would yield '/', which cannot be a file name.
-        assert!(key_file_name("ab?").is_err());
-        assert!(key_file_name("").is_err());
-    }
-
-    #[test]
-    fn entry_format() {
-        assert_eq!(encode_entry("v", 0), "0::v");
-        assert_eq!(decode_entry("0::v").unwrap(), (0, "v"));
-        assert_eq!(
-            decode_entry("1700000000::a::b\n").unwrap(),
-            (1700000000, "a::b\n")
-        );
-        for bad in [
-            "",
-            "v",
-            "::v",
-            "12:v",
-            "12::",
-            "-1::v",
-            " 1::v",
-            "1a::v",
-            "99999999999999999999999::v",
-        ] {
-            assert!(decode_entry(bad).is_err(), "{bad:?} accepted");
-        }
     }
 
     #[test]
@@ -446,15 +281,15 @@ mod tests {
         s.set("ttl", "x", Some(3600.0)).unwrap();
         let (exp, _) = {
             let t = fs::read_to_string(s.path_for("ttl").unwrap()).unwrap();
-            let (e, v) = decode_entry(&t).unwrap();
-            (e, v.to_string())
+            let (e, v) = filestore::decode_entry(t.as_bytes()).unwrap();
+            (e, String::from_utf8_lossy(v).into_owned())
         };
         assert!(exp as f64 > unix_now() + 3500.0);
         for (i, bad) in ["legacy value", "12::", "abc::x"].iter().enumerate() {
             let key = format!("bad{i}");
             fs::write(s.path_for(&key).unwrap(), bad).unwrap();
             let err = s.get(&key).unwrap_err().to_string();
-            assert!(err.starts_with("malformed store entry"), "{err}");
+            assert!(err.contains("malformed storage file"), "{err}");
         }
         fs::write(s.path_for("bin").unwrap(), b"0::\xff\xfe").unwrap();
         assert!(s.get("bin").unwrap_err().to_string().contains("not UTF-8"));
