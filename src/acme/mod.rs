@@ -47,7 +47,7 @@ mod renewal_info;
 mod timestamp;
 
 #[cfg(test)]
-mod tests;
+mod flow_tests;
 
 pub use client::{
     Action, ChallengeTask, ChallengeType, Client, ClientConfig, Directory, Eab, Identifier,
