@@ -4,6 +4,7 @@ local cjson = require("cjson.safe")
 
 local ngx = ngx
 local pairs = pairs
+local loadstring = loadstring
 local pcall = pcall
 local setmetatable = setmetatable
 local type = type
@@ -182,6 +183,21 @@ function _M.call()
     local r1, r2, r3 = c[args.method](c, (table.unpack or unpack)(args.args or {}))
     return { r1 = r1, r2 = r2, r3 = r3 }
   end, read_args()))
+end
+
+-- POST /eval: runs the Lua chunk in the body (in this content handler) and answers with the
+-- JSON of the table it returns, or {error = message} when it raises.
+function _M.eval()
+  ngx.req.read_body()
+  local chunk, err = loadstring(ngx.req.get_body_data() or "", "=eval")
+  if not chunk then
+    return reply({ error = "syntax: " .. err })
+  end
+  local ok, res = pcall(chunk)
+  if not ok then
+    return reply({ error = tostring(res) })
+  end
+  reply(res)
 end
 
 -- POST /keys: every key in the shm storage

@@ -1,0 +1,187 @@
+"""resty.acme.util and resty.acme.openssl inside nginx: the helpers callers of the original use."""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import urllib.request
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from harness import REPO, TestCA, free_port
+from harness.nginx import lua_package_path
+
+T_LUA = os.path.join(REPO, "t", "lua", "?.lua")
+
+
+@pytest.fixture
+def lua(nginx_factory):
+    port = free_port()
+    n = nginx_factory("""
+        lua_shared_dict acme 1m;
+        server {
+          listen 127.0.0.1:%d;
+          location = /eval { content_by_lua_block { require("acme_t").eval() } }
+        }""" % port, http_ports=[port], lua_path=T_LUA + ";" + lua_package_path())
+
+    def run(code):
+        req = urllib.request.Request("http://127.0.0.1:%d/eval" % port, data=code.encode(),
+                                     method="POST")
+        with urllib.request.urlopen(req, timeout=60) as r:
+            res = json.loads(r.read())
+        assert "error" not in res, res["error"]
+        return res
+    run.nginx = n
+    return run
+
+
+def b64url_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def test_util_create_pkey_defaults_and_types(lua):
+    res = lua("""
+      local util = require("resty.acme.util")
+      return {
+        default = util.create_pkey(),
+        rsa2048 = util.create_pkey(2048, "RSA"),
+        ec = util.create_pkey(nil, "EC", "prime256v1"),
+        ec384 = util.create_pkey(nil, "EC", "secp384r1"),
+        bad = select(2, util.create_pkey(1024, "RSA")),
+      }""")
+    default = serialization.load_pem_private_key(res["default"].encode(), None)
+    assert isinstance(default, rsa.RSAPrivateKey) and default.key_size == 4096
+    assert res["default"].startswith("-----BEGIN PRIVATE KEY-----")
+    assert serialization.load_pem_private_key(res["rsa2048"].encode(), None).key_size == 2048
+    assert serialization.load_pem_private_key(res["ec"].encode(), None).curve.name == "secp256r1"
+    assert serialization.load_pem_private_key(res["ec384"].encode(),
+                                              None).curve.name == "secp384r1"
+    assert "1024" in res["bad"]
+
+
+def test_util_create_csr_rsa_and_ec(lua):
+    res = lua("""
+      local util = require("resty.acme.util")
+      local openssl = require("resty.acme.openssl")
+      local rsa_key = openssl.pkey.new({ type = "RSA", bits = 2048 })
+      local ec_key = openssl.pkey.new({ type = "EC", curve = "prime256v1" })
+      local a = util.create_csr(rsa_key, "a.example.test", "b.example.test")
+      local b = util.create_csr(ec_key, "c.example.test")
+      return { rsa = ngx.encode_base64(a), ec = ngx.encode_base64(b),
+               rsa_pub = rsa_key:to_PEM("public") }""")
+    csr = x509.load_der_x509_csr(base64.b64decode(res["rsa"]))
+    assert csr.is_signature_valid
+    assert csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "a.example.test"
+    sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["a.example.test", "b.example.test"]
+    pub = serialization.load_pem_public_key(res["rsa_pub"].encode())
+    assert csr.public_key().public_numbers() == pub.public_numbers()
+    ec_csr = x509.load_der_x509_csr(base64.b64decode(res["ec"]))
+    assert ec_csr.is_signature_valid and isinstance(ec_csr.public_key(), ec.EllipticCurvePublicKey)
+
+
+def test_util_thumbprint_is_rfc7638(lua):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    res = lua("""
+      local util = require("resty.acme.util")
+      local openssl = require("resty.acme.openssl")
+      return { t = util.thumbprint(openssl.pkey.new(%s)) }""" % json.dumps(pem))
+    nums = key.public_key().public_numbers()
+
+    def b64(i):
+        return base64.urlsafe_b64encode(i.to_bytes((i.bit_length() + 7) // 8, "big")) \
+            .rstrip(b"=").decode()
+    canon = '{"e":"%s","kty":"RSA","n":"%s"}' % (b64(nums.e), b64(nums.n))
+    want = base64.urlsafe_b64encode(hashlib.sha256(canon.encode()).digest()).rstrip(b"=").decode()
+    assert res["t"] == want
+
+
+def test_util_check_chain_root_issuer(lua, workdir):
+    ca = TestCA(os.path.join(str(workdir), "ca"))
+    cert_path, _ = ca.issue(["leaf.example.test"], "leaf")
+    chain = open(cert_path).read() + open(ca.ca_pem).read()
+    root = x509.load_pem_x509_certificate(open(ca.ca_pem, "rb").read())
+    root_cn = root.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    res = lua("""
+      local util = require("resty.acme.util")
+      local chain = %s
+      local e1, e2 = util.check_chain_root_issuer("", "x")
+      local w1, w2 = util.check_chain_root_issuer(chain, "test.com")
+      local r1 = util.check_chain_root_issuer(chain, %s)
+      return { e1 = e1, e2 = e2, w1 = w1, w2 = w2, r1 = r1 }""" % (json.dumps(chain),
+                                                                  json.dumps(root_cn)))
+    assert res["e1"] is False and res["e2"] == "cert not found in PEM chain"
+    assert res["w1"] is False
+    assert res["w2"] == 'current chain root issuer common name is "%s"' % root_cn
+    assert res["r1"] is True
+
+
+def test_util_base64url_and_log(lua):
+    res = lua("""
+      local util = require("resty.acme.util")
+      util.log(ngx.NOTICE, "hello ", 42)
+      return { e = util.encode_base64url("\\255\\254\\253"),
+               d = ngx.encode_base64(util.decode_base64url("__79")),
+               bad = util.decode_base64url("***") == nil }""")
+    assert res["e"] == "__79"
+    assert base64.b64decode(res["d"]) == b"\xff\xfe\xfd"
+    assert res["bad"] is True
+    assert re.search(r"\[acme\] eval:\d+: hello 42", lua.nginx.error_log())
+
+
+def test_openssl_subset(lua, workdir):
+    ca = TestCA(os.path.join(str(workdir), "ca"))
+    cert_path, _ = ca.issue(["x509.example.test"], "leaf")
+    pem = open(cert_path).read()
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    res = lua("""
+      local openssl = require("resty.acme.openssl")
+      local crt = openssl.x509.new(%s)
+      local nb, na = crt:get_lifetime()
+      local key = openssl.pkey.new({ type = "EC", curve = "prime256v1" })
+      local again = openssl.pkey.new(key:to_PEM("private"))
+      local d = openssl.digest.new("sha256")
+      d:update("ab")
+      local h = openssl.hmac.new("k", "sha256")
+      h:update("a")
+      return {
+        nb = nb, na = na, na2 = crt:get_not_after(),
+        same = again:to_PEM("public") == key:to_PEM("public"),
+        digest = ngx.encode_base64(d:final("c")),
+        hmac = ngx.encode_base64(h:final("bc")),
+        bad = select(2, openssl.x509.new("garbage")),
+      }""" % json.dumps(pem))
+    assert res["nb"] == int(cert.not_valid_before.timestamp())
+    assert res["na"] == int(cert.not_valid_after.timestamp()) == res["na2"]
+    assert res["same"] is True
+    assert base64.b64decode(res["digest"]) == hashlib.sha256(b"abc").digest()
+    assert base64.b64decode(res["hmac"]) == hmac.new(b"k", b"abc", "sha256").digest()
+    assert res["bad"]
+
+
+def test_core_jws_verifies_with_the_key(lua):
+    res = lua("""
+      local core = require("resty.acme.core")
+      local k = core.pkey_generate("EC", nil, "prime256v1")
+      local jws = core.jws(k, "https://ca.test/new-order", "nonce1", "https://ca.test/acct/1",
+                           '{"a":"b/c"}')
+      return { jws = jws, pub = k:public_pem() }""")
+    body = json.loads(res["jws"])
+    header = json.loads(b64url_decode(body["protected"]))
+    assert header == {"alg": "ES256", "kid": "https://ca.test/acct/1", "nonce": "nonce1",
+                      "url": "https://ca.test/new-order"}
+    assert b64url_decode(body["payload"]) == b'{"a":"b/c"}'
+    sig = b64url_decode(body["signature"])
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+    pub = serialization.load_pem_public_key(res["pub"].encode())
+    pub.verify(der, (body["protected"] + "." + body["payload"]).encode(),
+               ec.ECDSA(hashes.SHA256()))
