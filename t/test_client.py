@@ -1,5 +1,6 @@
 """resty.acme.client inside nginx against a real Pebble that validates http-01 on that nginx."""
 
+import base64
 import json
 import os
 import socket
@@ -11,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from harness import REPO, Pebble, TestCA, free_port
@@ -427,3 +429,35 @@ def test_pebble_client_survives_nonce_rejection(nonce_pebble, nginx_factory):
         res = post(n, "/order", {"names": ["nonce%d.example.test" % i], "key_type": "EC",
                                  "curve": "prime256v1", "account_key_type": "EC"})
         assert_issued(res, ["nonce%d.example.test" % i], nonce_pebble)
+
+
+def test_pebble_client_low_level_api(pebble, nginx_factory):
+    """new_nonce, jws, post and new_order behave as the original's public methods."""
+    n = client_nginx(nginx_factory, pebble)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+
+    def call(method, *args):
+        return post(n, "/call", {"method": method, "login": True, "args": list(args),
+                                 "conf": {"account_key": key}})
+
+    nonce = call("new_nonce")
+    assert nonce.get("r1") and not nonce.get("r2"), nonce
+    res = call("jws", "https://ca.test/x", {"a": "b/c"}, "n1")
+    body = json.loads(res["r1"])
+    header = json.loads(base64.urlsafe_b64decode(body["protected"] + "=="))
+    assert header["alg"] == "RS256" and header["nonce"] == "n1" and header["url"] == \
+        "https://ca.test/x" and header["kid"].startswith("https://")
+    assert base64.urlsafe_b64decode(body["payload"] + "==") == b'{"a":"b/c"}'
+    order = call("new_order", "low.example.test")
+    assert order.get("r3") is None, order
+    assert order["r1"]["status"] == "pending"
+    assert order["r1"]["identifiers"] == [{"type": "dns", "value": "low.example.test"}]
+    assert order["r2"]["location"].startswith("https://")
+    # POST-as-GET of the order URL through post()
+    got = call("post", order["r2"]["location"])
+    assert got.get("r3") is None and got["r1"]["status"] == "pending", got
+    # a problem document becomes err (its detail), as in the original
+    bad = call("new_order", "bad..name")
+    assert bad.get("r1") is None and bad.get("r3"), bad

@@ -83,7 +83,7 @@ end
 
 local function new_client(args)
   local conf = merged(args.conf)
-  if args.account_key_type or not conf.account_key then
+  if args.account_key_type or (not conf.account_key and not conf.account_kid) then
     conf.account_key = require("resty.acme.util").create_pkey(args.account_key_bits or 2048,
       args.account_key_type or "RSA", args.account_key_curve)
   end
