@@ -6,11 +6,13 @@ Every nginx here runs nginx-conf/autossl.conf, the example the README's demo run
 import base64
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
 import threading
 import time
+import urllib.request
 
 import pytest
 from cryptography import x509
@@ -30,7 +32,7 @@ class AutoSSL:
 
     def __init__(self, nginx_factory, pebble, challtestsrv, workdir, *, domains,
                  extra="", workers=2, key_types=("rsa", "ecc"), start=True, https_port=None,
-                 tls_alpn=False):
+                 tls_alpn=False, extra_http=""):
         self.pebble = pebble
         self.https_port = https_port or free_port()
         fb = TestCA(os.path.join(str(workdir), "fallback"))
@@ -62,6 +64,12 @@ class AutoSSL:
         text = text.replace('domain_key_types = { "rsa", "ecc" },\n', "", 1)
         if tls_alpn:
             text = text.replace("#ssl_client_hello_by_lua_block", "ssl_client_hello_by_lua_block")
+        if extra_http:
+            # test-only servers go at the end of the http block
+            text = text.rstrip()
+            assert text.endswith("}")
+            text = text[:-1] + extra_http + "\n}\n"
+            self.ctl_port = ctl_port(extra_http)
         with open(n.conf_path, "w") as f:
             f.write(text)
         self.nginx = n
@@ -108,6 +116,28 @@ class AutoSSL:
 def san_names(cert):
     ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     return ext.value.get_values_for_type(x509.DNSName)
+
+
+def ctl_port(extra_http):
+    m = re.search(r"listen 127\.0\.0\.1:(\d+)", extra_http)
+    return int(m.group(1)) if m else None
+
+
+def eval_server(port):
+    return """
+    server {
+      listen 127.0.0.1:%d;
+      location = /eval { content_by_lua_block { require("acme_t").eval() } }
+    }""" % port
+
+
+def lua_eval(port, code):
+    req = urllib.request.Request("http://127.0.0.1:%d/eval" % port, data=code.encode(),
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        res = json.loads(r.read())
+    assert "error" not in res, res["error"]
+    return res
 
 
 def issued_by_pebble(pebble, cert):
@@ -375,3 +405,124 @@ def test_pebble_autossl_tls_alpn_01_on_the_https_listener(pebble, challtestsrv, 
         with socket.create_connection(("127.0.0.1", a.https_port), timeout=10) as s:
             with ctx.wrap_socket(s, server_hostname="alpn.example.test"):
                 pass
+
+
+def test_pebble_autossl_domain_key_paths(pebble, challtestsrv, nginx_factory, workdir):
+    key = ec.generate_private_key(ec.SECP256R1())
+    path = os.path.join(str(workdir), "domain.key")
+    with open(path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["keyed.example.test"],
+                key_types=("ecc",), extra="domain_key_paths = { ecc = %s }," % json.dumps(path))
+    cert = a.wait_issued("keyed.example.test")
+    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+
+
+def test_pebble_autossl_get_certkey_and_cache(pebble, challtestsrv, nginx_factory, workdir):
+    port = free_port()
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["api.example.test"],
+                key_types=("ecc",), workers=1, extra_http=eval_server(port))
+    served = a.wait_issued("api.example.test")
+    res = lua_eval(port, """
+      local autossl = require("resty.acme.autossl")
+      local entry, err = autossl.get_certkey("api.example.test", "ecc")
+      local missing, merr = autossl.get_certkey("nope.example.test", "ecc")
+      local cached = autossl.get_cert_from_cache("api.example.test", "ecc")
+      return { entry = entry, err = err, missing = missing == nil and merr == nil,
+               cached = type(cached) == "table" and cached.cert ~= nil,
+               allowed = autossl.is_domain_whitelisted("api.example.test", false),
+               refused = autossl.is_domain_whitelisted("x.example.test", false) }""")
+    assert res.get("err") is None and res["missing"] is True and res["cached"] is True
+    entry = res["entry"]
+    assert entry["domain"] == "api.example.test" and entry["type"] == "ecc"
+    assert load_certs(entry["cert"])[0].serial_number == served.serial_number
+    assert res["allowed"] == "api.example.test" and res["refused"] is False
+
+
+def test_pebble_autossl_cooloff_callback_and_challenge_delay(pebble, challtestsrv,
+                                                             nginx_factory, workdir):
+    challtestsrv.add_a("cb.example.test", "127.0.0.2")
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
+                domains=["cb.example.test", "delay.example.test"], key_types=("ecc",),
+                extra="""challenge_start_delay = 2,
+      failure_cooloff_callback = function(domain, count)
+        ngx.log(ngx.NOTICE, "cooloff callback ", domain, " attempt ", count)
+        return 1
+      end,""")
+    a.handshake("cb.example.test")
+    a.nginx.wait_log(r"cooloff callback cb\.example\.test attempt 1", timeout=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "attempt 2" not in a.nginx.error_log():
+        a.handshake("cb.example.test")
+        time.sleep(0.3)
+    assert "cooloff callback cb.example.test attempt 2" in a.nginx.error_log()
+    t0 = time.monotonic()
+    a.wait_issued("delay.example.test")
+    assert time.monotonic() - t0 >= 2.0
+
+
+def test_pebble_autossl_renewal_deletes_names_no_longer_allowed(pebble, challtestsrv,
+                                                                nginx_factory, workdir):
+    store = os.path.join(str(workdir), "store")
+    os.makedirs(store)
+    ca = TestCA(os.path.join(str(workdir), "oldca"))
+
+    def put(name):
+        cert_path, key_path = ca.issue([name], name)
+        value = json.dumps({"domain": name, "pkey": open(key_path).read(),
+                            "cert": open(cert_path).read(), "type": "ecc", "updated": 1.5})
+        fname = base64.b64encode(("domain:ecc:" + name).encode()).decode()
+        with open(os.path.join(store, fname), "w") as f:
+            f.write("0::" + value)
+        return os.path.join(store, fname)
+
+    gone = put("gone.example.test")
+    kept = put("kept.example.test")
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["kept.example.test"],
+                key_types=("ecc",), workers=1,
+                extra='storage_adapter = "file", storage_config = { dir = %s }, '
+                      'renew_check_interval = 1, enabled_delete_not_whitelisted_domain = true,'
+                % json.dumps(store))
+    deadline = time.monotonic() + 15
+    while os.path.exists(gone) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not os.path.exists(gone)
+    assert os.path.exists(kept)
+    assert pebble.orders_count() == 0
+    a.nginx.stop()
+
+
+def test_pebble_autossl_key_generation_does_not_stall_handshakes(pebble, challtestsrv,
+                                                                 nginx_factory, workdir):
+    """RSA-4096 keys are generated on a native thread: the worker keeps serving handshakes."""
+    port = free_port()
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["warm.example.test"],
+                key_types=("ecc",), workers=1, extra_http=eval_server(port))
+    a.wait_issued("warm.example.test")
+    lat = []
+    stop = threading.Event()
+
+    def probe():
+        while not stop.is_set():
+            t = time.monotonic()
+            a.handshake("warm.example.test")
+            lat.append(time.monotonic() - t)
+
+    th = threading.Thread(target=probe)
+    th.start()
+    try:
+        # the same call autossl makes before an RSA order, three times in a row
+        res = lua_eval(port, """
+          local util = require("resty.acme.util")
+          ngx.update_time()
+          local t = ngx.now()
+          for _ = 1, 3 do assert(util.create_pkey(4096, "RSA")) end
+          ngx.update_time()
+          return { took = ngx.now() - t }""")
+    finally:
+        stop.set()
+        th.join()
+    assert res["took"] > 0.3, res  # long enough that an event-loop stall would show
+    assert len(lat) > 5
+    assert max(lat) < max(0.25, res["took"] / 4), (max(lat), res["took"])
