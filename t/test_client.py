@@ -461,3 +461,24 @@ def test_pebble_client_low_level_api(pebble, nginx_factory):
     # a problem document becomes err (its detail), as in the original
     bad = call("new_order", "bad..name")
     assert bad.get("r1") is None and bad.get("r3"), bad
+
+
+def test_pebble_client_example_config(pebble, challtestsrv, nginx_factory):
+    """nginx-conf/client.conf orders from a timer and serves http-01 as documented."""
+    import subprocess
+    from harness.nginx import lua_package_cpath
+    n = nginx_factory("", start=False, http_ports=[pebble.http_port])
+    values = {
+        "PREFIX": n.workdir, "LUA_PATH": lua_package_path(), "LUA_CPATH": lua_package_cpath(),
+        "ACME_DIRECTORY": pebble.directory_url, "ACME_CA_CERT": pebble.ca_pem,
+        "RESOLVER": challtestsrv.dns_server, "HTTP_PORT": "127.0.0.1:%d" % pebble.http_port,
+        "EMAIL": "ops@example.test", "DOMAIN": "example-client.example.test",
+    }
+    subprocess.run([os.path.join(REPO, "scripts", "render-conf"),
+                    os.path.join(REPO, "nginx-conf", "client.conf"), n.conf_path]
+                   + ["%s=%s" % kv for kv in values.items()], check=True)
+    n.start()
+    n.wait_log(r"certificate for example-client\.example\.test issued", timeout=60)
+    with urllib.request.urlopen("http://127.0.0.1:%d/status" % pebble.http_port,
+                                timeout=10) as r:
+        assert sans(leaf(r.read().decode())) == ["example-client.example.test"]
