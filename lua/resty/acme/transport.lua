@@ -95,6 +95,13 @@ local function exchange(self, target, pool, req, is_head)
       sock:close()
       return nil, "tls handshake with " .. where .. " failed: " .. tostring(err)
     end
+    -- When the handshake completes asynchronously, lua-nginx-module 0.10.23 can report a
+    -- failed certificate verification as success after closing the socket (it logs "lua ssl
+    -- certificate verify error"): a closed socket here means exactly that.
+    if not sock:getreusedtimes() then
+      return nil, "tls handshake with " .. where .. " failed: certificate verify error (the " ..
+        "CA's certificate is not trusted by lua_ssl_trusted_certificate; see nginx's error log)"
+    end
   end
 
   local sent
