@@ -482,3 +482,72 @@ def test_pebble_client_example_config(pebble, challtestsrv, nginx_factory):
     with urllib.request.urlopen("http://127.0.0.1:%d/status" % pebble.http_port,
                                 timeout=10) as r:
         assert sans(leaf(r.read().decode())) == ["example-client.example.test"]
+
+
+def test_pebble_client_eab_handler(eab_pebble, nginx_factory):
+    """eab_handler(account_email) supplies the credentials when the CA requires EAB."""
+    extra = ('eab_handler = function(email) '
+             'ngx.log(ngx.NOTICE, "eab_handler called for ", email) '
+             'return "kid-1", '
+             '"zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W" end,')
+    n = client_nginx(nginx_factory, eab_pebble, extra=extra)
+    res = post(n, "/order", {"names": ["eabh.example.test"], "key_type": "EC",
+                             "curve": "prime256v1", "account_key_type": "EC"})
+    assert_issued(res, ["eabh.example.test"], eab_pebble)
+    assert "eab_handler called for ops@example.test" in n.error_log()
+
+
+class _ZeroSSL(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        self.server.seen.append((self.path, self.headers.get("Content-Type"), body))
+        if "bad" in body:
+            out = b'{"success": false, "error": {"code": 2831, "type": "invalid_email"}}'
+        else:
+            out = b'{"success": true, "eab_kid": "zkid", "eab_hmac_key": "aGVsbG8"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+
+def test_eab_zerossl_handler_against_fake_api(nginx_factory, workdir):
+    ca = TestCA(os.path.join(str(workdir), "zca"))
+    srv = ThreadingHTTPServer(("127.0.0.1", free_port()), _ZeroSSL)
+    srv.seen = []
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(ca.cert_pem, ca.key_pem)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    port = free_port()
+    try:
+        nginx_factory("""
+          lua_ssl_trusted_certificate %s;
+          server {
+            listen 127.0.0.1:%d;
+            location = /eval { content_by_lua_block { require("acme_t").eval() } }
+          }""" % (ca.ca_pem, port), http_ports=[port],
+            lua_path=T_LUA + ";" + lua_package_path())
+        code = """
+          local z = require("resty.acme.eab.zerossl-com")
+          z.api_uri = "https://localhost:%d/acme/eab-credentials-email"
+          local kid, key, err = z.handle("ops+x@example.test")
+          local k2, h2, err2 = z.handle("bad@example.test")
+          return { kid = kid, key = key, err = err, k2 = k2, err2 = err2 }""" % srv.server_address[1]
+        req = urllib.request.Request("http://127.0.0.1:%d/eval" % port, data=code.encode(),
+                                     method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            res = json.loads(r.read())
+        assert res.get("error") is None, res
+        assert res["kid"] == "zkid" and res["key"] == "aGVsbG8" and res.get("err") is None
+        assert res.get("k2") is None and "zerossl.com API error" in res["err2"]
+        path, ctype, body = srv.seen[0]
+        assert path == "/acme/eab-credentials-email"
+        assert ctype == "application/x-www-form-urlencoded"
+        assert body == "email=ops%2Bx%40example.test"
+    finally:
+        srv.shutdown()
