@@ -551,3 +551,14 @@ def test_eab_zerossl_handler_against_fake_api(nginx_factory, workdir):
         assert body == "email=ops%2Bx%40example.test"
     finally:
         srv.shutdown()
+
+
+def test_pebble_client_ip_identifier(pebble, nginx_factory):
+    """RFC 8738: an IP address certificate, validated by http-01 on that address."""
+    n = client_nginx(nginx_factory, pebble)
+    res = post(n, "/order", {"names": ["127.0.0.1"], "key_type": "EC", "curve": "prime256v1",
+                             "account_key_type": "EC"})
+    assert res.get("err") is None, res
+    cert = leaf(res["cert"])
+    ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
