@@ -526,3 +526,49 @@ def test_pebble_autossl_key_generation_does_not_stall_handshakes(pebble, challte
     assert res["took"] > 0.3, res  # long enough that an event-loop stall would show
     assert len(lat) > 5
     assert max(lat) < max(0.25, res["took"] / 4), (max(lat), res["took"])
+
+
+def test_pebble_autossl_renews_when_ari_window_opens(pebble, challtestsrv, nginx_factory,
+                                                     workdir):
+    """RFC 9773: the CA's renewal window, not only renew_threshold, decides renewal, and the
+    new order names the certificate it replaces."""
+    from fakes.ari_proxy import AriProxy
+
+    ca = TestCA(os.path.join(str(workdir), "proxyca"))
+    now = time.time()
+    proxy = AriProxy(pebble, ca.cert_pem, ca.key_pem, (now + 30 * 86400, now + 31 * 86400))
+
+    class Via:  # Pebble as seen through the proxy
+        directory_url = proxy.directory_url
+        ca_pem = ca.ca_pem
+        http_port = pebble.http_port
+
+        def __getattr__(self, name):
+            return getattr(pebble, name)
+
+    try:
+        a = AutoSSL(nginx_factory, Via(), challtestsrv, workdir, domains=["ari.example.test"],
+                    key_types=("ecc",), workers=1,
+                    extra="renew_check_interval = 1, cache_ttl = 1,")
+        first = a.wait_issued("ari.example.test")
+        assert len(proxy.orders) == 1 and "replaces" not in proxy.orders[0]
+        deadline = time.monotonic() + 10
+        while not proxy.ari_queries and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proxy.ari_queries, "the CA's renewal window was never asked for"
+        time.sleep(2)
+        assert len(proxy.orders) == 1  # window in the future: no renewal
+        proxy.window = (time.time() - 60, time.time() - 1)
+        deadline = time.monotonic() + 30
+        while len(proxy.orders) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(proxy.orders) == 2, a.nginx.log_tail(30)
+        assert proxy.orders[1]["replaces"] == proxy.ari_queries[-1]
+        renewed = a.wait_issued("ari.example.test")
+        deadline = time.monotonic() + 10
+        while renewed.serial_number == first.serial_number and time.monotonic() < deadline:
+            renewed = a.handshake("ari.example.test")
+            time.sleep(0.2)
+        assert renewed.serial_number != first.serial_number
+    finally:
+        proxy.stop()

@@ -26,6 +26,7 @@ local error = error
 local io_open = io.open
 local math_floor = math.floor
 local math_random = math.random
+local math_max = math.max
 local require = require
 local setmetatable = setmetatable
 local tonumber = tonumber
@@ -67,6 +68,9 @@ local default_config = {
   negative_cache_ttl = 1,
   -- How long a blocking handshake waits for an order that another worker or node runs.
   blocking_timeout = 60,
+  -- Ask the CA when to renew (RFC 9773 ARI) where its directory offers renewalInfo; the
+  -- renew_threshold still applies as a floor.
+  ari = true,
 }
 
 local STAGING_URI = "https://acme-staging-v02.api.letsencrypt.org/directory"
@@ -395,8 +399,14 @@ local function do_update(data, domain, typ)
   local key = stored_key(typ, domain)
   local raw = storage:get(key)
   local good, existing = still_good(raw)
-  -- Someone (another worker, another node) finished while we waited for the lock.
-  if good then
+  -- Someone (another worker, another node) finished while we waited for the lock: the entry
+  -- is fresh, or, for a renewal, no longer the certificate that was found due.
+  local done_elsewhere = good
+  if data.renew and data.fingerprint then
+    local info = existing and core.cert_parse(existing.cert)
+    done_elsewhere = not info or info[1].fingerprint_sha256 ~= data.fingerprint
+  end
+  if done_elsewhere then
     log(ngx.INFO, "certificate for ", domain, " (", typ, ") is already in the store")
     return nil, true
   end
@@ -420,7 +430,13 @@ local function do_update(data, domain, typ)
 
   log(ngx.INFO, "ordering ", typ, " certificate for ", domain)
   local t0 = now()
-  local cert, oerr = AUTOSSL.client:order_certificate(pkey, names[1], names[2])
+  local opts = { replaces = data.replaces }
+  local cert, oerr
+  if names[2] then
+    cert, oerr = AUTOSSL.client:order_certificate(pkey, names[1], names[2], opts)
+  else
+    cert, oerr = AUTOSSL.client:order_certificate(pkey, names[1], opts)
+  end
   if not cert then
     log(ngx.ERR, "failed to order ", typ, " certificate for ", domain, ": ", oerr)
     return oerr
@@ -483,7 +499,39 @@ function AUTOSSL.update_cert(data)
   return err
 end
 
-local function renew_one(key)
+-- RFC 9773: whether the CA's suggested window says "renew now". The moment inside the window
+-- is fixed per certificate (from its fingerprint) and spread uniformly, as §4.2 asks, so that
+-- a fleet does not renew at the window's first second. The window is asked again only after
+-- the Retry-After the CA sent. Returns due, cert_id.
+local ari_windows = {} -- fingerprint -> { at =, cert_id =, next_query = }
+
+local function ari_says_due(cert_pem, info)
+  local fp = info.fingerprint_sha256 or ""
+  local known = ari_windows[fp]
+  if not known or now() >= known.next_query then
+    local win, werr = AUTOSSL.client:renewal_info(cert_pem)
+    if not win then
+      if werr then
+        log(ngx.WARN, "renewal information for ", info.subject_cn or "?", ": ", werr)
+      end
+      return false
+    end
+    local frac = (tonumber(sub(fp, 1, 8), 16) or 0) / 0xffffffff
+    known = {
+      at = win.start + frac * math_max(0, win["end"] - win.start),
+      cert_id = win.cert_id,
+      next_query = win.retry_after or (now() + 6 * 3600),
+    }
+    ari_windows[fp] = known
+    if win.explanation_url then
+      log(ngx.INFO, "renewal window for ", info.subject_cn or "?", " explained at ",
+        win.explanation_url)
+    end
+  end
+  return now() >= known.at, known.cert_id
+end
+
+local function renew_one(key, ari)
   local storage = AUTOSSL.storage
   local conf = AUTOSSL.config
   local raw, err = storage:get(key)
@@ -516,14 +564,38 @@ local function renew_one(key)
     log(ngx.WARN, "renewal: skipping ", key, ": ", cerr)
     return
   end
-  if info[1].not_after - now() >= conf.renew_threshold then
+  local due = info[1].not_after - now() < conf.renew_threshold
+  local replaces
+  if ari then
+    local ari_due, cert_id = ari_says_due(entry.cert, info[1])
+    due = due or ari_due
+    replaces = cert_id
+  end
+  if not due then
     return
   end
   log(ngx.INFO, "renewing ", typ, " certificate for ", name, " (expires ", info[1].not_after, ")")
-  local uerr = AUTOSSL.update_cert({ domain = name, renew = true, tries = 0, type = typ })
+  local uerr = AUTOSSL.update_cert({ domain = name, renew = true, tries = 0, type = typ,
+                                     replaces = replaces,
+                                     fingerprint = info[1].fingerprint_sha256 })
   if uerr then
     log(ngx.ERR, "renewal of ", name, " failed: ", uerr)
   end
+end
+
+-- Whether this renewal pass asks the CA for renewal windows: configured, and the CA's
+-- directory offers renewalInfo (the directory is fetched at most once per pass).
+local function ari_available()
+  if not AUTOSSL.config.ari then
+    return false
+  end
+  local ok, err = ensure_client()
+  if not ok then
+    log(ngx.WARN, "renewal: no renewal information this pass: ", err)
+    return false
+  end
+  local dir = AUTOSSL.client.directory
+  return dir ~= nil and dir.renewalInfo ~= nil
 end
 
 function AUTOSSL.check_renew(premature)
@@ -540,8 +612,9 @@ function AUTOSSL.check_renew(premature)
     log(ngx.ERR, "renewal: cannot list certificates: ", err)
     return
   end
+  local ari = ari_available()
   for _, key in ipairs(keys) do
-    local ok, perr = pcall(renew_one, key)
+    local ok, perr = pcall(renew_one, key, ari)
     if not ok then
       log(ngx.ERR, "renewal: ", key, ": ", perr)
     end
@@ -861,8 +934,9 @@ function AUTOSSL.init_worker()
         end
       end
       local keys = storage:list("domain:")
+      local ari = keys and #keys > 0 and ari_available()
       for _, key in ipairs(keys or {}) do
-        local rok, rerr = pcall(renew_one, key)
+        local rok, rerr = pcall(renew_one, key, ari)
         if not rok then
           log(ngx.ERR, "renewal: ", key, ": ", rerr)
         end

@@ -497,9 +497,41 @@ local function ensure_account(self)
   return true
 end
 
--- order_certificate(domain_key_pem, name, ...): pem chain | nil, err
+-- renewal_info(cert_pem): { start =, ["end"] =, explanation_url =, retry_after = } | nil, err
+-- RFC 9773 §4.2: the CA's suggested renewal window for a certificate it issued. Returns
+-- nil, nil when the CA does not offer renewal information.
+function _M:renewal_info(cert_pem)
+  if not self.directory then
+    local err = self:init()
+    if err then
+      return nil, err
+    end
+  end
+  if not self.directory.renewalInfo then
+    return nil, nil
+  end
+  local cert_id, err = core.ari_cert_id(cert_pem or "")
+  if not cert_id then
+    return nil, "cannot compute the ARI certificate id: " .. err
+  end
+  local res, rerr = run(self, self.core:op_renewal_info(cert_id))
+  if not res then
+    return nil, "renewal information: " .. rerr
+  end
+  res.cert_id = cert_id
+  return res
+end
+
+-- order_certificate(domain_key_pem, name, ..., opts?): pem chain | nil, err. A trailing table
+-- holds options beyond the original: `replaces` (RFC 9773 §5, the ARI id of the certificate
+-- this one replaces).
 function _M:order_certificate(domain_key, ...)
   local names = { ... }
+  local opts = {}
+  if type(names[#names]) == "table" then
+    opts = names[#names]
+    names[#names] = nil
+  end
   if #names == 0 then
     return nil, "at least one domain name is needed"
   end
@@ -520,8 +552,8 @@ function _M:order_certificate(domain_key, ...)
     challenge_types = challenge_types(self),
     csr = csr,
     preferred_chain = self.conf.preferred_chain,
-    profile = self.conf.profile,
-    replaces = self.replaces,
+    profile = opts.profile or self.conf.profile,
+    replaces = opts.replaces,
   })
   if not op then
     return nil, operr

@@ -1,8 +1,9 @@
 -- Helpers with the original's names: base64url, keys, CSR, thumbprint, chain checks, logging.
 local core = require("resty.acme.core")
 
+local raw_log = require("ngx.errlog").raw_log
+
 local ngx = ngx
-local ngx_log = ngx.log
 local ngx_sleep = ngx.sleep
 local get_phase = ngx.get_phase
 local debug_getinfo = debug.getinfo
@@ -117,7 +118,8 @@ function _M.log(level, ...)
   for i = 1, n do
     parts[#parts + 1] = tostring((select(i, ...)))
   end
-  return ngx_log(level, concat(parts))
+  -- raw_log: nginx would otherwise add its own "[lua] file:line:" prefix, twice the location
+  return raw_log(level, concat(parts))
 end
 
 _M.can_yield = can_yield
