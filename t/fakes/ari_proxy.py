@@ -1,4 +1,5 @@
-"""An HTTPS reverse proxy in front of Pebble 2.4 that adds RFC 9773 renewal information.
+"""An HTTPS reverse proxy in front of Pebble 2.4 that adds RFC 9773 renewal information and
+ACME profiles to its directory.
 
 Pebble 2.4 has no ARI. Every request is forwarded to Pebble with the proxy's Host header, so
 the URLs Pebble puts in its replies point back at the proxy; the directory gains a
@@ -70,6 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/dir" and status == 200:
             d = json.loads(data)
             d["renewalInfo"] = "https://127.0.0.1:%d/renewal-info" % p.port
+            d.setdefault("meta", {})["profiles"] = {"classic": "the default",
+                                                    "shortlived": "valid for 6 days"}
             data = json.dumps(d).encode()
         self._send(status, headers, data)
 

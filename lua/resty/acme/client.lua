@@ -23,6 +23,9 @@ local type = type
 local find = string.find
 local gsub = string.gsub
 local lower = string.lower
+local concat = table.concat
+local sort = table.sort
+local pairs = pairs
 local match = string.match
 
 local _M = { _VERSION = "0.16.0" }
@@ -473,6 +476,28 @@ function _M:finalize(finalize_url, order_url, csr)
   return pem
 end
 
+-- draft-ietf-acme-profiles: a profile must be one the directory's meta.profiles offers.
+local function check_profile(self, profile)
+  if not profile then
+    return true
+  end
+  local meta = self.directory and self.directory.meta
+  local offered = type(meta) == "table" and meta.profiles
+  if type(offered) == "table" and offered[profile] ~= nil then
+    return true
+  end
+  local names = {}
+  for name in pairs(type(offered) == "table" and offered or {}) do
+    names[#names + 1] = name
+  end
+  sort(names)
+  if #names == 0 then
+    return nil, "profile " .. profile .. " is not offered: the CA's directory lists no profiles"
+  end
+  return nil, "profile " .. profile .. " is not offered by the CA (it offers: " ..
+    concat(names, ", ") .. ")"
+end
+
 local function challenge_types(self)
   local types = {}
   for _, name in ipairs(self.conf.enabled_challenge_handlers) do
@@ -547,12 +572,17 @@ function _M:order_certificate(domain_key, ...)
   if not ok then
     return nil, aerr
   end
+  local profile = opts.profile or self.conf.profile
+  local pok, perr = check_profile(self, profile)
+  if not pok then
+    return nil, perr
+  end
   local op, operr = self.core:op_order({
     identifiers = names,
     challenge_types = challenge_types(self),
     csr = csr,
     preferred_chain = self.conf.preferred_chain,
-    profile = opts.profile or self.conf.profile,
+    profile = profile,
     replaces = opts.replaces,
   })
   if not op then
