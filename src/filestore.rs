@@ -95,16 +95,15 @@ pub fn encode_entry(expiry: i64, value: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Writes `data` to `path` atomically with `mode` (temp file in the same directory, fsync,
-/// rename over the target, fsync of the directory).
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StoreError> {
+/// Writes `data` to a new hidden temp file beside `path` (mode `mode`) and fsyncs it.
+fn write_temp(path: &Path, data: &[u8], mode: u32) -> Result<PathBuf, StoreError> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), unique()));
-    let result = (|| {
+    let written = (|| {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -112,18 +111,34 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StoreErro
             .open(&tmp)
             .map_err(io_err(&tmp, "create"))?;
         f.write_all(data).map_err(io_err(&tmp, "write"))?;
-        f.sync_all().map_err(io_err(&tmp, "fsync"))?;
-        fs::rename(&tmp, path).map_err(io_err(path, "rename into"))?;
-        if let Ok(d) = File::open(dir) {
-            // Persist the rename; a failure here does not undo a completed write.
-            let _ = d.sync_all();
-        }
-        Ok(())
+        f.sync_all().map_err(io_err(&tmp, "fsync"))
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
+}
+
+/// Writes `data` to `path` atomically with `mode` (temp file in the same directory, fsync,
+/// rename over the target, fsync of the directory).
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StoreError> {
+    let tmp = write_temp(path, data, mode)?;
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(StoreError::Io {
+            path: path.to_path_buf(),
+            op: "rename into",
+            err: e,
+        });
+    }
+    if let Ok(d) = File::open(path.parent().unwrap_or_else(|| Path::new("."))) {
+        // Persist the rename; a failure here does not undo a completed write.
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 fn unique() -> u64 {
@@ -165,33 +180,18 @@ pub fn remove(path: &Path) -> Result<(), StoreError> {
 /// Creates `path` exclusively with `data` (mode `mode`): the atomic primitive behind `add`.
 /// Returns `Ok(false)` when the file already exists.
 pub fn create_exclusive(path: &Path, data: &[u8], mode: u32) -> Result<bool, StoreError> {
-    // Write the content under a temp name first, then link it into place: link(2) fails when
+    // The content goes to a temp file first, then is linked into place: link(2) fails when
     // the target exists, so two writers can never both win and no reader sees a partial file.
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), unique()));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io_err(&tmp, "create"))?;
-    let written = f.write_all(data).and_then(|_| f.sync_all());
-    let linked =
-        written
-            .map_err(io_err(&tmp, "write"))
-            .and_then(|_| match fs::hard_link(&tmp, path) {
-                Ok(()) => Ok(true),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-                Err(e) => Err(StoreError::Io {
-                    path: path.to_path_buf(),
-                    op: "link",
-                    err: e,
-                }),
-            });
+    let tmp = write_temp(path, data, mode)?;
+    let linked = match fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            op: "link",
+            err: e,
+        }),
+    };
     let _ = fs::remove_file(&tmp);
     linked
 }

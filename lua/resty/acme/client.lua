@@ -665,22 +665,21 @@ function _M:deactivate_account()
   return true
 end
 
-function _M:serve_http_challenge()
-  local handler = self.challenge_handlers["http-01"]
+local function serve_challenge(self, typ)
+  local handler = self.challenge_handlers[typ]
   if not handler then
-    log(ngx.ERR, "http-01 handler is not enabled")
+    log(ngx.ERR, typ, " handler is not enabled")
     return ngx_exit(500)
   end
   return handler:serve_challenge()
 end
 
+function _M:serve_http_challenge()
+  return serve_challenge(self, "http-01")
+end
+
 function _M:serve_tls_alpn_challenge()
-  local handler = self.challenge_handlers["tls-alpn-01"]
-  if not handler then
-    log(ngx.ERR, "tls-alpn-01 handler is not enabled")
-    return ngx_exit(500)
-  end
-  return handler:serve_challenge()
+  return serve_challenge(self, "tls-alpn-01")
 end
 
 return _M
