@@ -572,3 +572,44 @@ def test_pebble_autossl_renews_when_ari_window_opens(pebble, challtestsrv, nginx
         assert renewed.serial_number != first.serial_number
     finally:
         proxy.stop()
+
+
+def test_pebble_autossl_admin_view_and_metrics(pebble, challtestsrv, nginx_factory, workdir):
+    port = free_port()
+    admin = """
+    server {
+      listen 127.0.0.1:%d;
+      allow 127.0.0.1;
+      deny all;
+      location = /admin { content_by_lua_block { require("resty.acme.autossl").serve_admin() } }
+      location = /metrics {
+        content_by_lua_block { require("resty.acme.autossl").serve_metrics() }
+      }
+    }""" % port
+    challtestsrv.add_a("down.example.test", "127.0.0.2")
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
+                domains=["seen.example.test", "down.example.test"], key_types=("ecc",),
+                extra_http=admin)
+    cert = a.wait_issued("seen.example.test")
+    a.handshake("down.example.test")
+    a.handshake("nope.example.test")
+    a.nginx.wait_log(r"failed to order ecc certificate for down\.example\.test", timeout=60)
+    time.sleep(1.5)  # counters are folded into the shared dict once a second
+    with urllib.request.urlopen("http://127.0.0.1:%d/admin" % port, timeout=10) as r:
+        view = json.loads(r.read())
+    (c,) = view["certificates"]
+    assert c["name"] == "seen.example.test" and c["type"] == "ecc"
+    assert c["serial"] == "%x" % cert.serial_number
+    assert c["not_after"] == int(cert.not_valid_after.timestamp())
+    assert c["sans"] == ["seen.example.test"] and c["renewal_due"] is False
+    (f,) = view["failures"]
+    assert f["name"] == "down.example.test" and f["attempts"] == 1 and f["cooloff_until"]
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+        text = r.read().decode()
+    assert ('acme_certificate_expiry_timestamp_seconds{name="seen.example.test",type="ecc"} %d'
+            % int(cert.not_valid_after.timestamp())) in text
+    assert 'acme_orders_total{type="ecc",result="success"} 1' in text
+    assert 'acme_orders_total{type="ecc",result="failure"} 1' in text
+    assert re.search(r'acme_handshakes_total\{result="served"\} [1-9]', text)
+    assert re.search(r'acme_handshakes_total\{result="refused"\} [1-9]', text)
+    assert "# TYPE acme_orders_total counter" in text

@@ -7,6 +7,7 @@ local client = require("resty.acme.client")
 local util = require("resty.acme.util")
 local core = require("resty.acme.core")
 local lrucache = require("resty.lrucache")
+local metrics = require("resty.acme.metrics")
 local ssl = require("ngx.ssl")
 local cjson = require("cjson.safe")
 
@@ -71,6 +72,8 @@ local default_config = {
   -- Ask the CA when to renew (RFC 9773 ARI) where its directory offers renewalInfo; the
   -- renew_threshold still applies as a floor.
   ari = true,
+  -- lua_shared_dict for the counters of serve_metrics(); "acme" is used when it exists.
+  metrics_shm = "acme",
 }
 
 local STAGING_URI = "https://acme-staging-v02.api.letsencrypt.org/directory"
@@ -484,6 +487,7 @@ function AUTOSSL.update_cert(data)
   local token = tostring(ngx_worker_id() or 0) .. ":" .. tostring(now()) .. ":" .. tostring(math_random(1e9))
   local lerr = storage:add("update_lock:" .. domain, token, UPDATE_LOCK_TTL)
   if lerr then
+    metrics.add("acme_lock_busy_total")
     log(ngx.INFO, "update of ", domain, " is running elsewhere (", lerr, ")")
     return nil
   end
@@ -494,6 +498,8 @@ function AUTOSSL.update_cert(data)
   end
   if not skipped then
     record_result(domain, err)
+    metrics.add('acme_orders_total{type="' .. typ .. '",result="' ..
+      (err and "failure" or "success") .. '"}')
   end
   release_lock(domain, token)
   return err
@@ -575,6 +581,7 @@ local function renew_one(key, ari)
     return
   end
   log(ngx.INFO, "renewing ", typ, " certificate for ", name, " (expires ", info[1].not_after, ")")
+  metrics.add('acme_renewals_total{type="' .. typ .. '"}')
   local uerr = AUTOSSL.update_cert({ domain = name, renew = true, tries = 0, type = typ,
                                      replaces = replaces,
                                      fingerprint = info[1].fingerprint_sha256 })
@@ -659,6 +666,7 @@ end
 function AUTOSSL.ssl_certificate()
   local name, err = ssl.server_name()
   if not name then
+    metrics.inc('acme_handshakes_total{result="no_sni"}')
     log_quiet(ngx.INFO, "no SNI in the client hello, serving the fallback certificate", err or "")
     return
   end
@@ -668,11 +676,13 @@ function AUTOSSL.ssl_certificate()
   local types = conf.domain_key_types
   local any = false
   if not valid_sni(domain) then
+    metrics.inc('acme_handshakes_total{result="invalid_name"}')
     log_quiet(ngx.INFO, "invalid server name, serving the fallback certificate:", domain:sub(1, 64))
     return
   end
   local allowed = AUTOSSL.is_domain_whitelisted(domain, false)
   if not allowed then
+    metrics.inc('acme_handshakes_total{result="refused"}')
     log_quiet(ngx.INFO, "server name not allowed, serving the fallback certificate:", domain)
     return
   end
@@ -703,6 +713,9 @@ function AUTOSSL.ssl_certificate()
     end
   end
 
+  metrics.inc(any and 'acme_handshakes_total{result="served"}'
+    or 'acme_handshakes_total{result="fallback"}')
+
   if missing and not pending[domain] then
     pending[domain] = true
     local ok, terr = ngx_timer_at(0, background_update, domain, missing)
@@ -719,6 +732,102 @@ end
 
 function AUTOSSL.serve_tls_alpn_challenge()
   return AUTOSSL.client:serve_tls_alpn_challenge()
+end
+
+-- Every stored certificate with what an operator wants to know about it.
+local function certificate_facts()
+  local storage = AUTOSSL.storage
+  local keys, err = storage:list("domain:")
+  if err then
+    return nil, err
+  end
+  local out = {}
+  local t = now()
+  for _, key in ipairs(keys) do
+    local typ, name = key:match("^domain:([^:]+):(.+)$")
+    local fact = { name = name, type = typ }
+    local raw, gerr = storage:get(key)
+    local entry, perr
+    if raw then
+      entry, perr = parse_entry(raw)
+    end
+    local info = entry and core.cert_parse(entry.cert)
+    if info then
+      local leaf = info[1]
+      fact.domain = entry.domain
+      fact.updated = entry.updated
+      fact.not_before = leaf.not_before
+      fact.not_after = leaf.not_after
+      fact.expires_in = leaf.not_after - t
+      fact.issuer = leaf.issuer
+      fact.serial = leaf.serial
+      fact.sans = leaf.sans
+      fact.fingerprint_sha256 = leaf.fingerprint_sha256
+      fact.renewal_due = leaf.not_after - t < AUTOSSL.config.renew_threshold
+    else
+      fact.error = gerr or perr or "unparsable certificate"
+    end
+    out[#out + 1] = fact
+  end
+  return out
+end
+
+-- Admin view (content phase): JSON of every stored certificate and every name in cooloff.
+-- Protect the location (allow/deny, auth): it lists every name this server has certificates for.
+function AUTOSSL.serve_admin()
+  local certs, err = certificate_facts()
+  if not certs then
+    ngx.status = 500
+    ngx.header["Content-Type"] = "application/json"
+    ngx.say(json.encode({ error = "cannot list certificates: " .. tostring(err) }))
+    return ngx.exit(500)
+  end
+  local failures = {}
+  local keys = AUTOSSL.storage:list("failed_attempts:") or {}
+  for _, key in ipairs(keys) do
+    local name = sub(key, #"failed_attempts:" + 1)
+    local attempts = tonumber((AUTOSSL.storage:get(key)))
+    if attempts and attempts > 0 then
+      failures[#failures + 1] = {
+        name = name,
+        attempts = attempts,
+        cooloff_until = tonumber((AUTOSSL.storage:get("failure_lock:" .. name))),
+      }
+    end
+  end
+  setmetatable(certs, cjson.array_mt)
+  setmetatable(failures, cjson.array_mt)
+  for _, c in ipairs(certs) do
+    if c.sans then
+      setmetatable(c.sans, cjson.array_mt)
+    end
+  end
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(json.encode({ certificates = certs, failures = failures }))
+  return ngx.exit(ngx.HTTP_OK)
+end
+
+local GAUGE_HELP = {
+  acme_certificate_expiry_timestamp_seconds = "not_after of each stored certificate",
+  acme_certificates = "stored certificates, by key type",
+}
+
+-- Prometheus metrics (content phase): the counters, and one expiry gauge per stored
+-- certificate (the store is listed on every scrape).
+function AUTOSSL.serve_metrics()
+  local gauges = {}
+  local certs = certificate_facts() or {}
+  for _, c in ipairs(certs) do
+    if c.not_after then
+      gauges['acme_certificate_expiry_timestamp_seconds{name="' .. c.name .. '",type="' ..
+        c.type .. '"}'] = c.not_after
+    end
+    local k = 'acme_certificates{type="' .. tostring(c.type) .. '"}'
+    gauges[k] = (gauges[k] or 0) + 1
+  end
+  ngx.header["Content-Type"] = "text/plain; version=0.0.4"
+  ngx.print(metrics.render(gauges, GAUGE_HELP))
+  return ngx.exit(ngx.HTTP_OK)
 end
 
 function AUTOSSL.create_account_key()
@@ -915,6 +1024,12 @@ function AUTOSSL.init_worker()
     error("failed to initialize storage: " .. tostring(err))
   end
   AUTOSSL.storage = storage
+
+  local shm = conf.metrics_shm
+  local mok, merr = metrics.init_worker(shm and ngx.shared[shm] and shm or nil)
+  if not mok then
+    error(merr)
+  end
 
   -- The first renewal check runs soon after start, then every interval.
   local ok, terr = ngx_timer_every(conf.renew_check_interval, AUTOSSL.check_renew)

@@ -1,0 +1,126 @@
+-- Counters for autossl, shared by all workers through a shared dict. The handshake path only
+-- bumps a per-worker Lua table; a timer folds those into the dict once a second, so serving a
+-- certificate never takes the dict's lock.
+local ngx = ngx
+local ngx_shared = ngx.shared
+local ngx_timer_every = ngx.timer.every
+local ipairs = ipairs
+local pairs = pairs
+local tostring = tostring
+local tonumber = tonumber
+local concat = table.concat
+local sort = table.sort
+local find = string.find
+local sub = string.sub
+local format = string.format
+
+local _M = { _VERSION = "0.16.0" }
+
+local PREFIX = "acme_metrics:"
+
+local HELP = {
+  acme_handshakes_total = "TLS handshakes seen by ssl_certificate(), by how they were served",
+  acme_orders_total = "certificate orders, by key type and result",
+  acme_renewals_total = "renewals started by the renewal check, by key type",
+  acme_lock_busy_total = "updates skipped because another worker or node held the lock",
+}
+
+local dict
+local pending = {} -- metric key -> count not yet folded into the dict
+
+-- key: 'name{label="value",...}'
+local function flush()
+  if not dict then
+    return
+  end
+  for key, n in pairs(pending) do
+    if n > 0 then
+      dict:incr(PREFIX .. key, n, 0)
+      pending[key] = 0
+    end
+  end
+end
+
+-- shm_name: a lua_shared_dict to keep the counters in (nil disables metrics).
+function _M.init_worker(shm_name)
+  dict = shm_name and ngx_shared[shm_name] or nil
+  if dict then
+    local ok, err = ngx_timer_every(1, function(premature)
+      if not premature then
+        flush()
+      end
+    end)
+    if not ok then
+      return nil, "cannot start the metrics timer: " .. tostring(err)
+    end
+  end
+  return true
+end
+
+-- Per-worker increment (hot path: no dict access).
+function _M.inc(key)
+  pending[key] = (pending[key] or 0) + 1
+end
+
+-- Immediate increment, for rare events.
+function _M.add(key, n)
+  if dict then
+    dict:incr(PREFIX .. key, n or 1, 0)
+  end
+end
+
+-- The counters as { key = value }, this worker's unflushed counts included.
+function _M.snapshot()
+  local out = {}
+  if dict then
+    local plen = #PREFIX
+    for _, k in pairs(dict:get_keys(0)) do
+      if sub(k, 1, plen) == PREFIX then
+        out[sub(k, plen + 1)] = tonumber(dict:get(k)) or 0
+      end
+    end
+  end
+  for k, n in pairs(pending) do
+    out[k] = (out[k] or 0) + n
+  end
+  return out
+end
+
+-- Prometheus text exposition of the counters plus `gauges` ({ key = value }).
+function _M.render(gauges, gauge_help)
+  local lines = {}
+  local by_name = {}
+  local function collect(tbl, kind, help)
+    for key, v in pairs(tbl) do
+      local brace = find(key, "{", 1, true)
+      local name = brace and sub(key, 1, brace - 1) or key
+      local m = by_name[name]
+      if not m then
+        m = { kind = kind, help = help[name], samples = {} }
+        by_name[name] = m
+      end
+      m.samples[#m.samples + 1] = format("%s %s", key, format("%.17g", v))
+    end
+  end
+  collect(_M.snapshot(), "counter", HELP)
+  collect(gauges or {}, "gauge", gauge_help or {})
+  local names = {}
+  for name in pairs(by_name) do
+    names[#names + 1] = name
+  end
+  sort(names)
+  for _, name in ipairs(names) do
+    local m = by_name[name]
+    if m.help then
+      lines[#lines + 1] = "# HELP " .. name .. " " .. m.help
+    end
+    lines[#lines + 1] = "# TYPE " .. name .. " " .. m.kind
+    sort(m.samples)
+    for _, s in ipairs(m.samples) do
+      lines[#lines + 1] = s
+    end
+  end
+  return concat(lines, "\n") .. "\n"
+end
+
+return _M
