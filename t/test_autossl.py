@@ -15,6 +15,7 @@ import time
 import urllib.request
 
 import pytest
+import tlsraw
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -180,25 +181,37 @@ def test_pebble_autossl_refused_name_gets_fallback_and_no_order(pebble, challtes
     assert san_names(cert) == ["a.wild.example.test"]
 
 
-@pytest.mark.parametrize("sni", [None, "127.0.0.1", "trailing.example.test.",
-                                 "a" * 64 + ".example.test", ("x." * 127) + "test",
-                                 "bad_name.example.test", "a..b.example.test",
-                                 "-dash.example.test"])
+@pytest.mark.parametrize("sni", [None, b"127.0.0.1", b"[::1]", b"trailing.example.test.",
+                                 b"a" * 64 + b".example.test", b"x." * 126 + b"tes",
+                                 b"x." * 127 + b"test",
+                                 b"bad_name.example.test", b"a..b.example.test",
+                                 b"-dash.example.test", b"a/b.example.test",
+                                 b"a\\b.example.test", b"../../etc/passwd",
+                                 b"nul\x00.example.test", "caf\u00e9.example.test".encode()])
 def test_pebble_autossl_invalid_sni_gets_fallback(pebble, challtestsrv, nginx_factory, workdir,
                                                   sni):
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=[], key_types=("ecc",),
                 extra="domain_whitelist_callback = function() return true end,")
+    # OpenSSL itself refuses a NUL byte or more than 255 bytes (RFC 6066 §3) before Lua runs
+    openssl_refuses = sni is not None and (b"\x00" in sni or len(sni) > 255)
+    served = 0
     for _ in range(20):
         try:
-            cert = a.handshake(sni)
-        except (ssl.SSLError, ValueError, UnicodeError):
-            # the client library itself may refuse to send such a name
-            return
-        assert a.is_fallback(cert)
+            der = tlsraw.peer_cert(a.https_port, sni)
+        except tlsraw.HandshakeRefused:
+            assert openssl_refuses
+            continue
+        assert a.is_fallback(x509.load_der_x509_certificate(der))
+        served += 1
+    assert served == (0 if openssl_refuses else 20)
     time.sleep(1)
     assert pebble.orders_count() == 0
     log = a.nginx.error_log()
-    # one concise line, not one per handshake
+    assert "[error]" not in log
+    if not openssl_refuses:
+        assert "[crit]" not in log
+    # no store read for an invalid name, and one concise line, not one per handshake
+    assert "domain:ecc:" not in log
     assert log.count("serving the fallback certificate") <= 2, log[-2000:]
 
 
