@@ -31,7 +31,7 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::Io { path, op, err } => write!(f, "cannot {op} {}: {err}", path.display()),
             StoreError::Malformed { path, why } => {
-                write!(f, "malformed storage file {}: {why}", path.display())
+                write!(f, "malformed store entry {}: {why}", path.display())
             }
             StoreError::InvalidKey(k) => write!(f, "invalid storage key: {k}"),
         }

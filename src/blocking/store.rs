@@ -289,7 +289,7 @@ mod tests {
             let key = format!("bad{i}");
             fs::write(s.path_for(&key).unwrap(), bad).unwrap();
             let err = s.get(&key).unwrap_err().to_string();
-            assert!(err.contains("malformed storage file"), "{err}");
+            assert!(err.contains("malformed store entry"), "{err}");
         }
         fs::write(s.path_for("bin").unwrap(), b"0::\xff\xfe").unwrap();
         assert!(s.get("bin").unwrap_err().to_string().contains("not UTF-8"));
