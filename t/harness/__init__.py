@@ -77,16 +77,21 @@ started Nginx in a fresh sub-directory of workdir; all stopped at teardown), ``c
 the tails of the pebble / challtestsrv / nginx logs at teardown.
 """
 
+from .autossl import AutoSSL
 from .ca import TestCA
+from .etcd import Etcd
 from .client import http_get, tls_peer_cert
 from .dnsq import dns_query
 from .nginx import Nginx, find_module, lua_package_cpath, lua_package_path
 from .paths import BUILD_CPATH, CORE_SO, REPO
 from .pebble import ChallTestSrv, Pebble
 from .proc import free_port, port_open
+from .redis import Redis, RedisError
+from .storage import Store, StorageNginx
 
 __all__ = [
-    "BUILD_CPATH", "CORE_SO", "REPO", "ChallTestSrv", "Nginx", "Pebble", "TestCA",
+    "AutoSSL", "BUILD_CPATH", "CORE_SO", "REPO", "ChallTestSrv", "Etcd", "Nginx", "Pebble", "Redis",
+    "RedisError", "StorageNginx", "Store", "TestCA",
     "dns_query", "find_module", "free_port", "http_get", "lua_package_cpath",
     "lua_package_path", "port_open", "tls_peer_cert",
 ]
