@@ -18,6 +18,7 @@ local ngx_timer_at = ngx.timer.at
 local ngx_timer_every = ngx.timer.every
 local ngx_worker_id = ngx.worker.id
 local ngx_worker_count = ngx.worker.count
+local ngx_worker_pid = ngx.worker.pid
 local ngx_update_time = ngx.update_time
 local log = util.log
 local ipairs = ipairs
@@ -468,7 +469,7 @@ function AUTOSSL.update_cert(data)
   end
 
   -- unique across nodes too (every nginx starts math.random from the same seed)
-  local token = tostring(ngx.worker.pid()) .. ":" .. tostring(ngx_worker_id() or 0) .. ":"
+  local token = tostring(ngx_worker_pid()) .. ":" .. tostring(ngx_worker_id() or 0) .. ":"
     .. tostring(now()) .. ":" .. tostring(math_random(1e9))
   local lerr = storage:add("update_lock:" .. domain, token, AUTOSSL.config.update_lock_ttl)
   if lerr then
