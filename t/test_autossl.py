@@ -9,7 +9,6 @@ import os
 import re
 import socket
 import ssl
-import subprocess
 import threading
 import time
 import urllib.request
@@ -20,108 +19,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from harness import REPO, Pebble, TestCA, free_port
+from harness import AutoSSL, Pebble, TestCA, free_port
 from pemutil import load_certs
-from harness.nginx import lua_package_cpath, lua_package_path
-
-TEMPLATE = os.path.join(REPO, "nginx-conf", "autossl.conf")
-RENDER = os.path.join(REPO, "scripts", "render-conf")
-
-
-class AutoSSL:
-    """nginx running the example config, with handshake helpers."""
-
-    def __init__(self, nginx_factory, pebble, challtestsrv, workdir, *, domains,
-                 extra="", workers=2, key_types=("rsa", "ecc"), start=True, https_port=None,
-                 tls_alpn=False, extra_http=""):
-        self.pebble = pebble
-        self.https_port = https_port or free_port()
-        fb = TestCA(os.path.join(str(workdir), "fallback"))
-        self.fallback_ca = fb
-        n = nginx_factory("", start=False, http_ports=[pebble.http_port, self.https_port])
-        extra = extra + "\n      domain_key_types = { %s }," % ", ".join(
-            json.dumps(t) for t in key_types)
-        values = {
-            "PREFIX": n.workdir,
-            "WORKERS": str(workers),
-            "LUA_PATH": os.path.join(REPO, "t", "lua", "?.lua;") + lua_package_path(),
-            "LUA_CPATH": lua_package_cpath(),
-            "ACME_DIRECTORY": pebble.directory_url,
-            "ACME_CA_CERT": pebble.ca_pem,
-            "RESOLVER": challtestsrv.dns_server,
-            "HTTP_PORT": "127.0.0.1:%d" % pebble.http_port,
-            "HTTPS_PORT": "127.0.0.1:%d" % self.https_port,
-            "FALLBACK_CERT": fb.cert_pem,
-            "FALLBACK_KEY": fb.key_pem,
-            "DOMAINS": "{ %s }" % ", ".join(json.dumps(d) for d in domains),
-            "EMAIL": "ops@example.test",
-            "AUTOSSL_EXTRA": extra,
-        }
-        args = [RENDER, TEMPLATE, n.conf_path] + ["%s=%s" % kv for kv in values.items()]
-        subprocess.run(args, check=True)
-        # the example lists both key types; tests choose
-        with open(n.conf_path) as f:
-            text = f.read()
-        text = text.replace('domain_key_types = { "rsa", "ecc" },\n', "", 1)
-        if tls_alpn:
-            text = text.replace("#ssl_client_hello_by_lua_block", "ssl_client_hello_by_lua_block")
-        if extra_http:
-            # test-only servers go at the end of the http block
-            text = text.rstrip()
-            assert text.endswith("}")
-            text = text[:-1] + extra_http + "\n}\n"
-            self.ctl_port = ctl_port(extra_http)
-        with open(n.conf_path, "w") as f:
-            f.write(text)
-        self.nginx = n
-        if start:
-            n.start()
-
-    def handshake(self, name, *, kind=None, timeout=10):
-        """Returns the leaf certificate served for SNI `name` (None = no SNI). kind restricts
-        the client to "rsa" or "ecc" certificates (TLS 1.2 cipher suites)."""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        if kind:
-            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-            ctx.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256" if kind == "ecc"
-                            else "ECDHE-RSA-AES128-GCM-SHA256")
-        with socket.create_connection(("127.0.0.1", self.https_port), timeout=timeout) as s:
-            with ctx.wrap_socket(s, server_hostname=name) as t:
-                der = t.getpeercert(binary_form=True)
-        return x509.load_der_x509_certificate(der)
-
-    def is_fallback(self, cert):
-        return cert.issuer == self.fallback_issuer()
-
-    def fallback_issuer(self):
-        with open(self.fallback_ca.ca_pem, "rb") as f:
-            return x509.load_pem_x509_certificate(f.read()).subject
-
-    def wait_issued(self, name, kind=None, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                cert = self.handshake(name, kind=kind)
-            except ssl.SSLError:
-                # the (ECDSA) fallback cannot serve an RSA-only client until its cert exists
-                cert = None
-            if cert is not None and not self.is_fallback(cert):
-                return cert
-            time.sleep(0.2)
-        raise AssertionError("no certificate issued for %s in %ss\n%s" % (
-            name, timeout, self.nginx.log_tail(40)))
 
 
 def san_names(cert):
     ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     return ext.value.get_values_for_type(x509.DNSName)
-
-
-def ctl_port(extra_http):
-    m = re.search(r"listen 127\.0\.0\.1:(\d+)", extra_http)
-    return int(m.group(1)) if m else None
 
 
 def eval_server(port):

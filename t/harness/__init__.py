@@ -2,7 +2,7 @@
 
 Import from test files (``t/conftest.py`` puts ``t/`` on ``sys.path``)::
 
-    from harness import free_port, TestCA, Pebble, ChallTestSrv, Nginx, REPO, BUILD_CPATH
+    from harness import free_port, TestCA, Pebble, ChallTestSrv, Nginx, Redis, Etcd, REPO
 
 Every server runs on free ports of 127.0.0.1, writes its log into its work directory, and is
 stopped by PID (children included); anything still running at interpreter exit is stopped too.
@@ -61,6 +61,38 @@ stopped by PID (children included); anything still running at interpreter exit i
     ``wait_log(regex, timeout=10, since=0) -> re.Match``; ``log_offset()``; ``log_tail(n)``;
     ``test_config() -> (ok, output)``; ``workers() -> [pid]``.
 
+``Redis(workdir, *, name="", password=None, users=None, unix_socket=False, tls_ca=None,
+        tls_cert=None, appendonly=False)``
+    redis-server on a free port. ``password`` = requirepass, ``users`` = {name: password} ACL
+    users with every permission, ``unix_socket`` adds ``unix_path``, ``tls_ca`` (a TestCA) adds
+    a TLS listener on ``tls_port`` (``tls_cert=(cert, key)`` serves another leaf),
+    ``appendonly`` makes a SIGKILL lose nothing. ``start()``, ``stop()``, ``kill()``
+    (SIGKILL), ``restart()``; ``command(*args) -> reply`` (RESP client; bulk strings as bytes,
+    error replies raise ``RedisError``), ``keys(pattern)``, ``flushall()``; ``port``,
+    ``host``, ``log_path``.
+
+``Etcd(workdir, *, name="")``
+    A one-member etcd 3.4 (heartbeat 50 ms, election 500 ms, so 1 s leases last 1 s).
+    ``start()`` (returns when the v3 JSON gateway answers), ``stop()``, ``kill()``,
+    ``restart()`` (same data); ``client_url`` (the adapter's ``http_host``), ``api(path,
+    body)`` (POST /v3/<path>), ``put(key, value)``, ``get(key) -> bytes|None``,
+    ``keys(prefix)``, ``leases()``.
+
+``StorageNginx(workdir, stores, *, trusted_ca=None, workers=1, name="storage-nginx")``
+    nginx whose init_by_lua builds storage adapters (``stores = {name: {"adapter": "redis",
+    "conf": {...}}}``) and serves t/lua/storage_t.lua. ``start()``, ``stop()``;
+    ``store(name) -> Store`` with ``set/add/delete/get/list`` returning what the Lua method
+    returned (``get -> (value, err)``, ``list -> (sorted keys, err)``, ``dot=True`` calls
+    ``s.method(s, ...)``), ``get_bytes``, ``call(method, *args)``, ``new_error()``;
+    ``autossl_init(adapter, storage_config) -> error or None``.
+
+``AutoSSL(nginx_factory, pebble, challtestsrv, workdir, *, domains, extra="", workers=2,
+          key_types=("rsa", "ecc"), start=True, http_port=None)``
+    nginx running nginx-conf/autossl.conf (rendered by scripts/render-conf); ``extra`` adds
+    autossl config fields; ``http_port`` defaults to ``pebble.http_port``. ``handshake(name,
+    kind=None)``, ``is_fallback(cert)``, ``wait_issued(name, kind=None, timeout=60)``,
+    ``kill()`` (SIGKILL master and workers); ``nginx``, ``https_port``, ``http_port``.
+
 ``dns_query(port, name, qtype="A", server="127.0.0.1") -> [str]``
     Minimal UDP DNS client (A, AAAA, TXT) for checking ChallTestSrv or other test DNS servers.
 
@@ -77,16 +109,21 @@ started Nginx in a fresh sub-directory of workdir; all stopped at teardown), ``c
 the tails of the pebble / challtestsrv / nginx logs at teardown.
 """
 
+from .autossl import AutoSSL
 from .ca import TestCA
+from .etcd import Etcd
 from .client import http_get, tls_peer_cert
 from .dnsq import dns_query
 from .nginx import Nginx, find_module, lua_package_cpath, lua_package_path
 from .paths import BUILD_CPATH, CORE_SO, REPO
 from .pebble import ChallTestSrv, Pebble
 from .proc import free_port, port_open
+from .redis import Redis, RedisError
+from .storage import Store, StorageNginx
 
 __all__ = [
-    "BUILD_CPATH", "CORE_SO", "REPO", "ChallTestSrv", "Nginx", "Pebble", "TestCA",
+    "AutoSSL", "BUILD_CPATH", "CORE_SO", "REPO", "ChallTestSrv", "Etcd", "Nginx", "Pebble", "Redis",
+    "RedisError", "StorageNginx", "Store", "TestCA",
     "dns_query", "find_module", "free_port", "http_get", "lua_package_cpath",
     "lua_package_path", "port_open", "tls_peer_cert",
 ]

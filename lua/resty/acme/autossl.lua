@@ -19,6 +19,7 @@ local ngx_timer_at = ngx.timer.at
 local ngx_timer_every = ngx.timer.every
 local ngx_worker_id = ngx.worker.id
 local ngx_worker_count = ngx.worker.count
+local ngx_worker_pid = ngx.worker.pid
 local ngx_update_time = ngx.update_time
 local log = util.log
 local ipairs = ipairs
@@ -74,10 +75,12 @@ local default_config = {
   ari = true,
   -- lua_shared_dict for the counters of serve_metrics(); "acme" is used when it exists.
   metrics_shm = "acme",
+  -- Seconds an update lock lives (the original's fixed 300): a node that dies while ordering
+  -- blocks the name at most this long.
+  update_lock_ttl = 300,
 }
 
 local STAGING_URI = "https://acme-staging-v02.api.letsencrypt.org/directory"
-local UPDATE_LOCK_TTL = 300
 local RESERVED_PREFIXES = { "update_lock:", "domain:", "account_key:", "failure_lock:", "failed_attempts:" }
 
 local json = cjson.new()
@@ -484,8 +487,10 @@ function AUTOSSL.update_cert(data)
     return nil
   end
 
-  local token = tostring(ngx_worker_id() or 0) .. ":" .. tostring(now()) .. ":" .. tostring(math_random(1e9))
-  local lerr = storage:add("update_lock:" .. domain, token, UPDATE_LOCK_TTL)
+  -- unique across nodes too (every nginx starts math.random from the same seed)
+  local token = tostring(ngx_worker_pid()) .. ":" .. tostring(ngx_worker_id() or 0) .. ":"
+    .. tostring(now()) .. ":" .. tostring(math_random(1e9))
+  local lerr = storage:add("update_lock:" .. domain, token, AUTOSSL.config.update_lock_ttl)
   if lerr then
     metrics.add("acme_lock_busy_total")
     log(ngx.INFO, "update of ", domain, " is running elsewhere (", lerr, ")")
@@ -921,6 +926,11 @@ function AUTOSSL.init(autossl_config, acme_config)
   if not autossl_config.failure_cooloff and not fcb then
     log(ngx.WARN, "neither failure_cooloff nor failure_cooloff_callback is defined, ",
       "failed orders are retried without delay")
+  end
+
+  local lock_ttl = autossl_config.update_lock_ttl
+  if type(lock_ttl) ~= "number" or lock_ttl <= 0 then
+    error("update_lock_ttl must be a positive number of seconds, got " .. tostring(lock_ttl))
   end
 
   local types = autossl_config.domain_key_types

@@ -64,6 +64,7 @@ end
 local function pool_name(self, target)
   return "resty.acme:" .. target.scheme .. ":" .. target.host_port .. ":"
          .. (self.ssl_verify and "verify" or "noverify")
+         .. (self.server_name and (":" .. self.server_name) or "")
 end
 
 -- One exchange on one connection. Returns res; or nil, err, retry where retry is true when a
@@ -89,7 +90,7 @@ local function exchange(self, target, pool, req, is_head)
   if target.scheme == "https" and not reused then
     -- SNI is the host name; none for IP literals (RFC 6066 section 3). Verification uses
     -- lua_ssl_trusted_certificate from the nginx configuration.
-    local sni = (not target.is_ip) and target.host or nil
+    local sni = self.server_name or ((not target.is_ip) and target.host or nil)
     ok, err = sock:sslhandshake(false, sni, self.ssl_verify)
     if not ok then
       sock:close()
@@ -169,7 +170,8 @@ end
 -- opts: timeout (ms, for connect, send and each read; 10000; 0 = nginx's lua_socket_*_timeout),
 -- keepalive_timeout (ms; 60000; 0 = no idle timeout),
 -- keepalive_pool (16), ssl_verify (true), max_body (bytes; 1 MiB), keepalive (true; false
--- sends "Connection: close" and never pools).
+-- sends "Connection: close" and never pools), server_name (TLS SNI and the name the
+-- certificate is verified against; default the URL's host, none for IP literals).
 function _M.new(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("transport options must be a table", 2)
@@ -182,7 +184,11 @@ function _M.new(opts)
     max_body = non_negative_int(opts, "max_body"),
     ssl_verify = opts.ssl_verify ~= false,
     keepalive = opts.keepalive ~= false,
+    server_name = opts.server_name,
   }
+  if self.server_name ~= nil and (type(self.server_name) ~= "string" or self.server_name == "") then
+    error("transport option server_name must be a non-empty string", 2)
+  end
   if self.keepalive_pool < 1 then
     error("transport option keepalive_pool must be at least 1", 2)
   end

@@ -1,0 +1,319 @@
+-- Storage in Consul's KV store through its HTTP API, over the project's cosocket transport.
+--
+-- Layout as the original: KV key `<kv_path>/<key with every "/" replaced by "-">` (kv_path
+-- without its leading "/"), the value as the raw body, expiry as KV `flags` = Unix time in
+-- milliseconds (0 = none), expired keys deleted lazily on read. Keys are percent-encoded in
+-- the URL (Consul decodes them), so names with `#` or `*` land on the same KV key.
+-- `add` is atomic: PUT with `cas=0` (create only); a key that exists but has expired is
+-- removed with `cas=<ModifyIndex>` and the create is tried once more.
+local transport = require("resty.acme.transport")
+local cjson = require("cjson.safe")
+
+local ngx = ngx
+local ngx_now = ngx.now
+local ngx_update_time = ngx.update_time
+local decode_base64 = ngx.decode_base64
+local ipairs = ipairs
+local math_floor = math.floor
+local setmetatable = setmetatable
+local tonumber = tonumber
+local tostring = tostring
+local type = type
+local concat = table.concat
+local byte = string.byte
+local find = string.find
+local format = string.format
+local gsub = string.gsub
+local sub = string.sub
+
+local _M = { _VERSION = "0.16.0" }
+local mt = { __index = _M }
+
+local json = cjson.new()
+local MAX_BODY = 64 * 1024 * 1024
+
+local function now_ms()
+  ngx_update_time()
+  return math_floor(ngx_now() * 1000)
+end
+
+-- RFC 3986 section 2.3 unreserved characters (and ":") stay; every other byte is %XX.
+local function escape(s)
+  return (gsub(s, "[^%w%-%._~:]", function(c)
+    return format("%%%02X", byte(c))
+  end))
+end
+
+local function text(v)
+  local t = type(v)
+  if t == "string" then
+    return v
+  elseif t == "number" then
+    if v == math_floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then
+      return format("%.0f", v)
+    end
+    return tostring(v)
+  end
+  return nil
+end
+
+-- KV key (below kv_path) of a logical key.
+local function kv_name(k)
+  return (gsub(k, "/", "-"))
+end
+
+-- One request; a transport error is retried once. Returns res (any status) or nil, err.
+local function request(self, method, path, body)
+  local url = self.base_url .. path
+  local res, err
+  for _ = 1, 2 do
+    res, err = self.transport:request(method, url, self.headers, body)
+    if res then
+      return res
+    end
+  end
+  return nil, "consul: " .. method .. " failed: " .. tostring(err)
+end
+
+local function status_error(what, res)
+  local body = res.body or ""
+  return "consul: " .. what .. " returned status " .. tostring(res.status) .. ": "
+    .. sub(gsub(body, "%s+$", ""), 1, 200)
+end
+
+-- PUT; returns true (written), false (cas failed), or nil, err.
+local function put(self, k, value, ttl, cas)
+  local q = {}
+  if ttl then
+    q[#q + 1] = "flags=" .. format("%.0f", math_floor((ngx_now() + ttl) * 1000))
+  end
+  if cas then
+    q[#q + 1] = "cas=" .. cas
+  end
+  local path = escape(kv_name(k))
+  if #q > 0 then
+    path = path .. "?" .. concat(q, "&")
+  end
+  local res, err = request(self, "PUT", path, value)
+  if not res then
+    return nil, err
+  end
+  if res.status ~= 200 then
+    return nil, status_error("PUT", res)
+  end
+  local ok = json.decode(res.body)
+  if ok == true then
+    return true
+  elseif ok == false then
+    return false
+  end
+  return nil, "consul: PUT returned an invalid response body"
+end
+
+-- GET of one key: entry table, or nil when missing, or nil, err.
+local function fetch(self, k)
+  local res, err = request(self, "GET", escape(kv_name(k)))
+  if not res then
+    return nil, err
+  end
+  if res.status == 404 then
+    return nil
+  end
+  if res.status ~= 200 then
+    return nil, status_error("GET", res)
+  end
+  local decoded = json.decode(res.body)
+  if type(decoded) ~= "table" or type(decoded[1]) ~= "table" then
+    return nil, "consul: unable to decode response body"
+  end
+  return decoded[1]
+end
+
+local function expired(entry)
+  local flags = tonumber(entry.Flags) or 0
+  return flags > 0 and flags <= now_ms()
+end
+
+local function remove(self, k, cas)
+  local path = escape(kv_name(k))
+  if cas then
+    path = path .. "?cas=" .. format("%.0f", cas)
+  end
+  local res, err = request(self, "DELETE", path)
+  if not res then
+    return nil, err
+  end
+  if res.status ~= 200 then
+    return nil, status_error("DELETE", res)
+  end
+  return json.decode(res.body) == true
+end
+
+function _M.new(conf)
+  if conf == nil then
+    conf = {}
+  elseif type(conf) ~= "table" then
+    return nil, "consul: conf must be a table"
+  end
+  local host = conf.host or "127.0.0.1"
+  local port = tonumber(conf.port or 8500)
+  if type(host) ~= "string" or host == "" then
+    return nil, "consul: conf.host must be a string"
+  end
+  if not port then
+    return nil, "consul: conf.port must be a number"
+  end
+  local kv_path = conf.kv_path or "/acme"
+  if type(kv_path) ~= "string" then
+    return nil, "consul: conf.kv_path must be a string"
+  end
+  if sub(kv_path, 1, 1) ~= "/" then
+    kv_path = "/" .. kv_path
+  end
+  kv_path = gsub(kv_path, "/+$", "")
+  if kv_path == "" then
+    return nil, "consul: conf.kv_path must name a path"
+  end
+  local timeout = tonumber(conf.timeout or 2000)
+  if not timeout or timeout < 0 then
+    return nil, "consul: conf.timeout must be a non-negative number of milliseconds"
+  end
+  local token = conf.token
+  if token ~= nil and type(token) ~= "string" then
+    return nil, "consul: conf.token must be a string"
+  end
+  local scheme = conf.https and "https" or "http"
+  local hostpart = find(host, ":", 1, true) and ("[" .. host .. "]") or host
+  local headers = {}
+  if token and token ~= "" then
+    headers["X-Consul-Token"] = token
+  end
+  -- kv_path segments are escaped like keys, "/" kept
+  local path_escaped = gsub(kv_path, "[^/]+", escape)
+  return setmetatable({
+    base_url = scheme .. "://" .. hostpart .. ":" .. port .. "/v1/kv" .. path_escaped .. "/",
+    kv_prefix = sub(kv_path, 2) .. "/",
+    headers = headers,
+    transport = transport.new({
+      timeout = math_floor(timeout),
+      ssl_verify = conf.tls_verify ~= false and conf.ssl_verify ~= false,
+      max_body = MAX_BODY,
+    }),
+  }, mt)
+end
+
+function _M.set(self, k, v, ttl)
+  local value = text(v)
+  if not value then
+    return "consul: value must be a string or a number, got " .. type(v)
+  end
+  if ttl ~= nil and ttl <= 0 then
+    return self:delete(k)
+  end
+  ngx_update_time()
+  local ok, err = put(self, k, value, ttl)
+  if ok == nil then
+    return err
+  elseif not ok then
+    return "consul: PUT returned false"
+  end
+  return nil
+end
+
+function _M.add(self, k, v, ttl)
+  local value = text(v)
+  if not value then
+    return "consul: value must be a string or a number, got " .. type(v)
+  end
+  if ttl ~= nil and ttl <= 0 then
+    return nil
+  end
+  ngx_update_time()
+  for _ = 1, 2 do
+    local ok, err = put(self, k, value, ttl, 0)
+    if ok == nil then
+      return err
+    elseif ok then
+      return nil
+    end
+    -- present: is it expired? then remove exactly that version and try once more
+    local entry
+    entry, err = fetch(self, k)
+    if err then
+      return err
+    end
+    if entry then
+      if not expired(entry) then
+        return "exists"
+      end
+      local _, derr = remove(self, k, tonumber(entry.ModifyIndex))
+      if derr then
+        return derr
+      end
+    end
+  end
+  return "exists"
+end
+
+function _M.delete(self, k)
+  local _, err = remove(self, k)
+  return err
+end
+
+function _M.get(self, k)
+  local entry, err = fetch(self, k)
+  if err then
+    return nil, err
+  end
+  if not entry then
+    return nil, nil
+  end
+  if expired(entry) then
+    local _, derr = remove(self, k, tonumber(entry.ModifyIndex))
+    if derr then
+      return nil, derr
+    end
+    return nil, nil
+  end
+  local b64 = entry.Value
+  if type(b64) ~= "string" then
+    -- a key with an empty value
+    return nil, nil
+  end
+  local value = decode_base64(b64)
+  if not value then
+    return nil, "consul: stored value is not base64"
+  end
+  return value, nil
+end
+
+function _M.list(self, prefix)
+  local res, err = request(self, "GET", escape(kv_name(prefix or "")) .. "?keys")
+  if not res then
+    return {}, err
+  end
+  if res.status == 404 then
+    return {}, nil
+  end
+  if res.status ~= 200 then
+    return {}, status_error("GET", res)
+  end
+  local keys = json.decode(res.body)
+  if type(keys) ~= "table" then
+    return {}, "consul: unable to decode response body"
+  end
+  local strip = #self.kv_prefix
+  local out = {}
+  for _, key in ipairs(keys) do
+    if type(key) == "string" and sub(key, 1, strip) == self.kv_prefix then
+      local name = sub(key, strip + 1)
+      -- only keys directly under kv_path are ours
+      if name ~= "" and not find(name, "/", 1, true) then
+        out[#out + 1] = name
+      end
+    end
+  end
+  return out, nil
+end
+
+return _M

@@ -1,0 +1,1 @@
+"""Fake servers (Consul, Vault) for the storage suites; see each module."""

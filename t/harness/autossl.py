@@ -1,0 +1,134 @@
+"""nginx running the example config nginx-conf/autossl.conf, with TLS handshake helpers."""
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+from cryptography import x509
+
+from .ca import TestCA
+from .nginx import lua_package_cpath, lua_package_path
+from .paths import REPO
+from .proc import free_port
+
+TEMPLATE = os.path.join(REPO, "nginx-conf", "autossl.conf")
+RENDER = os.path.join(REPO, "scripts", "render-conf")
+
+
+class AutoSSL:
+    """nginx running nginx-conf/autossl.conf rendered by scripts/render-conf.
+
+    ``AutoSSL(nginx_factory, pebble, challtestsrv, workdir, *, domains, extra="", workers=2,
+    key_types=("rsa", "ecc"), start=True, http_port=None, https_port=None, tls_alpn=False,
+    extra_http="")``
+    - ``extra``: Lua table fields added to the autossl config (AUTOSSL_EXTRA), e.g.
+      ``'storage_adapter = "redis", storage_config = { port = 6379 },'``.
+    - ``http_port``: where the http-01 server listens (default ``pebble.http_port``, where
+      Pebble validates; a cluster puts one node there and the others elsewhere).
+    - ``https_port``: the TLS listener's port (default: a free one; Pebble's ``tls_port`` for
+      tls-alpn-01).
+    - ``tls_alpn``: enable the example's (commented) ssl_client_hello_by_lua line.
+    - ``extra_http``: server blocks appended to the http block (test-only endpoints).
+    Attributes: ``nginx`` (harness ``Nginx``), ``https_port``, ``http_port``, ``fallback_ca``.
+    Methods: ``handshake(name, kind=None, timeout=10) -> x509.Certificate`` (kind "rsa"/"ecc"
+    limits the client to that certificate type), ``is_fallback(cert)``,
+    ``wait_issued(name, kind=None, timeout=60)``, ``kill()`` (SIGKILL master and workers by
+    PID, as a crashed machine).
+    """
+
+    def __init__(self, nginx_factory, pebble, challtestsrv, workdir, *, domains,
+                 extra="", workers=2, key_types=("rsa", "ecc"), start=True, http_port=None,
+                 https_port=None, tls_alpn=False, extra_http=""):
+        self.pebble = pebble
+        self.https_port = https_port or free_port()
+        self.http_port = http_port if http_port is not None else pebble.http_port
+        n = nginx_factory("", start=False, http_ports=[self.http_port, self.https_port])
+        fb = TestCA(os.path.join(n.workdir, "fallback"))
+        self.fallback_ca = fb
+        extra = extra + "\n      domain_key_types = { %s }," % ", ".join(
+            json.dumps(t) for t in key_types)
+        values = {
+            "PREFIX": n.workdir,
+            "WORKERS": str(workers),
+            "LUA_PATH": os.path.join(REPO, "t", "lua", "?.lua;") + lua_package_path(),
+            "LUA_CPATH": lua_package_cpath(),
+            "ACME_DIRECTORY": pebble.directory_url,
+            "ACME_CA_CERT": pebble.ca_pem,
+            "RESOLVER": challtestsrv.dns_server,
+            "HTTP_PORT": "127.0.0.1:%d" % self.http_port,
+            "HTTPS_PORT": "127.0.0.1:%d" % self.https_port,
+            "FALLBACK_CERT": fb.cert_pem,
+            "FALLBACK_KEY": fb.key_pem,
+            "DOMAINS": "{ %s }" % ", ".join(json.dumps(d) for d in domains),
+            "EMAIL": "ops@example.test",
+            "AUTOSSL_EXTRA": extra,
+        }
+        args = [RENDER, TEMPLATE, n.conf_path] + ["%s=%s" % kv for kv in values.items()]
+        subprocess.run(args, check=True)
+        # the example lists both key types; tests choose
+        with open(n.conf_path) as f:
+            text = f.read()
+        text = text.replace('domain_key_types = { "rsa", "ecc" },\n', "", 1)
+        if tls_alpn:
+            text = text.replace("#ssl_client_hello_by_lua_block", "ssl_client_hello_by_lua_block")
+        if extra_http:
+            # test-only servers go at the end of the http block
+            text = text.rstrip()
+            assert text.endswith("}")
+            text = text[:-1] + extra_http + "\n}\n"
+        with open(n.conf_path, "w") as f:
+            f.write(text)
+        self.nginx = n
+        if start:
+            n.start()
+
+    def handshake(self, name, *, kind=None, timeout=10):
+        """Returns the leaf certificate served for SNI `name` (None = no SNI). kind restricts
+        the client to "rsa" or "ecc" certificates (TLS 1.2 cipher suites)."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        if kind:
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            ctx.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256" if kind == "ecc"
+                            else "ECDHE-RSA-AES128-GCM-SHA256")
+        with socket.create_connection(("127.0.0.1", self.https_port), timeout=timeout) as s:
+            with ctx.wrap_socket(s, server_hostname=name) as t:
+                der = t.getpeercert(binary_form=True)
+        return x509.load_der_x509_certificate(der)
+
+    def is_fallback(self, cert):
+        return cert.issuer == self.fallback_issuer()
+
+    def fallback_issuer(self):
+        with open(self.fallback_ca.ca_pem, "rb") as f:
+            return x509.load_pem_x509_certificate(f.read()).subject
+
+    def wait_issued(self, name, kind=None, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                cert = self.handshake(name, kind=kind)
+            except ssl.SSLError:
+                # the (ECDSA) fallback cannot serve an RSA-only client until its cert exists
+                cert = None
+            if cert is not None and not self.is_fallback(cert):
+                return cert
+            time.sleep(0.2)
+        raise AssertionError("no certificate issued for %s in %ss\n%s" % (
+            name, timeout, self.nginx.log_tail(40)))
+
+    def kill(self):
+        n = self.nginx
+        pids = n.workers() + [n.pid]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if n.proc is not None:
+            n.proc.wait(10)
