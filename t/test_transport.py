@@ -669,8 +669,10 @@ def test_untrusted_ca(nginx, srv):
     r = nginx.one("GET", url(srv["untrusted"], "/echo"))
     # 20 "unable to get local issuer certificate" or, for a chain of one, 21 "unable to verify
     # the first certificate".
-    assert r["err"].startswith("tls handshake with localhost:%d failed: 2" % port), r
-    assert "unable to" in r["err"] and "certificate" in r["err"], r
+    # (lua-nginx-module 0.10.23 names the cause only when the handshake completes at once.)
+    assert r["err"].startswith("tls handshake with localhost:%d failed: " % port), r
+    assert ("unable to" in r["err"] and "certificate" in r["err"]) or \
+        "certificate verification failed" in r["err"], r
     # ssl_verify = false accepts it.
     r = nginx.one("GET", url(srv["untrusted"], "/echo"), opts={"ssl_verify": False})
     assert r.get("status") == 200, r
@@ -679,7 +681,8 @@ def test_untrusted_ca(nginx, srv):
 def test_wrong_host_name(nginx, srv):
     r = nginx.one("GET", url(srv["wrongname"], "/echo"))
     assert r["err"].startswith("tls handshake with localhost:%d failed: " % srv["wrongname"].port)
-    assert "host mismatch" in r["err"], r
+    # lua-nginx-module 0.10.23 names the cause only when the handshake completes at once
+    assert "host mismatch" in r["err"] or "certificate verification failed" in r["err"], r
 
 
 def test_connection_refused(nginx):

@@ -100,8 +100,9 @@ local function exchange(self, target, pool, req, is_head)
     -- failed certificate verification as success after closing the socket (it logs "lua ssl
     -- certificate verify error"): a closed socket here means exactly that.
     if not sock:getreusedtimes() then
-      return nil, "tls handshake with " .. where .. " failed: certificate verify error (the " ..
-        "CA's certificate is not trusted by lua_ssl_trusted_certificate; see nginx's error log)"
+      return nil, "tls handshake with " .. where .. " failed: certificate verification " ..
+        "failed (an issuer not in lua_ssl_trusted_certificate, or a host mismatch: nginx's " ..
+        "error log names which)"
     end
   end
 
