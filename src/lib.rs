@@ -6,6 +6,7 @@
 
 pub mod acme;
 pub mod crypto;
+pub mod dns;
 pub mod filestore;
 pub mod httpwire;
 mod lua;
