@@ -381,6 +381,8 @@ def test_dns01_provider_errors_name_provider_and_account(nginx_fake, fake):
     ({"name": "a", "secret": "x"}, "dns provider account a doesn't have a provider"),
     ({"name": "a", "provider": "no-such-provider", "secret": "x"},
      "dns provider no-such-provider failed to load: "),
+    ({"name": "a", "provider": "cloudflare", "secret": "x", "nameservers": ["127.0.0.1:99999"]},
+     "dns provider account a: invalid port in dns server 127.0.0.1:99999"),
 ])
 def test_dns01_account_config_errors(nginx_fake, acct, err):
     r = post(nginx_fake, "/dns01", {"accounts": [acct]})

@@ -198,6 +198,21 @@ function _M.update_dns_provider_info(accounts)
     if not account.provider then
       return nil, "dns provider account " .. tostring(account.name) .. " doesn't have a provider"
     end
+    local ns = account.nameservers
+    if ns ~= nil then
+      if type(ns) == "string" then
+        ns = { ns }
+      end
+      if type(ns) ~= "table" then
+        return nil, "dns provider account " .. tostring(account.name) .. ": nameservers must be a list"
+      end
+      for _, server in ipairs(ns) do
+        local host, perr = dns_client.parse_server(server)
+        if not host then
+          return nil, "dns provider account " .. tostring(account.name) .. ": " .. perr
+        end
+      end
+    end
     local p = account.provider
     if not providers[p] then
       local ok, mod = pcall(require, "resty.acme.dns_provider." .. tostring(p))
