@@ -7,6 +7,7 @@
 pub mod acme;
 pub mod blocking;
 pub mod crypto;
+pub mod dns;
 pub mod filestore;
 pub mod httpwire;
 mod lua;

@@ -3,6 +3,7 @@
 
 mod client;
 mod crypto;
+mod dns;
 mod fs;
 mod http;
 
@@ -14,6 +15,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     t.set("_VERSION", env!("CARGO_PKG_VERSION"))?;
     client::register(lua, &t)?;
     crypto::register(lua, &t)?;
+    dns::register(lua, &t)?;
     fs::register(lua, &t)?;
     http::register(lua, &t)?;
     Ok(t)

@@ -2,7 +2,7 @@
 
 Import from test files (``t/conftest.py`` puts ``t/`` on ``sys.path``)::
 
-    from harness import free_port, TestCA, Pebble, ChallTestSrv, Nginx, Redis, Etcd, REPO
+    from harness import free_port, TestCA, Pebble, ChallTestSrv, Nginx, Redis, Etcd, Bind, REPO
 
 Every server runs on free ports of 127.0.0.1, writes its log into its work directory, and is
 stopped by PID (children included); anything still running at interpreter exit is stopped too.
@@ -93,6 +93,18 @@ stopped by PID (children included); anything still running at interpreter exit i
     kind=None)``, ``is_fallback(cert)``, ``wait_issued(name, kind=None, timeout=60)``,
     ``kill()`` (SIGKILL master and workers); ``nginx``, ``https_port``, ``http_port``.
 
+``Bind(workdir, zone="example.test", key_name="acme-key.", algorithm="hmac-sha256",
+       secret=None, a="127.0.0.1")``
+    Debian's BIND 9 ``named -g`` (foreground, own config directory, ``-u root`` when root) on a
+    free port of 127.0.0.1 (UDP+TCP), authoritative for ``zone`` (SOA, NS, A for the apex,
+    ``ns1`` and ``*`` -> ``a``) with ``allow-update { key <key_name>; }``. ``start()``,
+    ``stop()`` (by PID); ``port``, ``server``/``dns_server`` ("127.0.0.1:port": pass it as
+    ``Pebble(dns_server=...)``), ``zone``, ``key_name``, ``algorithm``, ``secret`` (base64;
+    random by default), ``ro_key_name``/``ro_secret`` (a known key without update rights:
+    REFUSED), ``txt(name)`` (TXT values from this server), ``rfc2136_secret(**kw)``
+    (the ``rfc2136`` dns provider's secret table as a dict; ``None`` values drop a key),
+    ``log()``, ``log_tail(n)``, ``wait_log(regex, timeout, since)``.
+
 ``dns_query(port, name, qtype="A", server="127.0.0.1") -> [str]``
     Minimal UDP DNS client (A, AAAA, TXT) for checking ChallTestSrv or other test DNS servers.
 
@@ -110,6 +122,7 @@ the tails of the pebble / challtestsrv / nginx logs at teardown.
 """
 
 from .autossl import AutoSSL
+from .bind import Bind
 from .ca import TestCA
 from .etcd import Etcd
 from .client import http_get, tls_peer_cert
@@ -122,8 +135,8 @@ from .redis import Redis, RedisError
 from .storage import Store, StorageNginx
 
 __all__ = [
-    "AutoSSL", "BUILD_CPATH", "CORE_SO", "REPO", "ChallTestSrv", "Etcd", "Nginx", "Pebble", "Redis",
-    "RedisError", "StorageNginx", "Store", "TestCA",
-    "dns_query", "find_module", "free_port", "http_get", "lua_package_cpath",
-    "lua_package_path", "port_open", "tls_peer_cert",
+    "AutoSSL", "BUILD_CPATH", "Bind", "CORE_SO", "REPO", "ChallTestSrv", "Etcd", "Nginx",
+    "Pebble", "Redis", "RedisError", "StorageNginx", "Store", "TestCA", "dns_query",
+    "find_module", "free_port", "http_get", "lua_package_cpath", "lua_package_path",
+    "port_open", "tls_peer_cert",
 ]

@@ -1,0 +1,169 @@
+-- dns-01 records through the dynv6 REST API (https://dynv6.github.io/api-spec/).
+--
+-- secret: the HTTP token (string), or a table { token =, api_base =, ssl_verify =, timeout = }.
+-- api_base (also settable as the module field `api_base`) replaces https://dynv6.com/api/v2.
+--
+-- Differences from the original behind the same interface: the zone is the longest zone name
+-- that is the record name or a parent of it (not a substring match), and delete removes only
+-- TXT records of exactly that name (and content, when given) instead of any record whose name
+-- occurs in the fqdn.
+local transport = require("resty.acme.transport")
+local util = require("resty.acme.util")
+local cjson = require("cjson.safe")
+
+local ngx = ngx
+local log = util.log
+local ipairs = ipairs
+local setmetatable = setmetatable
+local tostring = tostring
+local type = type
+local lower = string.lower
+local sub = string.sub
+
+local _M = {
+  _VERSION = "0.16.0",
+  api_base = "https://dynv6.com/api/v2",
+}
+local mt = { __index = _M }
+
+local NAME = "dynv6"
+
+local function fail(msg)
+  return nil, NAME .. ": " .. msg
+end
+
+function _M.new(secret)
+  local conf = type(secret) == "table" and secret or { token = secret }
+  local token = conf.token
+  if type(token) ~= "string" or token == "" then
+    return nil, "api token is needed"
+  end
+  local base = conf.api_base or _M.api_base
+  return setmetatable({
+    token = token,
+    base = (base:gsub("/+$", "")),
+    transport = transport.new({ ssl_verify = conf.ssl_verify ~= false, timeout = conf.timeout or 10000 }),
+  }, mt)
+end
+
+local function body_snippet(body)
+  body = tostring(body or "")
+  if #body > 200 then
+    return sub(body, 1, 200) .. "..."
+  end
+  return body
+end
+
+-- Returns the decoded body (true for an empty one), or nil, err.
+local function request(self, method, path, body)
+  local headers = {
+    ["Authorization"] = "Bearer " .. self.token,
+    ["Accept"] = "application/json",
+  }
+  local payload
+  if body then
+    headers["Content-Type"] = "application/json"
+    payload = cjson.encode(body)
+  end
+  local res, err = self.transport:request(method, self.base .. path, headers, payload)
+  if not res then
+    return nil, method .. " " .. path .. " failed: " .. tostring(err)
+  end
+  if res.status < 200 or res.status >= 300 then
+    local what = ({ [401] = "unauthorized (bad token)", [403] = "forbidden", [404] = "not found" })[res.status]
+    return nil, method .. " " .. path .. " returned HTTP " .. res.status
+      .. (what and (" " .. what) or "") .. ": " .. body_snippet(res.body)
+  end
+  if res.body == nil or res.body == "" then
+    return true
+  end
+  local decoded = cjson.decode(res.body)
+  if decoded == nil then
+    return nil, method .. " " .. path .. " returned a body that is not JSON: " .. body_snippet(res.body)
+  end
+  return decoded
+end
+
+local function strip_dot(name)
+  return (lower(name):gsub("%.$", ""))
+end
+
+local function zone_of(self, fqdn)
+  local zones, err = request(self, "GET", "/zones")
+  if not zones then
+    return nil, err
+  end
+  if type(zones) ~= "table" then
+    return nil, "GET /zones did not return a list"
+  end
+  local name = strip_dot(fqdn)
+  local best
+  for _, z in ipairs(zones) do
+    if type(z) == "table" and type(z.name) == "string" and z.id then
+      local zn = strip_dot(z.name)
+      if (name == zn or sub(name, -(#zn + 1)) == "." .. zn) and (not best or #zn > #best.name) then
+        best = { id = tostring(z.id), name = zn }
+      end
+    end
+  end
+  if not best then
+    return nil, "no zone of this account contains " .. name
+  end
+  return best
+end
+
+-- The record name relative to the zone ("" at the apex).
+local function relative(fqdn, zone)
+  local name = strip_dot(fqdn)
+  if name == zone.name then
+    return ""
+  end
+  return sub(name, 1, #name - #zone.name - 1)
+end
+
+function _M:post_txt_record(fqdn, content)
+  local zone, err = zone_of(self, fqdn)
+  if not zone then
+    return fail(err)
+  end
+  local ok, rerr = request(self, "POST", "/zones/" .. zone.id .. "/records",
+    { type = "TXT", name = relative(fqdn, zone), data = content })
+  if not ok then
+    return fail(rerr)
+  end
+  return true
+end
+
+function _M:delete_txt_record(fqdn, content)
+  local zone, err = zone_of(self, fqdn)
+  if not zone then
+    return fail(err)
+  end
+  local path = "/zones/" .. zone.id .. "/records"
+  local records
+  records, err = request(self, "GET", path)
+  if not records then
+    return fail(err)
+  end
+  if type(records) ~= "table" then
+    return fail("GET " .. path .. " did not return a list")
+  end
+  local rel = relative(fqdn, zone)
+  local deleted = 0
+  for _, r in ipairs(records) do
+    if type(r) == "table" and r.type == "TXT" and type(r.name) == "string" and lower(r.name) == rel
+        and r.id and (content == nil or r.data == content) then
+      local ok, derr = request(self, "DELETE", path .. "/" .. tostring(r.id))
+      if not ok then
+        return fail(derr)
+      end
+      deleted = deleted + 1
+    end
+  end
+  if deleted == 0 then
+    log(ngx.INFO, "dynv6: no TXT record ", strip_dot(fqdn), " to delete")
+  end
+  return true
+end
+
+return _M
