@@ -87,9 +87,11 @@ stopped by PID (children included); anything still running at interpreter exit i
     ``autossl_init(adapter, storage_config) -> error or None``.
 
 ``AutoSSL(nginx_factory, pebble, challtestsrv, workdir, *, domains, extra="", workers=2,
-          key_types=("rsa", "ecc"), start=True, http_port=None)``
+          key_types=("rsa", "ecc"), start=True, http_port=None, https_port=None,
+          tls_alpn=False, extra_http="")``
     nginx running nginx-conf/autossl.conf (rendered by scripts/render-conf); ``extra`` adds
-    autossl config fields; ``http_port`` defaults to ``pebble.http_port``. ``handshake(name,
+    autossl config fields; ``http_port`` defaults to ``pebble.http_port``; ``tls_alpn``
+    enables the example's ssl_client_hello_by_lua line; ``extra_http`` appends server blocks. ``handshake(name,
     kind=None)``, ``is_fallback(cert)``, ``wait_issued(name, kind=None, timeout=60)``,
     ``kill()`` (SIGKILL master and workers); ``nginx``, ``https_port``, ``http_port``.
 
