@@ -1,5 +1,2 @@
-<<<<<<< HEAD
-"""Fake servers (Consul, Vault) for the storage suites; see each module."""
-=======
-"""Fake third-party services for the end-to-end suites."""
->>>>>>> dns
+"""Fake third-party servers for the end-to-end suites (Consul, Vault, DNS provider APIs, an
+ARI proxy in front of Pebble); see each module."""
