@@ -8,7 +8,7 @@ mod message;
 mod tsig;
 
 #[cfg(test)]
-mod tests;
+mod wire_tests;
 
 pub use error::DnsError;
 pub use message::{
