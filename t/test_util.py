@@ -185,3 +185,23 @@ def test_core_jws_verifies_with_the_key(lua):
     pub = serialization.load_pem_public_key(res["pub"].encode())
     pub.verify(der, (body["protected"] + "." + body["payload"]).encode(),
                ec.ECDSA(hashes.SHA256()))
+
+
+def test_autossl_server_name_rules(lua):
+    cases = {
+        "example.com": True, "a.b-c.example": True, "localhost": True, "x1.test": True,
+        "1x.test": True, "123.example.com": True, "a" * 63 + ".test": True,
+        ("a" * 63 + ".") * 3 + "a" * 61: True,  # 253 bytes
+        "": False, "127.0.0.1": False, "1.2.3": False, "example.com.": False,
+        ".example.com": False, "a..b": False, "-a.test": False, "a-.test": False,
+        "a.test-": False, "a" * 64 + ".test": False, ("a" * 63 + ".") * 3 + "a" * 62: False,
+        "UPPER.test": False, "a_b.test": False, "a/b.test": False, "a\\\\b.test": False,
+        "*.test": False, "a b.test": False, "[::1]": False,
+    }
+    res = lua("""
+      local valid = require("resty.acme.autossl")._valid_sni
+      local names = %s
+      local out = {}
+      for _, n in ipairs(names) do out[#out + 1] = valid(n) end
+      return { r = out }""" % ("{" + ", ".join(json.dumps(k) for k in cases) + "}"))
+    assert dict(zip(cases, res["r"])) == cases

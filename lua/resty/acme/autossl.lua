@@ -123,8 +123,8 @@ local function valid_sni(name)
   if len == 0 or len > 253 then
     return false
   end
-  local label = 0
-  local all_numeric = true
+  local label = 0         -- length of the current label
+  local all_digits = true -- the current label is all digits
   for i = 1, len do
     local c = byte(name, i)
     if c == 46 then -- "."
@@ -132,12 +132,13 @@ local function valid_sni(name)
         return false
       end
       label = 0
+      all_digits = true
     elseif (c >= 97 and c <= 122) or (c >= 48 and c <= 57) or c == 45 then
       if label == 0 and c == 45 then
         return false
       end
       if c < 48 or c > 57 then
-        all_numeric = false
+        all_digits = false
       end
       label = label + 1
       if label > 63 then
@@ -147,15 +148,8 @@ local function valid_sni(name)
       return false
     end
   end
-  if label == 0 or byte(name, len) == 45 then
-    return false
-  end
-  -- the last label of a DNS name is never all digits: that is an IPv4 literal
-  local last = name:match("[^.]+$")
-  if all_numeric or (last and not find(last, "%D")) then
-    return false
-  end
-  return true
+  -- a last label of only digits is an IPv4 literal, not a host name
+  return label > 0 and byte(name, len) ~= 45 and not all_digits
 end
 AUTOSSL._valid_sni = valid_sni
 
