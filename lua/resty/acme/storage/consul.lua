@@ -7,7 +7,7 @@
 -- `add` is atomic: PUT with `cas=0` (create only); a key that exists but has expired is
 -- removed with `cas=<ModifyIndex>` and the create is tried once more.
 local transport = require("resty.acme.transport")
-local cjson = require("cjson.safe")
+local http_api = require("resty.acme.http_api")
 
 local ngx = ngx
 local ngx_now = ngx.now
@@ -20,7 +20,6 @@ local tonumber = tonumber
 local tostring = tostring
 local type = type
 local concat = table.concat
-local byte = string.byte
 local find = string.find
 local format = string.format
 local gsub = string.gsub
@@ -29,19 +28,13 @@ local sub = string.sub
 local _M = { _VERSION = "0.16.0" }
 local mt = { __index = _M }
 
-local json = cjson.new()
+local escape = http_api.escape
+local decode = http_api.decode
 local MAX_BODY = 64 * 1024 * 1024
 
 local function now_ms()
   ngx_update_time()
   return math_floor(ngx_now() * 1000)
-end
-
--- RFC 3986 section 2.3 unreserved characters (and ":") stay; every other byte is %XX.
-local function escape(s)
-  return (gsub(s, "[^%w%-%._~:]", function(c)
-    return format("%%%02X", byte(c))
-  end))
 end
 
 local function text(v)
@@ -64,15 +57,8 @@ end
 
 -- One request; a transport error is retried once. Returns res (any status) or nil, err.
 local function request(self, method, path, body)
-  local url = self.base_url .. path
-  local res, err
-  for _ = 1, 2 do
-    res, err = self.transport:request(method, url, self.headers, body)
-    if res then
-      return res
-    end
-  end
-  return nil, "consul: " .. method .. " failed: " .. tostring(err)
+  return http_api.request(self.transport, method, self.base_url .. path, self.headers, body,
+    "consul: " .. method, 2)
 end
 
 local function status_error(what, res)
@@ -101,7 +87,7 @@ local function put(self, k, value, ttl, cas)
   if res.status ~= 200 then
     return nil, status_error("PUT", res)
   end
-  local ok = json.decode(res.body)
+  local ok = decode(res.body)
   if ok == true then
     return true
   elseif ok == false then
@@ -122,7 +108,7 @@ local function fetch(self, k)
   if res.status ~= 200 then
     return nil, status_error("GET", res)
   end
-  local decoded = json.decode(res.body)
+  local decoded = decode(res.body)
   if type(decoded) ~= "table" or type(decoded[1]) ~= "table" then
     return nil, "consul: unable to decode response body"
   end
@@ -146,7 +132,7 @@ local function remove(self, k, cas)
   if res.status ~= 200 then
     return nil, status_error("DELETE", res)
   end
-  return json.decode(res.body) == true
+  return decode(res.body) == true
 end
 
 function _M.new(conf)
@@ -298,7 +284,7 @@ function _M.list(self, prefix)
   if res.status ~= 200 then
     return {}, status_error("GET", res)
   end
-  local keys = json.decode(res.body)
+  local keys = decode(res.body)
   if type(keys) ~= "table" then
     return {}, "consul: unable to decode response body"
   end

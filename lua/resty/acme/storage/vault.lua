@@ -15,6 +15,7 @@
 -- - `kv_version = 1` uses a KV v1 mount: the expiry is kept in the secret (`expires_at`, Unix
 --   ms) and honoured on read; v1 has no check-and-set, so `add` there is read-then-write.
 local transport = require("resty.acme.transport")
+local http_api = require("resty.acme.http_api")
 local cjson = require("cjson.safe")
 
 local ngx = ngx
@@ -42,6 +43,7 @@ local _M = { _VERSION = "0.16.0" }
 local mt = { __index = _M }
 
 local json = cjson.new()
+local escape = http_api.escape
 local MAX_BODY = 64 * 1024 * 1024
 local NOTE = "managed by lua-resty-acme"
 
@@ -80,13 +82,6 @@ local function valid_utf8(s)
     end
   end
   return true
-end
-
--- RFC 3986 section 2.3 unreserved characters (and ":") stay; every other byte is %XX.
-local function escape(s)
-  return (gsub(s, "[^%w%-%._~:]", function(c)
-    return format("%%%02X", byte(c))
-  end))
 end
 
 local function secret_name(k)
@@ -182,11 +177,10 @@ end
 -- One API request. A transport error is retried once; with kubernetes auth a 403 leads to
 -- one new login. Returns the response (any status) or nil, err.
 request = function(self, method, path, payload, no_auth)
-  local headers = { ["Content-Type"] = payload and "application/json" or nil }
+  local headers = {}
   for k, v in pairs(self.headers) do
     headers[k] = v
   end
-  local body = payload and json.encode(payload) or nil
   local kubernetes = not no_auth and self.auth_method == "kubernetes"
   local relogin = kubernetes
   for _ = 1, 2 do
@@ -199,15 +193,10 @@ request = function(self, method, path, payload, no_auth)
       end
       headers["X-Vault-Token"] = self.token
     end
-    local res, err
-    for _ = 1, 2 do
-      res, err = self.transport:request(method, self.base_url .. path, headers, body)
-      if res then
-        break
-      end
-    end
+    local res, err = http_api.request(self.transport, method, self.base_url .. path, headers,
+      payload, "vault: " .. method, 2)
     if not res then
-      return nil, "vault: " .. method .. " failed: " .. tostring(err)
+      return nil, err
     end
     if res.status ~= 403 or not relogin then
       return res
