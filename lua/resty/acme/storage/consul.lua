@@ -8,6 +8,7 @@
 -- removed with `cas=<ModifyIndex>` and the create is tried once more.
 local transport = require("resty.acme.transport")
 local http_api = require("resty.acme.http_api")
+local storage_util = require("resty.acme.storage_util")
 
 local ngx = ngx
 local ngx_now = ngx.now
@@ -136,27 +137,12 @@ local function remove(self, k, cas)
 end
 
 function _M.new(conf)
-  if conf == nil then
-    conf = {}
-  elseif type(conf) ~= "table" then
-    return nil, "consul: conf must be a table"
+  local srv, serr = storage_util.server_conf("consul", conf, 8500)
+  if not srv then
+    return nil, serr
   end
-  local host = conf.host or "127.0.0.1"
-  local port = tonumber(conf.port or 8500)
-  if type(host) ~= "string" or host == "" then
-    return nil, "consul: conf.host must be a string"
-  end
-  if not port then
-    return nil, "consul: conf.port must be a number"
-  end
-  local kv_path = conf.kv_path or "/acme"
-  if type(kv_path) ~= "string" then
-    return nil, "consul: conf.kv_path must be a string"
-  end
-  if sub(kv_path, 1, 1) ~= "/" then
-    kv_path = "/" .. kv_path
-  end
-  kv_path = gsub(kv_path, "/+$", "")
+  conf = srv.conf
+  local kv_path = srv.kv_path
   if kv_path == "" then
     return nil, "consul: conf.kv_path must name a path"
   end
@@ -168,8 +154,6 @@ function _M.new(conf)
   if token ~= nil and type(token) ~= "string" then
     return nil, "consul: conf.token must be a string"
   end
-  local scheme = conf.https and "https" or "http"
-  local hostpart = find(host, ":", 1, true) and ("[" .. host .. "]") or host
   local headers = {}
   if token and token ~= "" then
     headers["X-Consul-Token"] = token
@@ -177,7 +161,7 @@ function _M.new(conf)
   -- kv_path segments are escaped like keys, "/" kept
   local path_escaped = gsub(kv_path, "[^/]+", escape)
   return setmetatable({
-    base_url = scheme .. "://" .. hostpart .. ":" .. port .. "/v1/kv" .. path_escaped .. "/",
+    base_url = srv.origin .. "/v1/kv" .. path_escaped .. "/",
     kv_prefix = sub(kv_path, 2) .. "/",
     headers = headers,
     transport = transport.new({

@@ -16,6 +16,7 @@
 --   ms) and honoured on read; v1 has no check-and-set, so `add` there is read-then-write.
 local transport = require("resty.acme.transport")
 local http_api = require("resty.acme.http_api")
+local storage_util = require("resty.acme.storage_util")
 local cjson = require("cjson.safe")
 
 local ngx = ngx
@@ -315,28 +316,12 @@ local function write_v1(self, k, data, ttl)
 end
 
 function _M.new(conf)
-  if conf == nil then
-    conf = {}
-  elseif type(conf) ~= "table" then
-    return nil, "vault: conf must be a table"
+  local srv, serr = storage_util.server_conf("vault", conf, 8200)
+  if not srv then
+    return nil, serr
   end
-  local host = conf.host or "127.0.0.1"
-  local port = tonumber(conf.port or 8200)
-  if type(host) ~= "string" or host == "" then
-    return nil, "vault: conf.host must be a string"
-  end
-  if not port then
-    return nil, "vault: conf.port must be a number"
-  end
-  local kv_path = conf.kv_path or "/acme"
-  if type(kv_path) ~= "string" then
-    return nil, "vault: conf.kv_path must be a string"
-  end
-  if sub(kv_path, 1, 1) ~= "/" then
-    kv_path = "/" .. kv_path
-  end
-  kv_path = gsub(kv_path, "/+$", "")
-  local mount, path = match(kv_path, "^/([^/]+)(.*)$")
+  conf = srv.conf
+  local mount, path = match(srv.kv_path, "^/([^/]+)(.*)$")
   if not mount then
     return nil, "vault: conf.kv_path must start with a mount name"
   end
@@ -383,10 +368,9 @@ function _M.new(conf)
     self.headers["X-Vault-Namespace"] = conf.namespace
   end
 
-  local scheme = conf.https and "https" or "http"
   local topts = { timeout = math_floor(timeout), max_body = MAX_BODY }
   if conf.https then
-    local server_name = conf.tls_server_name or host
+    local server_name = conf.tls_server_name or srv.host
     -- certificates name hosts, not IP literals: SNI and name check only for names
     if not match(server_name, "^[%d.]+$") and not find(server_name, ":", 1, true) then
       topts.server_name = server_name
@@ -395,8 +379,7 @@ function _M.new(conf)
     topts.ssl_verify = conf.tls_verify ~= false
   end
   self.transport = transport.new(topts)
-  local hostpart = find(host, ":", 1, true) and ("[" .. host .. "]") or host
-  self.base_url = scheme .. "://" .. hostpart .. ":" .. port
+  self.base_url = srv.origin
   local mount_e = escape(mount)
   local path_e = gsub(path, "[^/]+", escape)
   if kv_version == 2 then
