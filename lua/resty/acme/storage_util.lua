@@ -1,12 +1,39 @@
--- What several storage adapters share (resty.acme.storage.*): the server conf keys of the HTTP
--- adapters (Consul, Vault).
+-- What several storage adapters share (resty.acme.storage.*): the stored text of a number, the
+-- clock in milliseconds, and the server conf keys of the HTTP adapters (Consul, Vault).
+local ngx = ngx
+local ngx_now = ngx.now
+local ngx_update_time = ngx.update_time
+local math_floor = math.floor
 local tonumber = tonumber
+local tostring = tostring
 local type = type
 local find = string.find
+local format = string.format
 local gsub = string.gsub
 local sub = string.sub
 
 local _M = { _VERSION = "0.16.0" }
+
+-- Text of a value as the adapters store it: a string as is, a number as its decimal text
+-- (integers without an exponent); nil for any other type.
+function _M.text(v)
+  local t = type(v)
+  if t == "string" then
+    return v
+  elseif t == "number" then
+    if v == math_floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then
+      return format("%.0f", v)
+    end
+    return tostring(v)
+  end
+  return nil
+end
+
+-- Unix time in milliseconds, after updating nginx's cached clock.
+function _M.now_ms()
+  ngx_update_time()
+  return math_floor(ngx_now() * 1000)
+end
 
 -- conf.host, conf.port, conf.https and conf.kv_path of an HTTP adapter (errors start with
 -- "<name>: "). Returns {

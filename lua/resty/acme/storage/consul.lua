@@ -31,25 +31,9 @@ local mt = { __index = _M }
 
 local escape = http_api.escape
 local decode = http_api.decode
+local text = storage_util.text
+local now_ms = storage_util.now_ms
 local MAX_BODY = 64 * 1024 * 1024
-
-local function now_ms()
-  ngx_update_time()
-  return math_floor(ngx_now() * 1000)
-end
-
-local function text(v)
-  local t = type(v)
-  if t == "string" then
-    return v
-  elseif t == "number" then
-    if v == math_floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then
-      return format("%.0f", v)
-    end
-    return tostring(v)
-  end
-  return nil
-end
 
 -- KV key (below kv_path) of a logical key.
 local function kv_name(k)

@@ -7,6 +7,8 @@
 -- database, TLS setting and credentials, so pooled connections never mix identities), a
 -- transport failure is retried once on a fresh connection, and `list` escapes glob
 -- characters in the prefix.
+local storage_util = require("resty.acme.storage_util")
+
 local ngx = ngx
 local ngx_md5 = ngx.md5
 local ngx_null = ngx.null
@@ -20,7 +22,6 @@ local tonumber = tonumber
 local tostring = tostring
 local type = type
 local unpack = unpack
-local format = string.format
 local gsub = string.gsub
 local sub = string.sub
 
@@ -43,18 +44,7 @@ local DEFAULT_KEEPALIVE = 60000
 local DEFAULT_POOL_SIZE = 16
 
 -- Numbers are stored as their decimal text (integers without an exponent).
-local function text(v)
-  local t = type(v)
-  if t == "string" then
-    return v
-  elseif t == "number" then
-    if v == math_floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then
-      return format("%.0f", v)
-    end
-    return tostring(v)
-  end
-  return nil
-end
+local text = storage_util.text
 
 -- Milliseconds for PX: at least 1 (PX 0 is an error in Redis).
 local function px(ttl)

@@ -20,8 +20,6 @@ local storage_util = require("resty.acme.storage_util")
 local cjson = require("cjson.safe")
 
 local ngx = ngx
-local ngx_now = ngx.now
-local ngx_update_time = ngx.update_time
 local encode_base64 = ngx.encode_base64
 local decode_base64 = ngx.decode_base64
 local io_open = io.open
@@ -45,6 +43,8 @@ local mt = { __index = _M }
 
 local json = cjson.new()
 local escape = http_api.escape
+local text = storage_util.text
+local now_ms = storage_util.now_ms
 local MAX_BODY = 64 * 1024 * 1024
 local NOTE = "managed by lua-resty-acme"
 
@@ -112,10 +112,7 @@ local function data_value(data)
   local t = type(v)
   if t == "number" then
     -- numbers are stored as JSON numbers (as the original did); callers get decimal text
-    if v == math_floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then
-      return format("%.0f", v)
-    end
-    return tostring(v)
+    return text(v)
   elseif t ~= "string" then
     return nil
   end
@@ -123,11 +120,6 @@ local function data_value(data)
     return decode_base64(v)
   end
   return v
-end
-
-local function now_ms()
-  ngx_update_time()
-  return math_floor(ngx_now() * 1000)
 end
 
 local function vault_errors(body)
