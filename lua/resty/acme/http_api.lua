@@ -1,12 +1,16 @@
 -- What the clients of HTTP/JSON APIs share: the Consul and Vault storage adapters and the HTTP
 -- DNS providers. Requests go over the project's cosocket transport (resty.acme.transport).
+local transport = require("resty.acme.transport")
 local cjson = require("cjson.safe")
 
+local ngx = ngx
+local encode_args = ngx.encode_args
 local tostring = tostring
 local type = type
 local byte = string.byte
 local format = string.format
 local gsub = string.gsub
+local sub = string.sub
 
 local _M = { _VERSION = "0.16.0" }
 
@@ -17,6 +21,15 @@ function _M.escape(s)
   return (gsub(s, "[^%w%-%._~:]", function(c)
     return format("%%%02X", byte(c))
   end))
+end
+
+-- A response body for an error message: its first 200 bytes, "..." when there are more.
+function _M.snippet(body)
+  body = tostring(body or "")
+  if #body > 200 then
+    return sub(body, 1, 200) .. "..."
+  end
+  return body
 end
 
 -- JSON text of a response body: the decoded value, or nil when it is not JSON.
@@ -42,6 +55,38 @@ function _M.request(t, method, url, headers, body, what, tries)
     end
   end
   return nil, what .. " failed: " .. tostring(err)
+end
+
+-- The common part of an HTTP DNS provider's new(secret): `secret` is the API token, or a table
+-- { token =, api_base =, ssl_verify =, timeout = } that may hold the provider's own keys too.
+-- Returns a client { token =, base = (api_base or default_base, no trailing "/"), transport = }
+-- and the conf table; or nil, "api token is needed".
+function _M.token_client(secret, default_base)
+  local conf = type(secret) == "table" and secret or { token = secret }
+  local token = conf.token
+  if type(token) ~= "string" or token == "" then
+    return nil, "api token is needed"
+  end
+  local base = conf.api_base or default_base
+  return {
+    token = token,
+    base = (base:gsub("/+$", "")),
+    transport = transport.new({ ssl_verify = conf.ssl_verify ~= false, timeout = conf.timeout or 10000 }),
+  }, conf
+end
+
+-- A request of a token client to base .. path (?query when given) with the token as a bearer
+-- credential, accepting JSON; a table body is sent as JSON. Returns res (any status); or nil,
+-- "<method> <path> failed: <transport error>".
+function _M.bearer_request(client, method, path, query, body)
+  local url = client.base .. path
+  if query then
+    url = url .. "?" .. encode_args(query)
+  end
+  return _M.request(client.transport, method, url, {
+    ["Authorization"] = "Bearer " .. client.token,
+    ["Accept"] = "application/json",
+  }, body, method .. " " .. path)
 end
 
 return _M

@@ -8,12 +8,10 @@
 -- that is the record name or a parent of it (not the first one occurring as a substring), every
 -- page of zones and records is read, only an "identical record already exists" 400 counts as
 -- success, and delete removes only TXT records of exactly that name (and content, when given).
-local transport = require("resty.acme.transport")
+local http_api = require("resty.acme.http_api")
 local util = require("resty.acme.util")
-local cjson = require("cjson.safe")
 
 local ngx = ngx
-local encode_args = ngx.encode_args
 local log = util.log
 local ipairs = ipairs
 local setmetatable = setmetatable
@@ -41,26 +39,12 @@ local function fail(msg)
 end
 
 function _M.new(secret)
-  local conf = type(secret) == "table" and secret or { token = secret }
-  local token = conf.token
-  if type(token) ~= "string" or token == "" then
-    return nil, "api token is needed"
+  local self, conf = http_api.token_client(secret, _M.api_base)
+  if not self then
+    return nil, conf
   end
-  local base = conf.api_base or _M.api_base
-  return setmetatable({
-    token = token,
-    base = (base:gsub("/+$", "")),
-    ttl = tonumber(conf.ttl),
-    transport = transport.new({ ssl_verify = conf.ssl_verify ~= false, timeout = conf.timeout or 10000 }),
-  }, mt)
-end
-
-local function body_snippet(body)
-  body = tostring(body or "")
-  if #body > 200 then
-    return sub(body, 1, 200) .. "..."
-  end
-  return body
+  self.ttl = tonumber(conf.ttl)
+  return setmetatable(self, mt)
 end
 
 -- The API's own explanation: errors[*].message (code), else the body.
@@ -74,29 +58,16 @@ local function api_errors(decoded, body)
     end
     return concat(parts, "; ")
   end
-  return body_snippet(body)
+  return http_api.snippet(body)
 end
 
 -- Returns decoded body, or nil, err, status, decoded.
 local function request(self, method, path, query, body)
-  local url = self.base .. path
-  if query then
-    url = url .. "?" .. encode_args(query)
-  end
-  local headers = {
-    ["Authorization"] = "Bearer " .. self.token,
-    ["Accept"] = "application/json",
-  }
-  local payload
-  if body then
-    headers["Content-Type"] = "application/json"
-    payload = cjson.encode(body)
-  end
-  local res, err = self.transport:request(method, url, headers, payload)
+  local res, err = http_api.bearer_request(self, method, path, query, body)
   if not res then
-    return nil, method .. " " .. path .. " failed: " .. tostring(err)
+    return nil, err
   end
-  local decoded = cjson.decode(res.body)
+  local decoded = http_api.decode(res.body)
   if res.status >= 200 and res.status < 300 and type(decoded) == "table" and decoded.success ~= false then
     return decoded
   end

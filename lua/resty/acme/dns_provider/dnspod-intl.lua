@@ -8,8 +8,7 @@
 -- Differences from the original behind the same interface: errors the API reports inside an
 -- HTTP 200 (status.code other than "1") are errors here, and delete removes only TXT records of
 -- exactly that name (and content, when given).
-local transport = require("resty.acme.transport")
-local cjson = require("cjson.safe")
+local http_api = require("resty.acme.http_api")
 
 local ipairs = ipairs
 local setmetatable = setmetatable
@@ -34,27 +33,13 @@ local function fail(msg)
 end
 
 function _M.new(secret)
-  local conf = type(secret) == "table" and secret or { token = secret }
-  local token = conf.token
-  if type(token) ~= "string" or token == "" then
-    return nil, "api token is needed"
+  local self, conf = http_api.token_client(secret, _M.api_base)
+  if not self then
+    return nil, conf
   end
-  local base = conf.api_base or _M.api_base
-  return setmetatable({
-    token = token,
-    zone = type(conf.zone) == "string" and (lower(conf.zone):gsub("%.$", "")) or nil,
-    ttl = tonumber(conf.ttl) or 600,
-    base = (base:gsub("/+$", "")),
-    transport = transport.new({ ssl_verify = conf.ssl_verify ~= false, timeout = conf.timeout or 10000 }),
-  }, mt)
-end
-
-local function body_snippet(body)
-  body = tostring(body or "")
-  if #body > 200 then
-    return sub(body, 1, 200) .. "..."
-  end
-  return body
+  self.zone = type(conf.zone) == "string" and (lower(conf.zone):gsub("%.$", "")) or nil
+  self.ttl = tonumber(conf.ttl) or 600
+  return setmetatable(self, mt)
 end
 
 -- One API call. Returns the decoded body when status.code is "1", else nil, err, code.
@@ -63,21 +48,20 @@ local function call(self, action, params)
   params.format = "json"
   params.lang = "en"
   params.error_on_empty = "no"
-  local res, err = self.transport:request("POST", self.base .. "/" .. action, {
-    ["Content-Type"] = "application/json",
+  local res, err = http_api.request(self.transport, "POST", self.base .. "/" .. action, {
     ["Accept"] = "application/json",
     ["User-Agent"] = USER_AGENT,
-  }, cjson.encode(params))
+  }, params, action)
   if not res then
-    return nil, action .. " failed: " .. tostring(err)
+    return nil, err
   end
   if res.status ~= 200 then
-    return nil, action .. " returned HTTP " .. res.status .. ": " .. body_snippet(res.body)
+    return nil, action .. " returned HTTP " .. res.status .. ": " .. http_api.snippet(res.body)
   end
-  local decoded = cjson.decode(res.body)
+  local decoded = http_api.decode(res.body)
   local status = type(decoded) == "table" and decoded.status
   if type(status) ~= "table" then
-    return nil, action .. " returned no status: " .. body_snippet(res.body)
+    return nil, action .. " returned no status: " .. http_api.snippet(res.body)
   end
   local code = tostring(status.code)
   if code ~= "1" then

@@ -7,9 +7,8 @@
 -- that is the record name or a parent of it (not a substring match), and delete removes only
 -- TXT records of exactly that name (and content, when given) instead of any record whose name
 -- occurs in the fqdn.
-local transport = require("resty.acme.transport")
+local http_api = require("resty.acme.http_api")
 local util = require("resty.acme.util")
-local cjson = require("cjson.safe")
 
 local ngx = ngx
 local log = util.log
@@ -33,53 +32,30 @@ local function fail(msg)
 end
 
 function _M.new(secret)
-  local conf = type(secret) == "table" and secret or { token = secret }
-  local token = conf.token
-  if type(token) ~= "string" or token == "" then
-    return nil, "api token is needed"
+  local self, err = http_api.token_client(secret, _M.api_base)
+  if not self then
+    return nil, err
   end
-  local base = conf.api_base or _M.api_base
-  return setmetatable({
-    token = token,
-    base = (base:gsub("/+$", "")),
-    transport = transport.new({ ssl_verify = conf.ssl_verify ~= false, timeout = conf.timeout or 10000 }),
-  }, mt)
-end
-
-local function body_snippet(body)
-  body = tostring(body or "")
-  if #body > 200 then
-    return sub(body, 1, 200) .. "..."
-  end
-  return body
+  return setmetatable(self, mt)
 end
 
 -- Returns the decoded body (true for an empty one), or nil, err.
 local function request(self, method, path, body)
-  local headers = {
-    ["Authorization"] = "Bearer " .. self.token,
-    ["Accept"] = "application/json",
-  }
-  local payload
-  if body then
-    headers["Content-Type"] = "application/json"
-    payload = cjson.encode(body)
-  end
-  local res, err = self.transport:request(method, self.base .. path, headers, payload)
+  local res, err = http_api.bearer_request(self, method, path, nil, body)
   if not res then
-    return nil, method .. " " .. path .. " failed: " .. tostring(err)
+    return nil, err
   end
   if res.status < 200 or res.status >= 300 then
     local what = ({ [401] = "unauthorized (bad token)", [403] = "forbidden", [404] = "not found" })[res.status]
     return nil, method .. " " .. path .. " returned HTTP " .. res.status
-      .. (what and (" " .. what) or "") .. ": " .. body_snippet(res.body)
+      .. (what and (" " .. what) or "") .. ": " .. http_api.snippet(res.body)
   end
   if res.body == nil or res.body == "" then
     return true
   end
-  local decoded = cjson.decode(res.body)
+  local decoded = http_api.decode(res.body)
   if decoded == nil then
-    return nil, method .. " " .. path .. " returned a body that is not JSON: " .. body_snippet(res.body)
+    return nil, method .. " " .. path .. " returned a body that is not JSON: " .. http_api.snippet(res.body)
   end
   return decoded
 end
