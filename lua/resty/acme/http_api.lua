@@ -5,11 +5,13 @@ local cjson = require("cjson.safe")
 
 local ngx = ngx
 local encode_args = ngx.encode_args
+local ipairs = ipairs
 local tostring = tostring
 local type = type
 local byte = string.byte
 local format = string.format
 local gsub = string.gsub
+local lower = string.lower
 local sub = string.sub
 
 local _M = { _VERSION = "0.16.0" }
@@ -87,6 +89,35 @@ function _M.bearer_request(client, method, path, query, body)
     ["Authorization"] = "Bearer " .. client.token,
     ["Accept"] = "application/json",
   }, body, method .. " " .. path)
+end
+
+-- A domain name lower-cased, without a final dot.
+local function strip_dot(name)
+  return (lower(name):gsub("%.$", ""))
+end
+_M.strip_dot = strip_dot
+
+-- Whether the (stripped) domain name `name` is `zone` or below it.
+local function in_zone(name, zone)
+  return name == zone or sub(name, -(#zone + 1)) == "." .. zone
+end
+_M.in_zone = in_zone
+
+-- The zone of a DNS provider account for `fqdn`: among `zones` (API items { id =, name = }),
+-- the longest name that is fqdn or a parent of it. Returns { id = <text>, name = <stripped> } or
+-- nil, then fqdn stripped (see strip_dot).
+function _M.longest_zone(zones, fqdn)
+  local name = strip_dot(fqdn)
+  local best
+  for _, z in ipairs(zones) do
+    if type(z) == "table" and type(z.name) == "string" and z.id then
+      local zn = strip_dot(z.name)
+      if in_zone(name, zn) and (not best or #zn > #best.name) then
+        best = { id = tostring(z.id), name = zn }
+      end
+    end
+  end
+  return best, name
 end
 
 return _M

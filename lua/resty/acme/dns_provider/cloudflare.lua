@@ -19,7 +19,6 @@ local tonumber = tonumber
 local tostring = tostring
 local type = type
 local concat = table.concat
-local lower = string.lower
 local sub = string.sub
 
 local _M = {
@@ -101,25 +100,14 @@ local function list_all(self, path, query)
   return items
 end
 
-local function strip_dot(name)
-  return (lower(name):gsub("%.$", ""))
-end
+local strip_dot = http_api.strip_dot
 
 local function zone_of(self, fqdn)
   local zones, err = list_all(self, "/zones")
   if not zones then
     return nil, err
   end
-  local name = strip_dot(fqdn)
-  local best
-  for _, z in ipairs(zones) do
-    if type(z) == "table" and type(z.name) == "string" and z.id then
-      local zn = strip_dot(z.name)
-      if (name == zn or sub(name, -(#zn + 1)) == "." .. zn) and (not best or #zn > #best.name) then
-        best = { id = tostring(z.id), name = zn }
-      end
-    end
-  end
+  local best, name = http_api.longest_zone(zones, fqdn)
   if not best then
     return nil, "no zone of this account contains " .. name .. " (" .. #zones .. " zones listed)"
   end

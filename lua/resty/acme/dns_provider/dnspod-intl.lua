@@ -27,6 +27,7 @@ local mt = { __index = _M }
 
 local NAME = "dnspod-intl"
 local USER_AGENT = "lua-resty-acme/0.0.0 (noreply@github.com)"
+local strip_dot = http_api.strip_dot
 
 local function fail(msg)
   return nil, NAME .. ": " .. msg
@@ -37,7 +38,7 @@ function _M.new(secret)
   if not self then
     return nil, conf
   end
-  self.zone = type(conf.zone) == "string" and (lower(conf.zone):gsub("%.$", "")) or nil
+  self.zone = type(conf.zone) == "string" and strip_dot(conf.zone) or nil
   self.ttl = tonumber(conf.ttl) or 600
   return setmetatable(self, mt)
 end
@@ -72,9 +73,9 @@ end
 
 -- (sub_domain, domain): "@" at the apex.
 local function split(self, fqdn)
-  local name = lower(fqdn):gsub("%.$", "")
+  local name = strip_dot(fqdn)
   local zone = self.zone
-  if zone and (name == zone or sub(name, -(#zone + 1)) == "." .. zone) then
+  if zone and http_api.in_zone(name, zone) then
     if name == zone then
       return "@", zone
     end

@@ -60,9 +60,7 @@ local function request(self, method, path, body)
   return decoded
 end
 
-local function strip_dot(name)
-  return (lower(name):gsub("%.$", ""))
-end
+local strip_dot = http_api.strip_dot
 
 local function zone_of(self, fqdn)
   local zones, err = request(self, "GET", "/zones")
@@ -72,16 +70,7 @@ local function zone_of(self, fqdn)
   if type(zones) ~= "table" then
     return nil, "GET /zones did not return a list"
   end
-  local name = strip_dot(fqdn)
-  local best
-  for _, z in ipairs(zones) do
-    if type(z) == "table" and type(z.name) == "string" and z.id then
-      local zn = strip_dot(z.name)
-      if (name == zn or sub(name, -(#zn + 1)) == "." .. zn) and (not best or #zn > #best.name) then
-        best = { id = tostring(z.id), name = zn }
-      end
-    end
-  end
+  local best, name = http_api.longest_zone(zones, fqdn)
   if not best then
     return nil, "no zone of this account contains " .. name
   end
