@@ -120,4 +120,14 @@ function _M.longest_zone(zones, fqdn)
   return best, name
 end
 
+-- Whether `r`, an item of a provider's record list, is a TXT record with an id whose name,
+-- through `norm`, is `name`: the records delete_txt_record may remove (when their value matches).
+function _M.is_txt_named(r, name, norm)
+  if type(r) == "table" and r.type == "TXT" and type(r.name) == "string" and norm(r.name) == name
+      and r.id then
+    return true
+  end
+  return false
+end
+
 return _M

@@ -160,8 +160,7 @@ function _M:delete_txt_record(fqdn, content)
   end
   local deleted = 0
   for _, r in ipairs(records) do
-    if type(r) == "table" and r.type == "TXT" and type(r.name) == "string" and strip_dot(r.name) == name
-        and r.id and (content == nil or unquote(r.content) == content) then
+    if http_api.is_txt_named(r, name, strip_dot) and (content == nil or unquote(r.content) == content) then
       local ok, derr = request(self, "DELETE", path .. "/" .. tostring(r.id))
       if not ok then
         return fail(derr)

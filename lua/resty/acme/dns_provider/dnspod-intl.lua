@@ -118,8 +118,7 @@ function _M:delete_txt_record(fqdn, content)
     return fail(err)
   end
   for _, r in ipairs(type(list.records) == "table" and list.records or {}) do
-    if type(r) == "table" and r.type == "TXT" and type(r.name) == "string" and lower(r.name) == sub_domain
-        and r.id and (content == nil or r.value == content) then
+    if http_api.is_txt_named(r, sub_domain, lower) and (content == nil or r.value == content) then
       local ok, rerr = call(self, "Record.Remove", { domain = domain, record_id = r.id })
       if not ok then
         return fail(rerr)

@@ -116,8 +116,7 @@ function _M:delete_txt_record(fqdn, content)
   local rel = relative(fqdn, zone)
   local deleted = 0
   for _, r in ipairs(records) do
-    if type(r) == "table" and r.type == "TXT" and type(r.name) == "string" and lower(r.name) == rel
-        and r.id and (content == nil or r.data == content) then
+    if http_api.is_txt_named(r, rel, lower) and (content == nil or r.data == content) then
       local ok, derr = request(self, "DELETE", path .. "/" .. tostring(r.id))
       if not ok then
         return fail(derr)
