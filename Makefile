@@ -7,10 +7,12 @@
 #   make e2e         pytest end-to-end suites under t/ (nginx, pebble, ...)
 #   make test        deps + check + release build + e2e (what CI runs)
 #   make demo        scripts/demo.sh: Pebble + nginx + autossl, prints the issuer
+#   make bench       every figure of docs/BENCHMARKS.md (P1..P9, about 8 minutes)
 #   make rock        luarocks make (installs into the default /usr/local tree)
 #
 # Variables: PYTHON (Debian's python3 with pytest + cryptography), CARGO, LUAROCKS,
-# PYTEST_ARGS (extra pytest arguments, e.g. PYTEST_ARGS="-k load -x").
+# PYTEST_ARGS (extra pytest arguments, e.g. PYTEST_ARGS="-k load -x"),
+# BENCH_ARGS (e.g. BENCH_ARGS="--only P1,P6 --quick").
 
 SHELL := /bin/bash
 
@@ -25,6 +27,7 @@ CARGO ?= cargo
 PYTHON ?= /usr/bin/python3
 LUAROCKS ?= luarocks
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 REPO := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),$(REPO)/target))
@@ -38,7 +41,7 @@ PREFIX ?= /usr/local
 LUADIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 
-.PHONY: all deps build lua-build check fmt clippy luacheck cargo-test e2e test demo rock \
+.PHONY: all deps build lua-build check fmt clippy luacheck cargo-test e2e test demo bench rock \
         rock-build rock-install clean
 
 all: lua-build
@@ -85,6 +88,11 @@ test: deps
 
 demo:
 	@scripts/demo.sh
+
+# Prints one `NAME VALUE` line per figure at the end and writes bench/results/latest.json.
+bench: deps lua-build
+	$(CARGO) build --release --example crypto_bench
+	@cd $(REPO) && $(PYTHON) bench/run.py $(BENCH_ARGS)
 
 # --- luarocks (rockspec/lua-resty-acme-rs-*.rockspec, build.type = "make") -------------
 
