@@ -2,6 +2,8 @@
 use super::encoding::b64url;
 use super::key::key_id_name;
 use super::{CryptoError, PrivateKey};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
 use openssl::bn::BigNumRef;
 use openssl::hash::MessageDigest;
@@ -140,6 +142,92 @@ fn info(cert: &X509Ref) -> Result<CertInfo, CryptoError> {
 /// Parses every certificate of a PEM chain, leaf first. Errors when there is none.
 pub fn parse_chain(pem: &[u8]) -> Result<Vec<CertInfo>, CryptoError> {
     load_chain(pem)?.iter().map(|c| info(c)).collect()
+}
+
+/// One DER TLV at the start of `input` (X.690 §8.1, definite lengths only): tag, contents,
+/// and what follows. `None` when truncated, indefinite, high-tag-number or over 4 length octets.
+fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    if tag & 0x1f == 0x1f {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// The contents of a TLV with tag `want` at the start of `input`, and what follows it.
+fn der_expect(input: &[u8], want: u8) -> Result<(&[u8], &[u8]), CryptoError> {
+    match der_tlv(input) {
+        Some((tag, value, rest)) if tag == want => Ok((value, rest)),
+        _ => Err(CryptoError::Decode("malformed certificate der".into())),
+    }
+}
+
+/// The DER of the first CERTIFICATE block of a PEM text.
+fn first_certificate_der(pem: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let text = std::str::from_utf8(pem)
+        .map_err(|_| CryptoError::Decode("certificate pem is not text".into()))?;
+    let start = text
+        .find(PEM_BEGIN)
+        .ok_or_else(|| CryptoError::Decode("no certificate in pem".into()))?
+        + PEM_BEGIN.len();
+    let len = text[start..]
+        .find(PEM_END)
+        .ok_or_else(|| CryptoError::Decode("invalid certificate pem".into()))?;
+    let b64: Vec<u8> = text[start..start + len]
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    STANDARD
+        .decode(b64)
+        .map_err(|_| CryptoError::Decode("invalid certificate pem".into()))
+}
+
+/// notAfter of the first certificate of a PEM text, in Unix seconds, without building an X509.
+///
+/// OpenSSL 3.0 decodes the public key of every certificate it parses through its provider
+/// decoders (about 90 µs a certificate), and a renewal pass over thousands of stored
+/// certificates needs nothing but this date. Walks the DER to
+/// tbsCertificate.validity.notAfter (RFC 5280 §4.1) and lets OpenSSL read the Time.
+pub fn leaf_not_after(pem: &[u8]) -> Result<i64, CryptoError> {
+    let der = first_certificate_der(pem)?;
+    let bad = || CryptoError::Decode("malformed certificate der".into());
+    let (cert, _) = der_expect(&der, 0x30)?; // Certificate
+    let (mut tbs, _) = der_expect(cert, 0x30)?; // tbsCertificate
+    if let Some((0xa0, _, rest)) = der_tlv(tbs) {
+        tbs = rest; // [0] EXPLICIT version, absent for v1
+    }
+    let (_, tbs) = der_expect(tbs, 0x02)?; // serialNumber
+    let (_, tbs) = der_expect(tbs, 0x30)?; // signature
+    let (_, tbs) = der_expect(tbs, 0x30)?; // issuer
+    let (validity, _) = der_expect(tbs, 0x30)?;
+    let (_, _, validity) = der_tlv(validity).ok_or_else(bad)?; // notBefore
+    let (tag, time, _) = der_tlv(validity).ok_or_else(bad)?;
+    // RFC 5280 §4.1.2.5: UTCTime YYMMDDHHMMSSZ or GeneralizedTime YYYYMMDDHHMMSSZ.
+    let well_formed = matches!((tag, time.len()), (0x17, 13) | (0x18, 15))
+        && time[time.len() - 1] == b'Z'
+        && time[..time.len() - 1].iter().all(u8::is_ascii_digit);
+    if !well_formed {
+        return Err(bad());
+    }
+    let text = std::str::from_utf8(time).map_err(|_| bad())?;
+    let t = Asn1Time::from_str_x509(text)?;
+    unix_seconds(&t)
 }
 
 /// Issuer CN of the last certificate of the chain: what `preferred_chain` is compared with.
@@ -403,6 +491,58 @@ pub(crate) mod tests {
         let blocks = split_pem_chain(&text);
         assert_eq!(blocks, [leaf, inter]);
         assert!(split_pem_chain("nothing here").is_empty());
+    }
+
+    #[test]
+    fn leaf_not_after_matches_the_full_parse() {
+        let key = PrivateKey::generate(KeyType::EcP256).unwrap();
+        // UTCTime (before 2050), GeneralizedTime (from 2050 on), a long serial.
+        for (not_after, serial) in [
+            (1_900_000_000, "0a"),
+            (2_600_000_000, "7fffffffffffffffffffffffffffffff01"),
+        ] {
+            let spec = Spec {
+                subject_cn: "www.example.test",
+                serial_hex: serial,
+                not_before: 1_600_000_000,
+                not_after,
+                dns: &["www.example.test"],
+                ips: &[],
+                ca: false,
+                aki: None,
+            };
+            let c = chain();
+            let leaf = issue(&spec, &key, Some((&c.intermediate, &c.leaf_key)));
+            let text = pem(&[&leaf, &c.intermediate]);
+            assert_eq!(leaf_not_after(text.as_bytes()).unwrap(), not_after);
+            assert_eq!(
+                parse_chain(text.as_bytes()).unwrap()[0].not_after,
+                not_after
+            );
+        }
+    }
+
+    #[test]
+    fn leaf_not_after_rejects_what_is_not_a_certificate() {
+        let c = chain();
+        let good = pem(&[&c.leaf]);
+        assert!(leaf_not_after(b"").is_err());
+        assert!(
+            leaf_not_after(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+                .is_err()
+        );
+        assert!(leaf_not_after(good.replace("-----END CERTIFICATE-----", "").as_bytes()).is_err());
+        // truncated DER: drop a line from the middle of the base64
+        let mut lines: Vec<&str> = good.lines().collect();
+        lines.remove(3);
+        assert!(leaf_not_after(lines.join("\n").as_bytes()).is_err());
+        assert_eq!(der_tlv(&[0x30, 0x80]), None);
+        assert_eq!(der_tlv(&[0x30, 0x85, 0, 0, 0, 0, 1]), None);
+        assert_eq!(der_tlv(&[0x1f, 0x01, 0x00]), None);
+        assert_eq!(
+            der_tlv(&[0x04, 0x81, 0x02, 0xaa, 0xbb, 0xcc]),
+            Some((0x04, &[0xaa, 0xbb][..], &[0xcc][..]))
+        );
     }
 
     #[test]

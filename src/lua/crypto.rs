@@ -229,6 +229,13 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
             }
         })?,
     )?;
+    // notAfter of the leaf without an X509 parse: what a renewal pass asks of every entry.
+    t.set(
+        "cert_not_after",
+        lua.create_function(|_, pem: LuaString| -> Ret<i64> {
+            Ok(cert::leaf_not_after(&pem.as_bytes()).map_err(|e| e.to_string()))
+        })?,
+    )?;
     t.set(
         "cert_split",
         lua.create_function(|lua, pem: String| {
