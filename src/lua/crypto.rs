@@ -91,6 +91,24 @@ impl LuaUserData for KeyJob {
     }
 }
 
+/// Puts the calling thread in SCHED_IDLE: an RSA-4096 key takes about a second of CPU, and
+/// nginx's event loops (the handshakes) must win every CPU they want from it. SCHED_IDLE rather
+/// than nice 19 because a waking normal thread preempts an idle-policy one at once, where a
+/// nice-19 thread may finish its slice first (measured: half the event-loop delays during a
+/// burst of RSA orders). The key generation holds no lock nginx's thread waits for beyond
+/// OpenSSL's brief internal ones. Best effort: where the call fails the thread keeps its policy.
+fn background_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 names the calling thread; `param` is a valid sched_param that outlives
+        // the call, and SCHED_IDLE needs no privilege.
+        unsafe {
+            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+        }
+    }
+}
+
 fn parse_key_type(
     typ: Option<String>,
     bits: Option<u32>,
@@ -158,7 +176,10 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
                 };
                 let handle = std::thread::Builder::new()
                     .name("acme-keygen".into())
-                    .spawn(move || PrivateKey::generate(kind));
+                    .spawn(move || {
+                        background_priority();
+                        PrivateKey::generate(kind)
+                    });
                 Ok(handle
                     .map(|h| KeyJob(Some(h)))
                     .map_err(|e| format!("cannot start key generation thread: {e}")))
