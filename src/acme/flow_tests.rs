@@ -580,7 +580,7 @@ fn full_order_flow_http01() {
             &format!("publish {TOKEN2}"),
             "POST https://ca.test/chall/1/http-01",
             "POST https://ca.test/chall/2/http-01",
-            "sleep 1",
+            "sleep 0.25",
             "POST https://ca.test/authz/1",
             "sleep 3",
             "POST https://ca.test/authz/1",
@@ -853,7 +853,7 @@ fn authorization_poll_times_out() {
     );
     assert!(msg.contains("120s"), "{msg}");
     let sleeps: Vec<&String> = m.trace.iter().filter(|t| t.starts_with("sleep")).collect();
-    assert_eq!(sleeps, ["sleep 1", "sleep 60", "sleep 59"]);
+    assert_eq!(sleeps, ["sleep 0.25", "sleep 60", "sleep 59.75"]);
 }
 
 #[test]
@@ -2033,5 +2033,5 @@ fn order_poll_honours_http_date_retry_after() {
     )
     .unwrap();
     let sleeps: Vec<&String> = m.trace.iter().filter(|t| t.starts_with("sleep")).collect();
-    assert_eq!(sleeps, ["sleep 1", "sleep 7"]);
+    assert_eq!(sleeps, ["sleep 0.25", "sleep 7.75"]);
 }

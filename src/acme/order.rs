@@ -6,7 +6,7 @@ use super::challenge::Challenge;
 use super::jws::{no_account_key, Signer, PEM_CHAIN};
 use super::link::links;
 use super::operation::{Call, Flow, Step};
-use super::poll::{backoff, retry_after, Poll, MAX_DELAY, MIN_DELAY};
+use super::poll::{retry_after, Poll, FIRST_POLL, MAX_DELAY, MIN_DELAY};
 use super::{AcmeError, ChallengeTask, Client, OrderRequest, Outcome, Problem, Response};
 use crate::crypto::encoding::b64url;
 
@@ -224,7 +224,7 @@ impl OrderFlow {
             self.enter_poll(Stage::AwaitingOrderReady, 0.0);
         } else {
             // Give the CA a moment to validate what was just started.
-            let first = if started { backoff(0) } else { 0.0 };
+            let first = if started { FIRST_POLL } else { 0.0 };
             self.enter_poll(Stage::AwaitingAuthorizationValid(0), first);
         }
     }
@@ -249,7 +249,7 @@ impl OrderFlow {
             "processing" => {
                 if !matches!(self.stage, Stage::AwaitingOrderValid) {
                     let first = retry_after(resp, now)
-                        .map_or(backoff(0), |at| (at - now).clamp(MIN_DELAY, MAX_DELAY));
+                        .map_or(FIRST_POLL, |at| (at - now).clamp(MIN_DELAY, MAX_DELAY));
                     self.enter_poll(Stage::AwaitingOrderValid, first);
                 } else {
                     self.repoll(
@@ -509,7 +509,7 @@ impl Flow for OrderFlow {
                     // §7.4: processing until issued; some servers answer still `ready`.
                     "ready" | "pending" => {
                         let first = retry_after(&resp, now)
-                            .map_or(backoff(0), |at| (at - now).clamp(MIN_DELAY, MAX_DELAY));
+                            .map_or(FIRST_POLL, |at| (at - now).clamp(MIN_DELAY, MAX_DELAY));
                         self.enter_poll(Stage::AwaitingOrderValid, first);
                         Ok(())
                     }

@@ -8,6 +8,10 @@ pub const MIN_DELAY: f64 = 1.0;
 pub const MAX_DELAY: f64 = 60.0;
 /// The default backoff without `Retry-After` follows 1, 1, 2, 3, 5, 8, ... up to this.
 pub const BACKOFF_CAP: f64 = 10.0;
+/// The first poll of a phase the client just started (a challenge answered, an order
+/// finalized) when the server gave no `Retry-After`: validation and issuance often take a
+/// fraction of a second, and a whole second here doubles the time to a first certificate.
+pub const FIRST_POLL: f64 = 0.25;
 
 /// The `Retry-After` header as an absolute Unix time, unclamped: delay-seconds are added to
 /// `now`, an HTTP-date is taken as is. `None` when absent or unparsable.
