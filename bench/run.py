@@ -46,21 +46,20 @@ def run_serving(only, workdir, quick, results, details):
             results["P5"] = round(per, 3)
             details["P5"] = d
             lib.log("P5 %s" % d)
+        if "P2" in only:
+            lib.log("P2: interleaved rounds over %d names for 2 x cache_ttl" % len(names))
+            d = s.p2(names)
+            # the ratio of totals: the rounds that re-read expired entries weigh as they
+            # should (a median of rounds would pass over them)
+            results["P2"] = d["autossl"]["ratio_of_totals"]
+            details["P2"] = d
+            lib.log("P2 %s" % d)
         if "P1" in only:
             lib.log("P1: interleaved h2load rounds (static, autossl, references)")
             d = s.p1()
             results["P1"] = d["autossl"]["ratio"]
             details["P1"] = d
             lib.log("P1 %s" % d)
-        if "P2" in only:
-            # after P1 every entry cached by P5 is past its cache_ttl (60 s): the first pass
-            # re-reads each from the store, later ones hit the cache
-            s.wait_cache_expired()
-            lib.log("P2: interleaved rounds over %d names" % len(names))
-            d = s.p2(names)
-            results["P2"] = d["autossl"]["ratio"]
-            details["P2"] = d
-            lib.log("P2 %s" % d)
         if "P6" in only:
             lib.log("P6: check_renew over the store")
             v, d = s.p6()
