@@ -120,10 +120,20 @@ def machine():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
+    def version(argv):
+        try:
+            r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, check=False)
+            return r.stdout.strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "unknown"
+
     return {
         "nproc": os.cpu_count(),
         "cpu": model,
         "kernel": os.uname().release,
+        "openssl": version(["openssl", "version"]),
+        "nginx": version(["/usr/sbin/nginx", "-v"]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
