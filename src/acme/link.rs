@@ -30,25 +30,7 @@ pub fn parse_field(field: &str) -> Vec<(String, Vec<String>)> {
         rest = &rest[open + close + 1..];
         // Parameters run to the next comma outside quotes.
         let mut rels = Vec::new();
-        let mut end = rest.len();
-        let mut in_quotes = false;
-        let mut escaped = false;
-        for (i, c) in rest.char_indices() {
-            if in_quotes {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' {
-                    escaped = true;
-                } else if c == '"' {
-                    in_quotes = false;
-                }
-            } else if c == '"' {
-                in_quotes = true;
-            } else if c == ',' {
-                end = i;
-                break;
-            }
-        }
+        let end = unquoted(rest, ',').next().unwrap_or(rest.len());
         for param in split_params(&rest[..end]) {
             let Some((name, value)) = param.split_once('=') else {
                 continue;
@@ -68,11 +50,10 @@ pub fn parse_field(field: &str) -> Vec<(String, Vec<String>)> {
     out
 }
 
-/// Splits link parameters at `;` outside quotes.
-fn split_params(s: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut start, mut in_quotes, mut escaped) = (0, false, false);
-    for (i, c) in s.char_indices() {
+/// Byte offsets of `sep` in `s` outside double-quoted strings (with `\\` escapes inside them).
+fn unquoted(s: &str, sep: char) -> impl Iterator<Item = usize> + '_ {
+    let (mut in_quotes, mut escaped) = (false, false);
+    s.char_indices().filter_map(move |(i, c)| {
         if in_quotes {
             if escaped {
                 escaped = false;
@@ -83,10 +64,20 @@ fn split_params(s: &str) -> Vec<&str> {
             }
         } else if c == '"' {
             in_quotes = true;
-        } else if c == ';' {
-            out.push(&s[start..i]);
-            start = i + 1;
+        } else if c == sep {
+            return Some(i);
         }
+        None
+    })
+}
+
+/// Splits link parameters at `;` outside quotes.
+fn split_params(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in unquoted(s, ';') {
+        out.push(&s[start..i]);
+        start = i + 1;
     }
     out.push(&s[start..]);
     out.into_iter().filter(|p| !p.trim().is_empty()).collect()
