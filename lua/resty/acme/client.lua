@@ -82,14 +82,19 @@ local function adapter_module(name)
   return name
 end
 
--- Publishes one challenge through its handler; names are this authorization's only (the
--- original passed every name of the order, so entries of other names were overwritten).
+-- The name a challenge is registered under: this authorization's only (the original passed
+-- every name of the order, so entries of other names were overwritten).
+local function authz_name(act)
+  return act.wildcard and ("*." .. act.identifier) or act.identifier
+end
+
+-- Publishes one challenge through its handler.
 local function publish(self, act)
   local handler = self.challenge_handlers[act.type]
   if not handler then
     return false, "challenge handler " .. act.type .. " is not enabled"
   end
-  local name = act.wildcard and ("*." .. act.identifier) or act.identifier
+  local name = authz_name(act)
   local err = handler:register_challenge(act.token, act.key_authorization, { name })
   if err then
     return false, "error registering challenge: " .. tostring(err)
@@ -108,7 +113,7 @@ local function unpublish(self, act)
   if not handler then
     return
   end
-  local name = act.wildcard and ("*." .. act.identifier) or act.identifier
+  local name = authz_name(act)
   local err = handler:cleanup_challenge(act.token, { name })
   if err then
     log(ngx.WARN, "error cleaning up ", act.type, " challenge for ", name, ": ", err)
