@@ -16,11 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from harness import REPO, Pebble, TestCA, free_port
+from harness.control import T_LUA, control_nginx, post
 from pemutil import load_certs
 from harness.nginx import lua_package_path
-
-T_LUA = os.path.join(REPO, "t", "lua", "?.lua")
-
 
 def lua_str(s):
     return json.dumps(s)
@@ -28,52 +26,18 @@ def lua_str(s):
 
 def client_nginx(nginx_factory, pebble, *, ca_pem=None, api_uri=None, extra=""):
     """nginx serving http-01 on Pebble's validation port, plus a control server."""
-    ctl = free_port()
-    body = """
-    lua_shared_dict acme 4m;
-    lua_ssl_trusted_certificate %(ca)s;
-    lua_ssl_verify_depth 5;
-    init_by_lua_block {
-      require("acme_t").setup({
-        api_uri = %(api)s,
-        account_email = "ops@example.test",
-        storage_adapter = "shm",
-        storage_config = { shm_name = "acme" },
-        %(extra)s
-      })
-    }
+    return control_nginx(
+        nginx_factory, api_uri=api_uri or pebble.directory_url, ca_pem=ca_pem or pebble.ca_pem,
+        extra=extra, http_ports=[pebble.http_port],
+        endpoints=["acme_t.order", "acme_t.revoke", "acme_t.rollover", "acme_t.call",
+                   "acme_t.keys"],
+        servers="""
     server {
-      listen 127.0.0.1:%(http)d;
+      listen 127.0.0.1:%d;
       location /.well-known/acme-challenge/ {
         content_by_lua_block { require("acme_t").client():serve_http_challenge() }
       }
-    }
-    server {
-      listen 127.0.0.1:%(ctl)d;
-      location = /order { content_by_lua_block { require("acme_t").order() } }
-      location = /revoke { content_by_lua_block { require("acme_t").revoke() } }
-      location = /rollover { content_by_lua_block { require("acme_t").rollover() } }
-      location = /call { content_by_lua_block { require("acme_t").call() } }
-      location = /keys { content_by_lua_block { require("acme_t").keys() } }
-    }
-    """ % {
-        "ca": ca_pem or pebble.ca_pem,
-        "api": lua_str(api_uri or pebble.directory_url),
-        "extra": extra,
-        "http": pebble.http_port,
-        "ctl": ctl,
-    }
-    n = nginx_factory(body, http_ports=[pebble.http_port, ctl],
-                      lua_path=T_LUA + ";" + lua_package_path())
-    n.ctl = ctl
-    return n
-
-
-def post(n, path, args, timeout=120):
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (n.ctl, path),
-                                 data=json.dumps(args).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read())
+    }""" % pebble.http_port)
 
 
 def leaf(pem):

@@ -4,19 +4,15 @@ whose VA resolves through that BIND (no challtestsrv): the client issues example
 TSIG failures, propagation timeouts and cleanup behave."""
 
 import json
-import os
 import time
-import urllib.request
 
 import pytest
 from cryptography import x509
 
-from harness import REPO, Bind, Pebble, free_port
-from harness.nginx import lua_package_path
+from harness import AutoSSL, Bind, Pebble, free_port
+from harness.control import control_nginx, post
 from pemutil import load_certs
-from test_autossl import AutoSSL
 
-T_LUA = os.path.join(REPO, "t", "lua", "?.lua")
 
 
 def lua(v):
@@ -63,43 +59,15 @@ def account(bind, **secret_overrides):
     return a
 
 
-def control_nginx(nginx_factory, pebble):
-    """nginx with the client test endpoints (t/lua/acme_t.lua, t/lua/dns_t.lua)."""
-    ctl = free_port()
-    body = """
-    lua_shared_dict acme 4m;
-    lua_ssl_trusted_certificate %(ca)s;
-    lua_ssl_verify_depth 5;
-    init_by_lua_block {
-      require("acme_t").setup({
-        api_uri = %(api)s,
-        account_email = "ops@example.test",
-        storage_adapter = "shm",
-        storage_config = { shm_name = "acme" },
-        enabled_challenge_handlers = { "dns-01" },
-      })
-    }
-    server {
-      listen 127.0.0.1:%(ctl)d;
-      location = /order { content_by_lua_block { require("acme_t").order() } }
-      location = /keys { content_by_lua_block { require("acme_t").keys() } }
-      location = /provider { content_by_lua_block { require("dns_t").provider() } }
-      location = /dns01 { content_by_lua_block { require("dns_t").dns01() } }
-      location = /query { content_by_lua_block { require("dns_t").query() } }
-    }
-    """ % {"ca": pebble.ca_pem if pebble else "/etc/ssl/certs/ca-certificates.crt",
-           "api": json.dumps(pebble.directory_url if pebble else "https://127.0.0.1:1/dir"),
-           "ctl": ctl}
-    n = nginx_factory(body, http_ports=[ctl], lua_path=T_LUA + ";" + lua_package_path())
-    n.ctl = ctl
-    return n
-
-
-def post(n, path, args, timeout=120):
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (n.ctl, path),
-                                 data=json.dumps(args).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read())
+def dns_control_nginx(nginx_factory, pebble):
+    """nginx with the client and dns-01 test endpoints (t/lua/acme_t.lua, t/lua/dns_t.lua)."""
+    return control_nginx(
+        nginx_factory,
+        api_uri=pebble.directory_url if pebble else "https://127.0.0.1:1/dir",
+        ca_pem=pebble.ca_pem if pebble else "/etc/ssl/certs/ca-certificates.crt",
+        extra='enabled_challenge_handlers = { "dns-01" },',
+        endpoints=["acme_t.order", "acme_t.keys", "dns_t.provider", "dns_t.dns01",
+                   "dns_t.query"])
 
 
 def sans(cert):
@@ -117,7 +85,7 @@ def order(n, acct, names, **conf):
 # --- the provider and the DNS client against named ----------------------------------------
 
 def test_rfc2136_provider_adds_and_deletes_txt_records(bind, nginx_factory, core_so):
-    n = control_nginx(nginx_factory, None)
+    n = dns_control_nginx(nginx_factory, None)
     fqdn = "_acme-challenge.www.example.test"
 
     def call(method, *args, **secret):
@@ -165,7 +133,7 @@ def test_rfc2136_provider_adds_and_deletes_txt_records(bind, nginx_factory, core
 
 
 def test_rfc2136_provider_errors_name_provider_server_and_rcode(bind, nginx_factory, core_so):
-    n = control_nginx(nginx_factory, None)
+    n = dns_control_nginx(nginx_factory, None)
     fqdn = "_acme-challenge.www.example.test"
 
     def call(method, *args, **secret):
@@ -213,7 +181,7 @@ def test_rfc2136_provider_errors_name_provider_server_and_rcode(bind, nginx_fact
 # --- the client: example.test + *.example.test through dns-01 -----------------------------
 
 def test_rfc2136_client_issues_apex_and_wildcard(bind, pebble_bind, nginx_factory, core_so):
-    n = control_nginx(nginx_factory, pebble_bind)
+    n = dns_control_nginx(nginx_factory, pebble_bind)
     res = order(n, account(bind, zone=None), ["example.test", "*.example.test"])
     assert res.get("err") is None, res
     cert = load_certs(res["cert"])[0]
@@ -233,7 +201,7 @@ def test_rfc2136_client_issues_apex_and_wildcard(bind, pebble_bind, nginx_factor
 
 def test_rfc2136_wrong_secret_fails_the_order_and_leaves_no_record(bind, pebble_bind,
                                                                    nginx_factory, core_so):
-    n = control_nginx(nginx_factory, pebble_bind)
+    n = dns_control_nginx(nginx_factory, pebble_bind)
     res = order(n, account(bind, tsig_secret="d3JvbmctIHNlY3JldC0xMjM0NTY3ODkwMTIzNDU2"),
                 ["example.test"])
     err = res.get("err") or ""
@@ -246,7 +214,7 @@ def test_rfc2136_wrong_secret_fails_the_order_and_leaves_no_record(bind, pebble_
 
 def test_rfc2136_propagation_timeout_fails_and_removes_the_record(bind, pebble_bind,
                                                                  nginx_factory, core_so):
-    n = control_nginx(nginx_factory, pebble_bind)
+    n = dns_control_nginx(nginx_factory, pebble_bind)
     dead = "127.0.0.1:%d" % free_port()
     t0 = time.monotonic()
     res = order(n, account(bind, nameservers=[bind.server, dead], propagation_timeout=3,

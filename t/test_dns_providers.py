@@ -5,18 +5,16 @@ pebble-challtestsrv's DNS."""
 
 import base64
 import hashlib
-import json
 import os
-import urllib.request
 
 import pytest
 
 from fakes.dns_apis import FakeDnsApis
-from harness import REPO, TestCA, free_port
-from harness.nginx import lua_package_path
+from harness import TestCA, free_port
+from harness.control import control_nginx
+from harness.control import post as control_post
 from pemutil import load_certs
 
-T_LUA = os.path.join(REPO, "t", "lua", "?.lua")
 
 CF_TOKEN = "cf-token-0123456789abcdef"
 DV_TOKEN = "dv-token-0123456789abcdef"
@@ -44,44 +42,20 @@ def fake(workdir):
     f.stop()
 
 
-def control_nginx(nginx_factory, workdir, ca_files, api_uri="https://127.0.0.1:1/dir"):
+def dns_control_nginx(nginx_factory, workdir, ca_files, api_uri="https://127.0.0.1:1/dir"):
     bundle = os.path.join(str(workdir), "trusted.pem")
     with open(bundle, "w") as out:
         for path in ca_files:
             with open(path) as f:
                 out.write(f.read())
-    ctl = free_port()
-    body = """
-    lua_shared_dict acme 4m;
-    lua_ssl_trusted_certificate %(ca)s;
-    lua_ssl_verify_depth 5;
-    init_by_lua_block {
-      require("acme_t").setup({
-        api_uri = %(api)s,
-        account_email = "ops@example.test",
-        storage_adapter = "shm",
-        storage_config = { shm_name = "acme" },
-        enabled_challenge_handlers = { "dns-01" },
-      })
-    }
-    server {
-      listen 127.0.0.1:%(ctl)d;
-      location = /order { content_by_lua_block { require("acme_t").order() } }
-      location = /keys { content_by_lua_block { require("acme_t").keys() } }
-      location = /provider { content_by_lua_block { require("dns_t").provider() } }
-      location = /dns01 { content_by_lua_block { require("dns_t").dns01() } }
-    }
-    """ % {"ca": bundle, "api": json.dumps(api_uri), "ctl": ctl}
-    n = nginx_factory(body, http_ports=[ctl], lua_path=T_LUA + ";" + lua_package_path())
-    n.ctl = ctl
-    return n
+    return control_nginx(
+        nginx_factory, api_uri=api_uri, ca_pem=bundle,
+        extra='enabled_challenge_handlers = { "dns-01" },',
+        endpoints=["acme_t.order", "acme_t.keys", "dns_t.provider", "dns_t.dns01"])
 
 
 def post(n, path, args, timeout=60):
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (n.ctl, path),
-                                 data=json.dumps(args).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read())
+    return control_post(n, path, args, timeout)
 
 
 class Provider:
@@ -103,7 +77,7 @@ class Provider:
 
 @pytest.fixture
 def nginx_fake(nginx_factory, workdir, fake, core_so):
-    return control_nginx(nginx_factory, workdir, [fake.ca.ca_pem])
+    return dns_control_nginx(nginx_factory, workdir, [fake.ca.ca_pem])
 
 
 def no_secrets_logged(n):
@@ -420,7 +394,7 @@ def test_cloudflare_order_through_pebble(pebble, challtestsrv, nginx_factory, wo
 
     fake = FakeDnsApis(ca, TOKENS, cloudflare_zones=["example.test"], on_change=mirror).start()
     try:
-        n = control_nginx(nginx_factory, workdir, [ca.ca_pem, pebble.ca_pem],
+        n = dns_control_nginx(nginx_factory, workdir, [ca.ca_pem, pebble.ca_pem],
                           api_uri=pebble.directory_url)
         acct = accounts(fake)[0]
         acct["nameservers"] = [challtestsrv.dns_server]

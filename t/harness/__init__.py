@@ -107,6 +107,10 @@ stopped by PID (children included); anything still running at interpreter exit i
     (the ``rfc2136`` dns provider's secret table as a dict; ``None`` values drop a key),
     ``log()``, ``log_tail(n)``, ``wait_log(regex, timeout, since)``.
 
+``harness.control``: ``control_nginx(nginx_factory, *, api_uri, ca_pem, endpoints, ...)`` and
+``post(n, path, args)``: nginx with the t/lua control endpoints, shared by the client and
+dns-01 suites (see its docstring).
+
 ``dns_query(port, name, qtype="A", server="127.0.0.1") -> [str]``
     Minimal UDP DNS client (A, AAAA, TXT) for checking ChallTestSrv or other test DNS servers.
 

@@ -106,84 +106,66 @@ local function login(c)
   return kid
 end
 
--- POST /order {names, key_type, key_bits, curve, conf, account_key_type}
-function _M.order()
-  reply(in_timer(function(args)
-    local util = require("resty.acme.util")
-    local c, err = new_client(args)
-    if not c then
-      return { err = err }
-    end
-    local kid, lerr = login(c)
-    if not kid then
-      return { err = lerr }
-    end
-    local key
-    key, err = util.create_pkey(args.key_bits, args.key_type or "RSA", args.curve)
-    if not key then
-      return { err = "create_pkey: " .. tostring(err) }
-    end
-    local cert
-    cert, err = c:order_certificate(key, (table.unpack or unpack)(args.names))
-    if not cert then
-      return { err = err }
-    end
-    return { cert = cert, key = key, kid = kid, account_key = c.conf.account_key }
-  end, read_args()))
+-- A control endpoint: fn(client, args, kid) runs in a timer with a fresh client, logged in
+-- first when `must_login` or args.login; a failing setup answers { err = ... }.
+local function endpoint(must_login, fn)
+  return function()
+    reply(in_timer(function(args)
+      local c, err = new_client(args)
+      if not c then
+        return { err = err }
+      end
+      local kid
+      if must_login or args.login then
+        kid, err = login(c)
+        if not kid then
+          return { err = err }
+        end
+      end
+      return fn(c, args, kid)
+    end, read_args()))
+  end
 end
+
+-- POST /order {names, key_type, key_bits, curve, conf, account_key_type}
+_M.order = endpoint(true, function(c, args, kid)
+  local key, err = require("resty.acme.util").create_pkey(args.key_bits, args.key_type or "RSA",
+                                                          args.curve)
+  if not key then
+    return { err = "create_pkey: " .. tostring(err) }
+  end
+  local cert
+  cert, err = c:order_certificate(key, (table.unpack or unpack)(args.names))
+  if not cert then
+    return { err = err }
+  end
+  return { cert = cert, key = key, kid = kid, account_key = c.conf.account_key }
+end)
 
 -- POST /revoke {cert, key?, reason?, conf}
-function _M.revoke()
-  reply(in_timer(function(args)
-    local c, err = new_client(args)
-    if not c then
-      return { err = err }
-    end
-    local ok, rerr = c:revoke_certificate(args.cert, { reason = args.reason, key = args.key })
-    return { ok = ok, err = rerr }
-  end, read_args()))
-end
+_M.revoke = endpoint(false, function(c, args)
+  local ok, rerr = c:revoke_certificate(args.cert, { reason = args.reason, key = args.key })
+  return { ok = ok, err = rerr }
+end)
 
 -- POST /rollover {conf, new_key} -> then tries to use the old key again
-function _M.rollover()
-  reply(in_timer(function(args)
-    local c, err = new_client(args)
-    if not c then
-      return { err = err }
-    end
-    local kid, lerr = login(c)
-    if not kid then
-      return { err = lerr }
-    end
-    local ok, rerr = c:rollover_account_key(args.new_key)
-    if not ok then
-      return { err = rerr }
-    end
-    -- the old key must now be refused
-    local old = require("resty.acme.client").new(merged(args.conf))
-    old:init()
-    local okid, oerr = old:new_account()
-    return { ok = true, kid = kid, old_kid = okid, old_err = oerr }
-  end, read_args()))
-end
+_M.rollover = endpoint(true, function(c, args, kid)
+  local ok, rerr = c:rollover_account_key(args.new_key)
+  if not ok then
+    return { err = rerr }
+  end
+  -- the old key must now be refused
+  local old = require("resty.acme.client").new(merged(args.conf))
+  old:init()
+  local okid, oerr = old:new_account()
+  return { ok = true, kid = kid, old_kid = okid, old_err = oerr }
+end)
 
--- POST /call {method, args, conf}: a raw client API call, for the API-shape tests.
-function _M.call()
-  reply(in_timer(function(args)
-    local c, err = new_client(args)
-    if not c then
-      return { err = err }
-    end
-    if args.login then
-      local kid, lerr = login(c)
-      if not kid then
-        return { err = lerr }
-      end
-    end
-    local r1, r2, r3 = c[args.method](c, (table.unpack or unpack)(args.args or {}))
-    return { r1 = r1, r2 = r2, r3 = r3 }
-  end, read_args()))
-end
+-- POST /call {method, args, conf, login?}: a raw client API call, for the API-shape tests.
+_M.call = endpoint(false, function(c, args)
+  local r1, r2, r3 = c[args.method](c, (table.unpack or unpack)(args.args or {}))
+  return { r1 = r1, r2 = r2, r3 = r3 }
+end)
 
 -- POST /eval: runs the Lua chunk in the body (in this content handler) and answers with the
 -- JSON of the table it returns, or {error = message} when it raises.
