@@ -255,6 +255,14 @@ function _M.set_account_key(self, account_key)
   return true, nil
 end
 
+-- Fetches the directory unless it is known; returns err or nil.
+local function ensure_directory(self)
+  if not self.directory then
+    return self:init()
+  end
+  return nil
+end
+
 -- Finds resty.acme.eab.<host of meta.website with dots as dashes>, as the original does.
 local function eab_handler_for(website)
   local host = website and match(website, "^%a+://([^/:]+)")
@@ -308,11 +316,9 @@ function _M:new_account()
   if not self.account_pkey then
     return nil, "failed to create account: account key is not set"
   end
-  if not self.directory then
-    local err = self:init()
-    if err then
-      return nil, "failed to create account: " .. err
-    end
+  local derr = ensure_directory(self)
+  if derr then
+    return nil, "failed to create account: " .. derr
   end
 
   local eab_kid, eab_key = self.eab_kid, self.eab_hmac_key
@@ -391,11 +397,9 @@ end
 -- post(url, payload, headers, nonce): body, headers, err. The body is decoded JSON when the
 -- response is JSON; a problem document becomes err (its detail, or its type).
 function _M:post(url, payload, _, nonce)
-  if not self.directory then
-    local err = self:init()
-    if err then
-      return nil, nil, err
-    end
+  local derr = ensure_directory(self)
+  if derr then
+    return nil, nil, derr
   end
   local text
   if payload ~= nil then
@@ -418,11 +422,9 @@ end
 
 -- new_order(name, ...): body, headers, err
 function _M:new_order(...)
-  if not self.directory then
-    local err = self:init()
-    if err then
-      return nil, nil, err
-    end
+  local derr = ensure_directory(self)
+  if derr then
+    return nil, nil, derr
   end
   local identifiers = {}
   for i = 1, select("#", ...) do
@@ -512,11 +514,9 @@ local function challenge_types(self)
 end
 
 local function ensure_account(self)
-  if not self.directory then
-    local err = self:init()
-    if err then
-      return nil, err
-    end
+  local derr = ensure_directory(self)
+  if derr then
+    return nil, derr
   end
   if not self.account_kid then
     local _, err = self:new_account()
@@ -531,11 +531,9 @@ end
 -- RFC 9773 §4.2: the CA's suggested renewal window for a certificate it issued. Returns
 -- nil, nil when the CA does not offer renewal information.
 function _M:renewal_info(cert_pem)
-  if not self.directory then
-    local err = self:init()
-    if err then
-      return nil, err
-    end
+  local derr = ensure_directory(self)
+  if derr then
+    return nil, derr
   end
   if not self.directory.renewalInfo then
     return nil, nil
