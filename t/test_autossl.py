@@ -64,6 +64,11 @@ def test_pebble_autossl_issues_rsa_and_ecc_on_demand(pebble, challtestsrv, nginx
         assert isinstance(r.public_key(), rsa.RSAPublicKey)
         assert r.public_key().key_size == 4096
         assert issued_by_pebble(pebble, r) and san_names(r) == [name]
+        # leaf and Pebble's intermediate, once each, for both key types
+        for kind, leaf in (("ecc", e), ("rsa", r)):
+            chain = a.served_chain(name, kind=kind)
+            assert [c.serial_number for c in chain[:1]] == [leaf.serial_number]
+            assert len(chain) == 2 and chain[1].subject == leaf.issuer
     # exactly one order per name and key type
     assert pebble.orders_count() == 4
     log = a.nginx.error_log()
@@ -351,7 +356,11 @@ def test_pebble_autossl_get_certkey_and_cache(pebble, challtestsrv, nginx_factor
       return { entry = entry, err = err, missing = missing == nil and merr == nil,
                cached = type(cached) == "table" and cached.cert ~= nil,
                allowed = autossl.is_domain_whitelisted("api.example.test", false),
-               refused = autossl.is_domain_whitelisted("x.example.test", false) }""")
+               refused = autossl.is_domain_whitelisted("x.example.test", false),
+               native = require("resty.acme.tls_cert").native,
+               native_error = require("resty.acme.tls_cert").native_error }""")
+    # certificates are installed through the core's one-call path, not the ngx.ssl fallback
+    assert res["native"] is True, res.get("native_error")
     assert res.get("err") is None and res["missing"] is True and res["cached"] is True
     entry = res["entry"]
     assert entry["domain"] == "api.example.test" and entry["type"] == "ecc"

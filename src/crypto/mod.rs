@@ -12,6 +12,7 @@ mod error;
 pub mod jws;
 pub mod key;
 pub mod tls_alpn;
+pub mod tls_cert;
 
 pub use error::CryptoError;
 pub use key::{KeyType, PrivateKey};

@@ -4,6 +4,7 @@
 mod client;
 mod crypto;
 mod dns;
+mod ffi;
 mod fs;
 mod http;
 

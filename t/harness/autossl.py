@@ -101,6 +101,19 @@ class AutoSSL:
                 der = t.getpeercert(binary_form=True)
         return x509.load_der_x509_certificate(der)
 
+    def served_chain(self, name, *, kind=None, timeout=10):
+        """Every certificate the server sends for SNI `name` (leaf first), read with
+        `openssl s_client -showcerts` (Python's ssl module shows only the leaf)."""
+        argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.https_port,
+                "-servername", name, "-showcerts"]
+        if kind:
+            argv += ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256" if kind == "ecc"
+                     else "ECDHE-RSA-AES128-GCM-SHA256"]
+        out = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, timeout=timeout, check=False).stdout
+        from pemutil import load_certs
+        return load_certs(out.decode("latin-1"))
+
     def is_fallback(self, cert):
         return cert.issuer == self.fallback_issuer()
 

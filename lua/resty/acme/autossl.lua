@@ -9,6 +9,7 @@ local core = require("resty.acme.core")
 local lrucache = require("resty.lrucache")
 local metrics = require("resty.acme.metrics")
 local ssl = require("ngx.ssl")
+local tls_cert = require("resty.acme.tls_cert")
 local cjson = require("cjson.safe")
 
 local ngx = ngx
@@ -22,6 +23,7 @@ local ngx_worker_count = ngx.worker.count
 local ngx_worker_pid = ngx.worker.pid
 local ngx_update_time = ngx.update_time
 local ngx_md5_bin = ngx.md5_bin
+local set_certkey = tls_cert.set_certkey
 local log = util.log
 local ipairs = ipairs
 local pairs = pairs
@@ -721,12 +723,12 @@ function AUTOSSL.ssl_certificate()
       entry = blocking_update(domain, typ)
     end
     if entry then
-      if not any then
-        ssl.clear_certs()
+      local ok, ierr = set_certkey(entry.cert, entry.pkey, not any)
+      if ok then
         any = true
+      else
+        log_quiet(ngx.ERR, "cannot install the cached certificate:", domain .. ": " .. tostring(ierr))
       end
-      ssl.set_cert(entry.cert)
-      ssl.set_priv_key(entry.pkey)
     elseif not conf.blocking then
       missing = missing or {}
       missing[#missing + 1] = typ

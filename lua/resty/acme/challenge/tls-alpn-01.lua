@@ -11,14 +11,12 @@
 local core = require("resty.acme.core")
 local ssl = require("ngx.ssl")
 local ffi = require("ffi")
-local base = require("resty.core.base")
+local tls_cert = require("resty.acme.tls_cert")
 
 local ngx = ngx
 local ngx_exit = ngx.exit
 local ngx_log = ngx.log
 local get_phase = ngx.get_phase
-local get_request = base.get_request
-local C = ffi.C
 local setmetatable = setmetatable
 local tonumber = tonumber
 local lower = string.lower
@@ -28,11 +26,6 @@ local _M = { _VERSION = "0.16.0" }
 local mt = { __index = _M }
 
 local TTL = 3600
-
--- lua-resty-core 0.1.25 has no wrapper for it; the http-lua module exports it.
-ffi.cdef([[
-void *ngx_http_lua_ffi_get_req_ssl_pointer(void *r);
-]])
 
 function _M.new(storage)
   return setmetatable({ storage = storage }, mt)
@@ -59,13 +52,9 @@ function _M:cleanup_challenge(_, names)
 end
 
 local function ssl_pointer()
-  local r = get_request()
-  if not r then
-    return nil, "no request"
-  end
-  local ptr = C.ngx_http_lua_ffi_get_req_ssl_pointer(r)
-  if ptr == nil then
-    return nil, "no ssl connection"
+  local ptr, err = tls_cert.ssl_pointer()
+  if not ptr then
+    return nil, err
   end
   return tonumber(ffi.cast("uintptr_t", ptr))
 end
