@@ -18,6 +18,10 @@ pub struct ClientConfig {
     pub bad_nonce_retries: u32,
     /// Largest response body accepted, bytes.
     pub max_body: usize,
+    /// Hand every JWS signature (§6.2) to the caller as [`Action::Sign`] instead of signing
+    /// inside `next_action`: an RSA-4096 signature costs about 3 ms, which a caller with an
+    /// event loop computes on a thread. Off by default: the operation then signs itself.
+    pub deferred_signing: bool,
 }
 
 impl Default for ClientConfig {
@@ -27,6 +31,7 @@ impl Default for ClientConfig {
             poll_timeout: 120.0,
             bad_nonce_retries: 5,
             max_body: 1024 * 1024,
+            deferred_signing: false,
         }
     }
 }
@@ -135,11 +140,41 @@ pub struct OrderRequest {
     pub replaces: Option<String>,
 }
 
+/// A JWS signature the caller computes (`ClientConfig::deferred_signing`): `Send`, so it may
+/// run on another thread. Its result goes back through `Operation::handle_signature`.
+#[derive(Debug, Clone)]
+pub struct SignJob {
+    /// A handle on the signing key (shared, not copied; its Debug output is redacted).
+    pub(crate) key: PrivateKey,
+    /// RFC 7515 §5.1: the JWS signing input.
+    pub(crate) input: Vec<u8>,
+}
+
+impl SignJob {
+    /// The key the request must be signed with.
+    pub fn key(&self) -> &PrivateKey {
+        &self.key
+    }
+
+    /// The bytes to sign (`BASE64URL(protected) '.' BASE64URL(payload)`).
+    pub fn signing_input(&self) -> &[u8] {
+        &self.input
+    }
+
+    /// Computes the signature as `handle_signature` expects it (`PrivateKey::sign_jws`).
+    pub fn sign(&self) -> Result<Vec<u8>, crate::crypto::CryptoError> {
+        self.key.sign_jws(&self.input)
+    }
+}
+
 /// What the caller should do next.
 #[derive(Debug)]
 pub enum Action {
     /// Perform the request, then `handle_response` or `handle_transport_error`.
     Http(Request),
+    /// Sign (only with `ClientConfig::deferred_signing`), then `handle_signature`; the signed
+    /// request follows as `Http`.
+    Sign(SignJob),
     /// Sleep until this Unix time (absolute, the same clock as `now`), then ask again.
     Sleep { until: f64 },
     /// Make the challenge answerable, then `handle_published`.

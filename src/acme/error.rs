@@ -25,6 +25,8 @@ pub enum AcmeError {
     /// The operation was misused (e.g. no account URL yet).
     State(String),
     Crypto(CryptoError),
+    /// The caller could not sign a request handed out as `Action::Sign`.
+    Sign(String),
     /// The directory could not be read (§7.1.1); the text is the original library's.
     Directory(String),
 }
@@ -53,6 +55,7 @@ impl fmt::Display for AcmeError {
             AcmeError::Publish(m) => write!(f, "publishing challenge failed: {m}"),
             AcmeError::State(m) => write!(f, "{m}"),
             AcmeError::Crypto(e) => write!(f, "{e}"),
+            AcmeError::Sign(m) => write!(f, "signing the request failed: {m}"),
             AcmeError::Directory(m) => write!(f, "{m}"),
         }
     }

@@ -218,6 +218,12 @@ struct Mock {
     /// What happened: `GET url`, `POST url`, `sleep 2`, `publish token`, `unpublish token`.
     trace: Vec<String>,
     published: Vec<ChallengeTask>,
+    /// Every request as it was sent.
+    requests: Vec<Request>,
+    /// How many `Action::Sign` were answered.
+    signed: usize,
+    /// `Some((n, err))`: the n-th signature (from 0) fails with `err`.
+    sign_failure: Option<(usize, String)>,
 }
 
 impl Mock {
@@ -232,6 +238,9 @@ impl Mock {
             foreign_nonces: false,
             trace: Vec::new(),
             published: Vec::new(),
+            requests: Vec::new(),
+            signed: 0,
+            sign_failure: None,
         }
     }
 
@@ -322,6 +331,7 @@ impl Mock {
                     }
                     self.trace
                         .push(format!("{} {}", req.method.as_str(), req.url));
+                    self.requests.push(req.clone());
                     match self.script.pop_front() {
                         Some(Ev::Http {
                             method,
@@ -362,6 +372,22 @@ impl Mock {
                             self.trace
                         ),
                     }
+                }
+                Action::Sign(job) => {
+                    // next_action is idempotent while the signature is pending.
+                    match op.next_action(client, self.now) {
+                        Action::Sign(again) => {
+                            assert_eq!(again.signing_input(), job.signing_input())
+                        }
+                        other => panic!("second next_action gave {other:?}"),
+                    }
+                    let n = self.signed;
+                    self.signed += 1;
+                    let result = match &self.sign_failure {
+                        Some((i, e)) if *i == n => Err(e.clone()),
+                        _ => Ok(job.sign().unwrap()),
+                    };
+                    op.handle_signature(client, result);
                 }
                 Action::Sleep { until } => {
                     assert!(until > self.now, "sleep into the past");
@@ -2034,4 +2060,200 @@ fn order_poll_honours_http_date_retry_after() {
     .unwrap();
     let sleeps: Vec<&String> = m.trace.iter().filter(|t| t.starts_with("sleep")).collect();
     assert_eq!(sleeps, ["sleep 0.25", "sleep 7.75"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deferred signing (`ClientConfig::deferred_signing`)
+
+/// One name, http-01, valid at once after the challenge: every request kind of an order.
+fn simple_order_script(pem: &str) -> Vec<Ev> {
+    let a1 = "https://ca.test/authz/1";
+    let mut script = order_prefix(a1);
+    script.extend([
+        post_as_get(
+            a1,
+            json_resp(200, authz_json("example.com", "valid", vec![])),
+        ),
+        post_as_get(ORDER, json_resp(200, order_json("ready", &[a1], None))),
+        post(
+            FINALIZE,
+            json_resp(200, order_json("valid", &[a1], Some(CERT))),
+        ),
+        post_as_get(CERT, pem_resp(pem)),
+        Ev::Unpublish,
+    ]);
+    script
+}
+
+/// Runs the simple order inline and deferred with `key`; the two mocks.
+fn order_both_ways(key: &PrivateKey) -> (Mock, Mock) {
+    let pem = chain("root-a.test");
+    let mut mocks = Vec::new();
+    for deferred in [false, true] {
+        let mut c = client();
+        c.account_key = Some(key.clone());
+        c.config.deferred_signing = deferred;
+        let mut m = Mock::new(simple_order_script(&pem));
+        let out = m
+            .run(
+                &mut c,
+                &mut Operation::order(order_req(&[ChallengeType::Http01])),
+            )
+            .unwrap();
+        assert!(matches!(out, Outcome::Certificate { pem: ref p, .. } if *p == pem));
+        mocks.push(m);
+    }
+    let deferred = mocks.pop().unwrap();
+    let inline = mocks.pop().unwrap();
+    assert_eq!(inline.signed, 0, "inline signing hands out no Sign action");
+    let posts = deferred
+        .requests
+        .iter()
+        .filter(|r| r.method == Method::Post)
+        .count();
+    assert_eq!(posts, 7);
+    assert_eq!(deferred.signed, posts, "one Sign per POST");
+    assert_eq!(inline.trace, deferred.trace);
+    (inline, deferred)
+}
+
+#[test]
+fn deferred_signing_sends_the_bytes_inline_signing_sends() {
+    // RS256 (PKCS#1 v1.5) is deterministic: the same key, nonces and payloads give the same
+    // requests byte for byte, headers included (the certificate's Accept, §7.4.2).
+    let key = PrivateKey::generate(KeyType::Rsa(2048)).unwrap();
+    let (inline, deferred) = order_both_ways(&key);
+    assert_eq!(inline.requests, deferred.requests);
+}
+
+#[test]
+fn deferred_signing_with_an_ec_key_has_the_same_structure() {
+    // ECDSA signatures are randomized: the same protected header and payload, and a signature
+    // that verifies (the mock checks every one).
+    let (inline, deferred) = order_both_ways(&account_key());
+    assert_eq!(inline.requests.len(), deferred.requests.len());
+    for (a, b) in inline.requests.iter().zip(&deferred.requests) {
+        assert_eq!(
+            (a.method, &a.url, &a.headers),
+            (b.method, &b.url, &b.headers)
+        );
+        if a.method != Method::Post {
+            continue;
+        }
+        let ja: Value = serde_json::from_slice(&a.body).unwrap();
+        let jb: Value = serde_json::from_slice(&b.body).unwrap();
+        assert_eq!(ja["protected"], jb["protected"]);
+        assert_eq!(ja["payload"], jb["payload"]);
+        assert_eq!(
+            b64url_decode(jb["signature"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            64
+        );
+    }
+}
+
+#[test]
+fn deferred_signing_signs_again_after_bad_nonce() {
+    // §6.5: the retry carries the nonce of the badNonce reply, so it needs a new signature.
+    let mut c = client();
+    c.config.deferred_signing = true;
+    let mut m = Mock::new(vec![
+        head_nonce(),
+        post(ACCT_URL, problem(400, "badNonce", "stale")),
+        post(ACCT_URL, json_resp(200, json!({"status": "deactivated"}))),
+    ]);
+    let out = m.run(&mut c, &mut Operation::deactivate_account()).unwrap();
+    assert!(matches!(out, Outcome::Deactivated));
+    assert_eq!(m.signed, 2);
+    assert_ne!(m.requests[1].body, m.requests[2].body);
+}
+
+#[test]
+fn failed_signature_ends_the_operation() {
+    // Before anything was published: the operation fails at once, nothing is sent.
+    let mut c = client();
+    c.config.deferred_signing = true;
+    let mut m = Mock::new(vec![head_nonce()]);
+    m.sign_failure = Some((0, "signing thread panicked".into()));
+    let e = m
+        .run(
+            &mut c,
+            &mut Operation::order(order_req(&[ChallengeType::Http01])),
+        )
+        .unwrap_err();
+    assert_eq!(e, AcmeError::Sign("signing thread panicked".into()));
+    assert_eq!(
+        e.to_string(),
+        "signing the request failed: signing thread panicked"
+    );
+    assert!(!e.is_retryable());
+    assert_eq!(m.trace, ["HEAD https://ca.test/nonce"]);
+
+    // After publishing (the third signature is the challenge's): unpublished, then the error.
+    let mut c = client();
+    c.config.deferred_signing = true;
+    let a1 = "https://ca.test/authz/1";
+    let mut script = order_prefix(a1);
+    script.pop(); // the challenge POST is never sent
+    script.push(Ev::Unpublish);
+    let mut m = Mock::new(script);
+    m.sign_failure = Some((2, "rsa: out of memory".into()));
+    let e = m
+        .run(
+            &mut c,
+            &mut Operation::order(order_req(&[ChallengeType::Http01])),
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "signing the request failed: rsa: out of memory"
+    );
+    assert_eq!(m.trace.last().unwrap(), &format!("unpublish {TOKEN1}"));
+}
+
+#[test]
+fn unexpected_or_empty_signatures_fail_cleanly() {
+    let mut c = client();
+    c.config.deferred_signing = true;
+    let mut op = Operation::deactivate_account();
+    op.handle_signature(&mut c, Ok(vec![1, 2, 3]));
+    match op.next_action(&mut c, T0) {
+        Action::Failed(AcmeError::State(m)) => {
+            assert_eq!(m, "handle_signature called but no signature is pending")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let mut c = client();
+    c.config.deferred_signing = true;
+    c.add_nonce("bm9uY2U".into());
+    c.add_nonce("bm9uY2Uy".into());
+    let mut op = Operation::deactivate_account();
+    let Action::Sign(job) = op.next_action(&mut c, T0) else {
+        panic!("expected a Sign action")
+    };
+    // The job is Send: it may be signed on another thread.
+    let sig = std::thread::spawn(move || job.sign())
+        .join()
+        .unwrap()
+        .unwrap();
+    assert!(!sig.is_empty());
+    // A response while the signature is pending is a misuse, as is an empty signature.
+    let mut op2 = Operation::deactivate_account();
+    let Action::Sign(_) = op2.next_action(&mut c, T0) else {
+        panic!("expected a Sign action")
+    };
+    op2.handle_signature(&mut c, Ok(Vec::new()));
+    match op2.next_action(&mut c, T0) {
+        Action::Failed(AcmeError::Sign(m)) => assert_eq!(m, "the signature is empty"),
+        other => panic!("{other:?}"),
+    }
+    op.handle_response(&mut c, resp(200, "", b""), T0);
+    match op.next_action(&mut c, T0) {
+        Action::Failed(AcmeError::State(m)) => {
+            assert_eq!(m, "handle_response called but no request is pending")
+        }
+        other => panic!("{other:?}"),
+    }
 }

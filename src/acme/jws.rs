@@ -1,7 +1,7 @@
 //! Request authentication (RFC 8555 §6.2): every POST body is a flattened JWS over the
 //! payload, whose protected header names the key by `kid` (account URL) or embedded `jwk`.
 use super::{AcmeError, Client, Method, Request};
-use crate::crypto::jws::{sign_flattened, KeyId};
+use crate::crypto::jws::{JwsInput, KeyId};
 use crate::crypto::PrivateKey;
 use std::sync::Arc;
 
@@ -47,7 +47,30 @@ impl Signer {
         Ok(())
     }
 
-    /// The signed POST request.
+    /// The key that signs and the unsigned JWS of a POST (the costly signature is left out).
+    pub fn input<'a>(
+        &'a self,
+        client: &'a Client,
+        url: &str,
+        nonce: &str,
+        payload: Option<&str>,
+    ) -> Result<(&'a PrivateKey, JwsInput), AcmeError> {
+        let (key, key_id) = match self {
+            Signer::AccountKid => {
+                let key = client.account_key.as_ref().ok_or_else(no_account_key)?;
+                let kid = client.account_url.as_deref().ok_or_else(no_account_url)?;
+                (key, KeyId::Kid(kid))
+            }
+            Signer::AccountJwk => {
+                let key = client.account_key.as_ref().ok_or_else(no_account_key)?;
+                (key, KeyId::Jwk)
+            }
+            Signer::Key(key) => (key.as_ref(), KeyId::Jwk),
+        };
+        Ok((key, JwsInput::new(key, url, Some(nonce), key_id, payload)?))
+    }
+
+    /// The signed POST request, signed here.
     pub fn post(
         &self,
         client: &Client,
@@ -56,27 +79,22 @@ impl Signer {
         payload: Option<&str>,
         accept: Option<&str>,
     ) -> Result<Request, AcmeError> {
-        let body = match self {
-            Signer::AccountKid => {
-                let key = client.account_key.as_ref().ok_or_else(no_account_key)?;
-                let kid = client.account_url.as_deref().ok_or_else(no_account_url)?;
-                sign_flattened(key, url, Some(nonce), KeyId::Kid(kid), payload)?
-            }
-            Signer::AccountJwk => {
-                let key = client.account_key.as_ref().ok_or_else(no_account_key)?;
-                sign_flattened(key, url, Some(nonce), KeyId::Jwk, payload)?
-            }
-            Signer::Key(key) => sign_flattened(key, url, Some(nonce), KeyId::Jwk, payload)?,
-        };
-        let mut headers = vec![("Content-Type".to_string(), JOSE_JSON.to_string())];
-        if let Some(a) = accept {
-            headers.push(("Accept".to_string(), a.to_string()));
-        }
-        Ok(Request {
-            method: Method::Post,
-            url: url.to_string(),
-            headers,
-            body: body.into_bytes(),
-        })
+        let (key, input) = self.input(client, url, nonce, payload)?;
+        let signature = input.sign(key)?;
+        Ok(post_request(url, input.assemble(&signature), accept))
+    }
+}
+
+/// The POST carrying a flattened JWS `body` (§6.2).
+pub(crate) fn post_request(url: &str, body: String, accept: Option<&str>) -> Request {
+    let mut headers = vec![("Content-Type".to_string(), JOSE_JSON.to_string())];
+    if let Some(a) = accept {
+        headers.push(("Accept".to_string(), a.to_string()));
+    }
+    Request {
+        method: Method::Post,
+        url: url.to_string(),
+        headers,
+        body: body.into_bytes(),
     }
 }

@@ -17,6 +17,7 @@
 //!             Ok(resp) => op.handle_response(client, resp, now()),
 //!             Err(e) => op.handle_transport_error(client, e),
 //!         },
+//!         Action::Sign(job) => op.handle_signature(client, job.sign().map_err(|e| e.to_string())),
 //!         Action::Sleep { until } => { /* sleep until `until`, then ask again */ }
 //!         Action::Publish(task) => op.handle_published(client, Ok(())),
 //!         Action::Unpublish(task) => op.handle_unpublished(client),
@@ -51,7 +52,7 @@ mod flow_tests;
 
 pub use client::{
     Action, ChallengeTask, ChallengeType, Client, ClientConfig, Directory, Eab, Identifier,
-    NewAccount, Operation, OrderRequest, Outcome,
+    NewAccount, Operation, OrderRequest, Outcome, SignJob,
 };
 pub use error::AcmeError;
 pub use http::{Method, Request, Response};

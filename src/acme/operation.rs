@@ -2,14 +2,16 @@
 //!
 //! An operation is a *flow* (what the operation is about: an order, an account, ...) plus the
 //! machinery every flow shares: fetching the directory when the client has none (§7.1.1),
-//! obtaining a nonce (§7.2), signing (§6.2), retrying after `badNonce` (§6.5), and classifying
-//! replies (§6.7). Flows only see replies that passed that classification.
-use super::jws::Signer;
+//! obtaining a nonce (§7.2), signing (§6.2) or handing the signature out as `Action::Sign`,
+//! retrying after `badNonce` (§6.5), and classifying replies (§6.7). Flows only see replies that passed that classification.
+use super::jws::{post_request, Signer};
 use super::nonce;
 use super::problem::{check_response, check_size};
 use super::{
     AcmeError, Action, ChallengeTask, Client, Directory, Method, Outcome, Request, Response,
+    SignJob,
 };
+use crate::crypto::jws::JwsInput;
 
 /// What a flow wants next.
 pub(crate) enum Step {
@@ -93,6 +95,20 @@ enum Awaiting {
     Reply,
 }
 
+/// A signed POST waiting for its signature (`ClientConfig::deferred_signing`).
+struct AwaitingSignature {
+    job: SignJob,
+    input: JwsInput,
+    url: String,
+    accept: Option<&'static str>,
+}
+
+/// What `prepare` produced: a request to send, or a signature to ask for first.
+enum Prepared {
+    Send(Awaiting, Request),
+    Sign(AwaitingSignature),
+}
+
 /// A call in progress, kept across nonce fetches and `badNonce` retries.
 struct Exchange {
     call: Call,
@@ -110,7 +126,8 @@ enum End {
 ///
 /// `next_action` is safe to call repeatedly: while a request is pending (no `handle_response`
 /// or `handle_transport_error` yet) it returns the same request again; while a challenge is
-/// being (un)published it returns the same `Publish`/`Unpublish`; `Sleep` is returned until
+/// being (un)published it returns the same `Publish`/`Unpublish`; while a signature is pending
+/// (no `handle_signature` yet) the same `Sign`; `Sleep` is returned until
 /// `now` reaches its time. After `Done`, it returns `Failed(State("operation already
 /// finished"))`; after `Failed(e)`, `Failed(e)` again. `handle_*` calls after the end are
 /// ignored; a `handle_*` call that does not match what the operation waits for fails it with a
@@ -119,6 +136,7 @@ pub struct Operation {
     flow: Box<dyn Flow>,
     exchange: Option<Exchange>,
     in_flight: Option<(Awaiting, Request)>,
+    signature: Option<AwaitingSignature>,
     end: Option<End>,
 }
 
@@ -131,6 +149,7 @@ impl Operation {
             flow,
             exchange: None,
             in_flight: None,
+            signature: None,
             end: None,
         }
     }
@@ -152,6 +171,9 @@ impl Operation {
             }
             if let Some((_, req)) = &self.in_flight {
                 return Action::Http(req.clone());
+            }
+            if let Some(pending) = &self.signature {
+                return Action::Sign(pending.job.clone());
             }
             if self.exchange.is_none() {
                 if self.flow.needs_directory() && client.directory.is_none() {
@@ -184,7 +206,12 @@ impl Operation {
                 }
             }
             match self.prepare(client) {
-                Ok((awaiting, req)) => return self.send(awaiting, req),
+                Ok(Prepared::Send(awaiting, req)) => return self.send(awaiting, req),
+                Ok(Prepared::Sign(pending)) => {
+                    let job = pending.job.clone();
+                    self.signature = Some(pending);
+                    return Action::Sign(job);
+                }
                 Err(e) => self.fail(e),
             }
         }
@@ -198,15 +225,15 @@ impl Operation {
         Action::Http(req)
     }
 
-    /// Turns the pending call into a request: the call itself, or first the directory or a
-    /// nonce it needs.
-    fn prepare(&mut self, client: &mut Client) -> Result<(Awaiting, Request), AcmeError> {
+    /// Turns the pending call into a request: the call itself (or, when signing is deferred, its
+    /// signature first), or first the directory or a nonce it needs.
+    fn prepare(&mut self, client: &mut Client) -> Result<Prepared, AcmeError> {
         let Some(ex) = self.exchange.as_mut() else {
             return Err(AcmeError::State("no call is pending".into()));
         };
         match &mut ex.call {
-            Call::Get { url } => Ok((Awaiting::Reply, plain(Method::Get, url))),
-            Call::Head { url } => Ok((Awaiting::Reply, plain(Method::Head, url))),
+            Call::Get { url } => Ok(Prepared::Send(Awaiting::Reply, plain(Method::Get, url))),
+            Call::Head { url } => Ok(Prepared::Send(Awaiting::Reply, plain(Method::Head, url))),
             Call::Post {
                 url,
                 payload,
@@ -219,14 +246,28 @@ impl Operation {
                     Some(n) => n,
                     None => {
                         // §7.2: without a stored nonce, ask newNonce (which needs the directory).
-                        return match &client.directory {
-                            None => Ok((Awaiting::Directory, directory_request(client))),
-                            Some(d) => Ok((Awaiting::Nonce, plain(Method::Head, &d.new_nonce))),
-                        };
+                        return Ok(match &client.directory {
+                            None => Prepared::Send(Awaiting::Directory, directory_request(client)),
+                            Some(d) => {
+                                Prepared::Send(Awaiting::Nonce, plain(Method::Head, &d.new_nonce))
+                            }
+                        });
                     }
                 };
-                let req = signer.post(client, url, &nonce, payload.as_deref(), *accept)?;
-                Ok((Awaiting::Reply, req))
+                if !client.config.deferred_signing {
+                    let req = signer.post(client, url, &nonce, payload.as_deref(), *accept)?;
+                    return Ok(Prepared::Send(Awaiting::Reply, req));
+                }
+                let (key, input) = signer.input(client, url, &nonce, payload.as_deref())?;
+                Ok(Prepared::Sign(AwaitingSignature {
+                    job: SignJob {
+                        key: key.clone(),
+                        input: input.signing_input(),
+                    },
+                    input,
+                    url: url.clone(),
+                    accept: *accept,
+                }))
             }
         }
     }
@@ -235,6 +276,7 @@ impl Operation {
     fn fail(&mut self, err: AcmeError) {
         self.exchange = None;
         self.in_flight = None;
+        self.signature = None;
         if let Err(e) = self.flow.on_error(err) {
             self.end = Some(End::Failed(e));
         }
@@ -303,6 +345,31 @@ impl Operation {
                     }
                 }
             }
+        }
+    }
+
+    /// The signature asked for by the last `Action::Sign` (as `SignJob::sign` returns it), or
+    /// why it could not be made; the signed request is then the next `Action::Http`. A failure
+    /// ends the operation (after cleaning up published challenges) with `AcmeError::Sign`.
+    pub fn handle_signature(&mut self, client: &mut Client, result: Result<Vec<u8>, String>) {
+        let _ = client;
+        if self.end.is_some() {
+            return;
+        }
+        let Some(pending) = self.signature.take() else {
+            self.fail(AcmeError::State(
+                "handle_signature called but no signature is pending".into(),
+            ));
+            return;
+        };
+        match result {
+            Ok(sig) if !sig.is_empty() => {
+                let body = pending.input.assemble(&sig);
+                let req = post_request(&pending.url, body, pending.accept);
+                self.in_flight = Some((Awaiting::Reply, req));
+            }
+            Ok(_) => self.fail(AcmeError::Sign("the signature is empty".into())),
+            Err(e) => self.fail(AcmeError::Sign(e)),
         }
     }
 

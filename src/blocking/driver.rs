@@ -244,6 +244,10 @@ impl Driver {
                         }
                     }
                 }
+                // Only with `ClientConfig::deferred_signing`: this thread may as well sign.
+                Action::Sign(job) => {
+                    op.handle_signature(client, job.sign().map_err(|e| e.to_string()))
+                }
                 Action::Sleep { until } => {
                     let wait = until - unix_now();
                     if wait > 0.0 && wait.is_finite() {

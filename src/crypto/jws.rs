@@ -18,6 +18,78 @@ fn json_string(s: &str) -> String {
     Value::String(s.to_owned()).to_string()
 }
 
+/// The unsigned part of a flattened JWS: the base64url protected header and payload. Building
+/// it is cheap; the signature over [`JwsInput::signing_input`] is the costly part (RSA-4096: about
+/// 3 ms), which is why a caller may compute it elsewhere (a thread) and [`JwsInput::assemble`]
+/// the result afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwsInput {
+    protected: String,
+    payload: String,
+}
+
+impl JwsInput {
+    /// The protected header for `key` and the payload (JSON text; `None` = POST-as-GET, an empty
+    /// payload) for `url`. `nonce` is omitted from the header when `None` (only the inner
+    /// key-change JWS has none).
+    pub fn new(
+        key: &PrivateKey,
+        url: &str,
+        nonce: Option<&str>,
+        key_id: KeyId<'_>,
+        payload: Option<&str>,
+    ) -> Result<JwsInput, CryptoError> {
+        // RFC 8555 §6.2: alg, exactly one of jwk/kid, nonce, url. Built by hand so the member
+        // order is fixed: alg, jwk|kid, nonce, url.
+        let mut header = String::with_capacity(256);
+        header.push_str("{\"alg\":");
+        header.push_str(&json_string(key.jws_alg()));
+        match key_id {
+            KeyId::Jwk => {
+                header.push_str(",\"jwk\":");
+                header.push_str(&key.jwk()?.to_string());
+            }
+            KeyId::Kid(kid) => {
+                header.push_str(",\"kid\":");
+                header.push_str(&json_string(kid));
+            }
+        }
+        if let Some(nonce) = nonce {
+            header.push_str(",\"nonce\":");
+            header.push_str(&json_string(nonce));
+        }
+        header.push_str(",\"url\":");
+        header.push_str(&json_string(url));
+        header.push('}');
+        Ok(JwsInput {
+            protected: b64url(header.as_bytes()),
+            // RFC 8555 §6.3: POST-as-GET carries the empty string as payload.
+            payload: payload.map(|p| b64url(p.as_bytes())).unwrap_or_default(),
+        })
+    }
+
+    /// RFC 7515 §5.1: `BASE64URL(protected) || '.' || BASE64URL(payload)`, what is signed.
+    pub fn signing_input(&self) -> Vec<u8> {
+        format!("{}.{}", self.protected, self.payload).into_bytes()
+    }
+
+    /// The signature over the signing input with `key` (the key the header names).
+    pub fn sign(&self, key: &PrivateKey) -> Result<Vec<u8>, CryptoError> {
+        key.sign_jws(&self.signing_input())
+    }
+
+    /// The flattened JWS as JSON text `{"protected","payload","signature"}` with `signature`
+    /// (raw bytes as [`PrivateKey::sign_jws`] returns them) over this input.
+    pub fn assemble(&self, signature: &[u8]) -> String {
+        let signature = b64url(signature);
+        // All three values are base64url text: no escaping needed.
+        format!(
+            "{{\"protected\":\"{}\",\"payload\":\"{}\",\"signature\":\"{signature}\"}}",
+            self.protected, self.payload
+        )
+    }
+}
+
 /// Signs `payload` (JSON text; `None` = POST-as-GET, an empty payload) for `url` and returns the
 /// flattened JWS as JSON text `{"protected","payload","signature"}`. `nonce` is omitted from the
 /// header when `None` (only the inner key-change JWS has none).
@@ -28,38 +100,9 @@ pub fn sign_flattened(
     key_id: KeyId<'_>,
     payload: Option<&str>,
 ) -> Result<String, CryptoError> {
-    // RFC 8555 §6.2: alg, exactly one of jwk/kid, nonce, url. Built by hand so the member
-    // order is fixed: alg, jwk|kid, nonce, url.
-    let mut header = String::with_capacity(256);
-    header.push_str("{\"alg\":");
-    header.push_str(&json_string(key.jws_alg()));
-    match key_id {
-        KeyId::Jwk => {
-            header.push_str(",\"jwk\":");
-            header.push_str(&key.jwk()?.to_string());
-        }
-        KeyId::Kid(kid) => {
-            header.push_str(",\"kid\":");
-            header.push_str(&json_string(kid));
-        }
-    }
-    if let Some(nonce) = nonce {
-        header.push_str(",\"nonce\":");
-        header.push_str(&json_string(nonce));
-    }
-    header.push_str(",\"url\":");
-    header.push_str(&json_string(url));
-    header.push('}');
-
-    let protected = b64url(header.as_bytes());
-    // RFC 8555 §6.3: POST-as-GET carries the empty string as payload.
-    let payload = payload.map(|p| b64url(p.as_bytes())).unwrap_or_default();
-    let signing_input = format!("{protected}.{payload}");
-    let signature = b64url(&key.sign_jws(signing_input.as_bytes())?);
-    // All three values are base64url text: no escaping needed.
-    Ok(format!(
-        "{{\"protected\":\"{protected}\",\"payload\":\"{payload}\",\"signature\":\"{signature}\"}}"
-    ))
+    let input = JwsInput::new(key, url, nonce, key_id, payload)?;
+    let signature = input.sign(key)?;
+    Ok(input.assemble(&signature))
 }
 
 /// The `externalAccountBinding` object (RFC 8555 §7.3.4): a JWS over the account JWK, HS256 with
@@ -187,6 +230,22 @@ mod tests {
             header,
             r#"{"alg":"ES256","kid":"https://x/acct/1","nonce":"abc","url":"https://x/y"}"#
         );
+    }
+
+    #[test]
+    fn pieces_make_the_same_jws_as_sign_flattened() {
+        // RS256 (PKCS#1 v1.5) is deterministic: both paths give the same bytes.
+        let key = PrivateKey::generate(KeyType::Rsa(2048)).unwrap();
+        let kid = KeyId::Kid("https://x/acct/1");
+        let input = JwsInput::new(&key, "https://x/y", Some("n"), kid, Some("{}")).unwrap();
+        let sig = key.sign_jws(&input.signing_input()).unwrap();
+        let jws = input.assemble(&sig);
+        assert_eq!(
+            jws,
+            sign_flattened(&key, "https://x/y", Some("n"), kid, Some("{}")).unwrap()
+        );
+        check(&key, &jws);
+        assert_eq!(input.sign(&key).unwrap(), sig);
     }
 
     #[test]

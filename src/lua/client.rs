@@ -1,8 +1,8 @@
 //! Glue for the sans-I/O protocol core: a client userdata (the account context) and operation
 //! userdata that Lua drives: `op:next(now)` returns the next action as a table, and the result of
 //! performing it goes back through `op:response(...)`, `op:transport_error(err)`,
-//! `op:published(ok, err)` or `op:unpublished()`.
-use super::crypto::LuaKey;
+//! `op:published(ok, err)`, `op:unpublished()` or `op:signature(sig, err)`.
+use super::crypto::{sign_job, LuaKey};
 use crate::acme::{
     AcmeError, Action, ChallengeTask, ChallengeType, Client, ClientConfig, Eab, Identifier,
     NewAccount, Operation, OrderRequest, Outcome, Response,
@@ -63,7 +63,7 @@ fn error_table(lua: &Lua, err: &AcmeError) -> LuaResult<LuaTable> {
         AcmeError::NoChallenge(_) => "no_challenge",
         AcmeError::Publish(_) => "publish",
         AcmeError::State(_) => "state",
-        AcmeError::Crypto(_) => "crypto",
+        AcmeError::Crypto(_) | AcmeError::Sign(_) => "crypto",
         #[allow(unreachable_patterns)]
         _ => "other",
     };
@@ -135,6 +135,36 @@ fn outcome_table(lua: &Lua, outcome: &Outcome) -> LuaResult<LuaTable> {
     Ok(t)
 }
 
+/// The next action of `op` as Lua sees it. With deferred signing (the Lua client's setting), an
+/// EC signature (tens of µs) is made here and the operation goes on; an RSA one (RSA-4096:
+/// about 3 ms) starts on a thread and comes back as `{kind = "sign", job = <job>}`, whose
+/// `job:poll()` Lua waits on and hands to `op:signature`.
+fn next_action(lua: &Lua, this: &mut LuaOperation, now: f64) -> LuaResult<LuaTable> {
+    let mut client = this.client.try_borrow_mut().map_err(LuaError::external)?;
+    // Each round feeds a signature in, so the operation moves; the bound is only a backstop.
+    for _ in 0..16 {
+        let job = match this.op.next_action(&mut client, now) {
+            Action::Sign(job) => job,
+            other => return action_table(lua, other),
+        };
+        if !job.key().is_rsa() {
+            let sig = job.sign().map_err(|e| e.to_string());
+            this.op.handle_signature(&mut client, sig);
+            continue;
+        }
+        match sign_job(move || job.sign()) {
+            Ok(thread) => {
+                let t = lua.create_table()?;
+                t.set("kind", "sign")?;
+                t.set("job", thread)?;
+                return Ok(t);
+            }
+            Err(e) => this.op.handle_signature(&mut client, Err(e)),
+        }
+    }
+    action_table(lua, this.op.next_action(&mut client, now))
+}
+
 fn action_table(lua: &Lua, action: Action) -> LuaResult<LuaTable> {
     match action {
         Action::Http(req) => {
@@ -185,13 +215,19 @@ fn response_headers(headers: Option<LuaTable>) -> LuaResult<Vec<(String, String)
 
 impl LuaUserData for LuaOperation {
     fn add_methods<M: LuaUserDataMethods<Self>>(m: &mut M) {
-        m.add_method_mut("next", |lua, this, now: f64| {
-            let action = {
+        m.add_method_mut("next", |lua, this, now: f64| next_action(lua, this, now));
+        m.add_method_mut(
+            "signature",
+            |_, this, (sig, err): (Option<LuaString>, Option<String>)| {
+                let result = match sig {
+                    Some(s) => Ok(s.as_bytes().to_vec()),
+                    None => Err(err.unwrap_or_else(|| "no signature".into())),
+                };
                 let mut client = this.client.try_borrow_mut().map_err(LuaError::external)?;
-                this.op.next_action(&mut client, now)
-            };
-            action_table(lua, action)
-        });
+                this.op.handle_signature(&mut client, result);
+                Ok(())
+            },
+        );
         m.add_method_mut(
             "response",
             |_, this, (status, headers, body, now): (u16, Option<LuaTable>, Option<LuaString>, f64)| {
@@ -449,6 +485,9 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
             }
             if let Some(v) = opt_field::<usize>(&conf, "max_body")? {
                 config.max_body = v;
+            }
+            if let Some(v) = opt_field::<bool>(&conf, "deferred_signing")? {
+                config.deferred_signing = v;
             }
             if config.directory_url.is_empty() {
                 return Ok(Err("directory_url is empty".into()));
