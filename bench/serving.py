@@ -5,6 +5,7 @@ filled from a file store written here) and served statically by the same nginx, 
 rounds, so that whatever else runs on the machine weighs on both sides alike.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -138,6 +139,7 @@ class Serving:
         self.gc()
         time.sleep(0.2)
         heap0, rss0 = self.gc(), lib.rss_kib(self.worker)
+        mem0, status0 = self.mem(), lib.proc_status_kib(self.worker)
         store.write_entries(self.store, names, "ecc", self.chain.chain, self.chain.key)
         t0 = time.monotonic()
         done, failed, secs = _pinned_load(self.ports["autossl"], names, len(names))
@@ -151,14 +153,28 @@ class Serving:
         heap1 = self.gc()
         time.sleep(0.2)
         rss1 = lib.rss_kib(self.worker)
+        mem1, status1 = self.mem(), lib.proc_status_kib(self.worker)
         per = (rss1 - rss0) / float(len(names))
+        n = float(len(names))
         return per, {
+            # where the growth is, KiB per certificate: RssAnon/RssFile/RssShmem, glibc malloc
+            # in use and free-but-kept (OpenSSL objects), the Lua heap (Lua objects)
+            "per_cert_kib": {
+                **{k: round((status1[k] - status0[k]) / n, 3) for k in status0},
+                "malloc_in_use": round((mem1["malloc_in_use"] - mem0["malloc_in_use"])
+                                       / 1024.0 / n, 3),
+                "malloc_free": round((mem1["malloc_free"] - mem0["malloc_free"]) / 1024.0 / n, 3),
+                "lua": round((mem1["lua_kib"] - mem0["lua_kib"]) / n, 3),
+            },
             "rss_before_kib": rss0, "rss_after_kib": rss1,
             "lua_heap_before_kib": round(heap0), "lua_heap_after_kib": round(heap1),
             "lua_heap_per_cert_kib": round((heap1 - heap0) / len(names), 3),
             "certs": len(names), "fill_handshakes_per_s": round(done / secs, 1),
             "fill_seconds": round(fill_s, 2),
         }
+
+    def mem(self):
+        return json.loads(self.ctl("/mem"))
 
     # -- P2 ------------------------------------------------------------------------------
 
