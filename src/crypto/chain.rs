@@ -73,6 +73,13 @@ static INTERN: LazyLock<Mutex<Intern>> = LazyLock::new(|| Mutex::new(Intern::new
 /// `intern`.
 pub fn build_chain_with(pem: &[u8], intern: &Mutex<Intern>) -> Result<Stack<X509>, CryptoError> {
     let ders = certificate_ders(pem)?;
+    // Another kind of block (e.g. a TRUSTED CERTIFICATE leaf) is an error, not skipped:
+    // skipping it would make the next certificate the leaf.
+    if count(pem, b"-----BEGIN ") != ders.len() {
+        return Err(CryptoError::Decode(
+            "pem holds a block that is not a CERTIFICATE".into(),
+        ));
+    }
     let mut chain = Stack::new()?;
     let leaf = X509::from_der(&ders[0])
         .map_err(|_| CryptoError::Decode("invalid leaf certificate der".into()))?;
@@ -86,6 +93,13 @@ pub fn build_chain_with(pem: &[u8], intern: &Mutex<Intern>) -> Result<Stack<X509
         }
     }
     Ok(chain)
+}
+
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count()
 }
 
 /// [`build_chain_with`] the process-wide table.
@@ -258,7 +272,17 @@ mod tests {
             err(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
             "decode error: invalid leaf certificate der"
         );
+        assert_eq!(
+            err(b"-----BEGIN TRUSTED CERTIFICATE-----\nAAAA\n-----END TRUSTED CERTIFICATE-----\n"),
+            "decode error: no certificate in pem"
+        );
         let ca = ca("Err CA");
+        let ca_pem = String::from_utf8(ca.cert.to_pem().unwrap()).unwrap();
+        let trusted = ca_pem.replace(" CERTIFICATE-----", " TRUSTED CERTIFICATE-----");
+        assert_eq!(
+            err(format!("{trusted}{ca_pem}").as_bytes()),
+            "decode error: pem holds a block that is not a CERTIFICATE"
+        );
         let mut pem = String::from_utf8(ca.cert.to_pem().unwrap()).unwrap();
         pem.push_str("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
         assert_eq!(
