@@ -98,6 +98,17 @@ def rss_kib(pid):
         return int(f.read().split()[1]) * PAGE_KIB
 
 
+def proc_status_kib(pid, fields=("VmRSS", "RssAnon", "RssFile", "RssShmem")):
+    """The ``kB`` fields of /proc/<pid>/status named in ``fields``."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name in fields:
+                out[name] = int(rest.split()[0])
+    return out
+
+
 def wait_idle(pids, quiet=1.0, timeout=60.0, min_wait=0.0):
     """Wait until ``pids`` used no CPU tick for ``quiet`` seconds (e.g. a startup scan ended)."""
     start = time.monotonic()

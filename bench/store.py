@@ -25,13 +25,25 @@ def entry_value(domain, typ, chain_pem, key_pem):
     }).replace("/", "\\/")
 
 
+def write_entry(store_dir, name, typ, chain_pem, key_pem):
+    """``domain:<typ>:<name>``, no expiry (``0::``). No fsync: a benchmark."""
+    path = os.path.join(store_dir, file_name("domain:%s:%s" % (typ, name)))
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("0::" + entry_value(name, typ, chain_pem, key_pem))
+    os.chmod(tmp, 0o600)
+    os.rename(tmp, path)
+
+
 def write_entries(store_dir, names, typ, chain_pem, key_pem):
-    """``domain:<typ>:<name>`` for every name, no expiry (``0::``). No fsync: a benchmark."""
+    """The same chain and key for every name."""
     os.makedirs(store_dir, exist_ok=True)
     for name in names:
-        path = os.path.join(store_dir, file_name("domain:%s:%s" % (typ, name)))
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("0::" + entry_value(name, typ, chain_pem, key_pem))
-        os.chmod(tmp, 0o600)
-        os.rename(tmp, path)
+        write_entry(store_dir, name, typ, chain_pem, key_pem)
+
+
+def write_leaves(store_dir, leaves, typ):
+    """Each name its own chain and key: ``leaves`` as ``BenchChain.leaves`` returns them."""
+    os.makedirs(store_dir, exist_ok=True)
+    for name, chain_pem, key_pem, _serial in leaves:
+        write_entry(store_dir, name, typ, chain_pem, key_pem)

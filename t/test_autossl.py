@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import ssl
+import subprocess
 import threading
 import time
 import urllib.request
@@ -255,6 +256,81 @@ def test_pebble_autossl_serves_existing_store_without_new_order(pebble, challtes
     served = a.handshake("legacy.example.test")
     assert served.serial_number == cert.serial_number
     time.sleep(2)
+    assert pebble.orders_count() == 0
+
+
+def served_chain(port, name):
+    """Every certificate nginx sends for SNI ``name``, leaf first (openssl s_client)."""
+    out = subprocess.run(
+        ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", name,
+         "-showcerts"], input=b"", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        timeout=20, check=False).stdout
+    return load_certs(out)
+
+
+def test_pebble_autossl_names_of_one_ca_serve_their_own_leaf_and_the_intermediate(
+        pebble, challtestsrv, nginx_factory, workdir):
+    """Chains are built with one parsed intermediate per CA, shared by every cached entry:
+    each name must still be sent its own leaf followed by that intermediate."""
+    names = ["c1.example.test", "c2.example.test"]
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=names,
+                key_types=("ecc",), workers=1)
+    leaves = {name: a.wait_issued(name) for name in names}
+    inters = {x509.load_pem_x509_certificate(p.encode()).subject: p for p in
+              pebble.intermediates()}
+    sent = {}
+    for _ in range(2):  # the second round from the cache
+        for name in names:
+            chain = served_chain(a.https_port, name)
+            assert len(chain) == 2, chain
+            assert chain[0].serial_number == leaves[name].serial_number
+            assert san_names(chain[0]) == [name]
+            assert chain[0].issuer == chain[1].subject
+            assert chain[1].subject in inters
+            sent.setdefault(name, chain[1])
+            assert chain[1] == sent[name]
+    assert sent[names[0]] == sent[names[1]]
+    assert "[error]" not in a.nginx.error_log()
+
+
+def test_pebble_autossl_stored_chain_the_core_cannot_read_is_served_through_ngx_ssl(
+        pebble, challtestsrv, nginx_factory, workdir):
+    """A leaf stored as a TRUSTED CERTIFICATE block (which OpenSSL's PEM_read_bio_X509_AUX
+    reads) is not the core's to parse; autossl falls back to ngx.ssl.parse_pem_cert. The other
+    name of the same CA goes through the core; both are sent leaf + CA."""
+    store = os.path.join(str(workdir), "store")
+    os.makedirs(store)
+    ca = TestCA(os.path.join(str(workdir), "storeca"))
+    with open(ca.ca_pem) as f:
+        ca_pem = f.read()
+    served = {}
+    for name, trusted in (("plain.example.test", False), ("aux.example.test", True)):
+        cert_path, key_path = ca.issue([name], name.split(".")[0])
+        with open(cert_path) as f:
+            leaf_pem = f.read()
+        if trusted:
+            leaf_pem = subprocess.run(
+                ["openssl", "x509", "-addtrust", "serverAuth", "-trustout"],
+                input=leaf_pem.encode(), stdout=subprocess.PIPE, check=True).stdout.decode()
+            assert "BEGIN TRUSTED CERTIFICATE" in leaf_pem
+        with open(key_path) as f:
+            key_pem = f.read()
+        value = json.dumps({"domain": name, "pkey": key_pem, "cert": leaf_pem + ca_pem,
+                            "type": "ecc", "updated": 1700000000.0}).replace("/", "\\/")
+        key = base64.b64encode(("domain:ecc:" + name).encode()).decode()
+        with open(os.path.join(store, key), "w") as f:
+            f.write("0::" + value)
+        with open(cert_path) as f:
+            served[name] = x509.load_pem_x509_certificate(f.read().encode())
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=list(served),
+                key_types=("ecc",), workers=1,
+                extra='storage_adapter = "file", storage_config = { dir = %s },'
+                % json.dumps(store))
+    ca_cert = x509.load_pem_x509_certificate(ca_pem.encode())
+    for name, leaf in sorted(served.items(), key=lambda kv: kv[0] != "plain.example.test"):
+        chain = served_chain(a.https_port, name)
+        assert [c.serial_number for c in chain] == [leaf.serial_number, ca_cert.serial_number]
+    assert "[error]" not in a.nginx.error_log()
     assert pebble.orders_count() == 0
 
 

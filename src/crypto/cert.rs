@@ -178,24 +178,51 @@ fn der_expect(input: &[u8], want: u8) -> Result<(&[u8], &[u8]), CryptoError> {
     }
 }
 
-/// The DER of the first CERTIFICATE block of a PEM text.
-fn first_certificate_der(pem: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let text = std::str::from_utf8(pem)
-        .map_err(|_| CryptoError::Decode("certificate pem is not text".into()))?;
-    let start = text
-        .find(PEM_BEGIN)
-        .ok_or_else(|| CryptoError::Decode("no certificate in pem".into()))?
-        + PEM_BEGIN.len();
-    let len = text[start..]
+/// The DER of the first CERTIFICATE block of `text` (RFC 7468 §2: base64 between the
+/// encapsulation boundaries, whitespace ignored) and the text after it; `None` when there is
+/// no further block.
+fn next_certificate_der(text: &str) -> Result<Option<(Vec<u8>, &str)>, CryptoError> {
+    let Some(begin) = text.find(PEM_BEGIN) else {
+        return Ok(None);
+    };
+    let body = &text[begin + PEM_BEGIN.len()..];
+    let len = body
         .find(PEM_END)
         .ok_or_else(|| CryptoError::Decode("invalid certificate pem".into()))?;
-    let b64: Vec<u8> = text[start..start + len]
+    let b64: Vec<u8> = body[..len]
         .bytes()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    STANDARD
+    let der = STANDARD
         .decode(b64)
-        .map_err(|_| CryptoError::Decode("invalid certificate pem".into()))
+        .map_err(|_| CryptoError::Decode("invalid certificate pem".into()))?;
+    Ok(Some((der, &body[len + PEM_END.len()..])))
+}
+
+fn pem_text(pem: &[u8]) -> Result<&str, CryptoError> {
+    std::str::from_utf8(pem).map_err(|_| CryptoError::Decode("certificate pem is not text".into()))
+}
+
+/// The DER of the first CERTIFICATE block of a PEM text.
+fn first_certificate_der(pem: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    match next_certificate_der(pem_text(pem)?)? {
+        Some((der, _)) => Ok(der),
+        None => Err(CryptoError::Decode("no certificate in pem".into())),
+    }
+}
+
+/// The DER of every CERTIFICATE block of a PEM text, in order; an error when there is none.
+pub(crate) fn certificate_ders(pem: &[u8]) -> Result<Vec<Vec<u8>>, CryptoError> {
+    let mut rest = pem_text(pem)?;
+    let mut out = Vec::new();
+    while let Some((der, after)) = next_certificate_der(rest)? {
+        out.push(der);
+        rest = after;
+    }
+    if out.is_empty() {
+        return Err(CryptoError::Decode("no certificate in pem".into()));
+    }
+    Ok(out)
 }
 
 /// notAfter of the first certificate of a PEM text, in Unix seconds, without building an X509.

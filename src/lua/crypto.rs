@@ -1,6 +1,8 @@
 //! Glue for `crypto`: keys, JWS, CSR, certificates, digests, and key generation off the event
 //! loop. Expected failures come back as `nil, err`; only wrong argument types raise.
-use crate::crypto::{self, cert, challenge, csr, digest, encoding, jws, KeyType, PrivateKey};
+use crate::crypto::{
+    self, cert, chain, challenge, csr, digest, encoding, jws, KeyType, PrivateKey,
+};
 use mlua::prelude::*;
 use std::thread::JoinHandle;
 
@@ -316,6 +318,17 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
                 }
                 Err(e) => Ok(Err(e.to_string())),
             }
+        })?,
+    )?;
+    // The chain for ngx.ssl.set_cert: a STACK_OF(X509)* as a light userdata that owns one
+    // reference to each certificate (intermediates shared between chains). The caller must
+    // hand it to ffi.gc with ngx_http_lua_ffi_free_cert at once, or it leaks.
+    t.set(
+        "cert_chain",
+        lua.create_function(|_, pem: LuaString| -> Ret<LuaLightUserData> {
+            Ok(chain::build_chain_raw(&pem.as_bytes())
+                .map(LuaLightUserData)
+                .map_err(|e| e.to_string()))
         })?,
     )?;
     // notAfter of the leaf without an X509 parse: what a renewal pass asks of every entry.

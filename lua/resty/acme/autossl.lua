@@ -11,6 +11,7 @@ local metrics = require("resty.acme.metrics")
 local ssl = require("ngx.ssl")
 local tls_cert = require("resty.acme.tls_cert")
 local cjson = require("cjson.safe")
+local ffi = require("ffi")
 
 local ngx = ngx
 local ngx_now = ngx.now
@@ -27,6 +28,7 @@ local set_certkey = tls_cert.set_certkey
 local log = util.log
 local ipairs = ipairs
 local pairs = pairs
+local pcall = pcall
 local error = error
 local io_open = io.open
 local math_floor = math.floor
@@ -43,6 +45,42 @@ local lower = string.lower
 local sub = string.sub
 
 local AUTOSSL = { _VERSION = "0.16.0" }
+
+-- A cached certificate is one cdata: the chain for ngx.ssl.set_cert, the key for
+-- ngx.ssl.set_priv_key, and the MD5 of the stored value it was parsed from, with one finalizer
+-- that frees both. A table with two ffi.gc'd pointers and a digest string took 340 bytes of Lua
+-- heap a certificate, this takes 90 (and the GC's slack shrinks with it).
+local subsystem = ngx.config and ngx.config.subsystem == "stream" and "stream" or "http"
+local free_cert_name = "ngx_" .. subsystem .. "_lua_ffi_free_cert"
+local free_pkey_name = "ngx_" .. subsystem .. "_lua_ffi_free_priv_key"
+-- declared as resty.core's ngx.ssl declares them; ngx.ssl is loaded above, so the guard only
+-- keeps a second cdef from raising
+for _, name in ipairs({ free_cert_name, free_pkey_name }) do
+  if not pcall(function() return ffi.C[name] end) then
+    ffi.cdef("void " .. name .. "(void *cdata);")
+  end
+end
+if not pcall(ffi.typeof, "struct resty_acme_certkey") then
+  ffi.cdef([[
+    struct resty_acme_certkey { void *cert; void *pkey; unsigned char digest[16]; };
+  ]])
+end
+local free_cert = ffi.C[free_cert_name]
+local free_pkey = ffi.C[free_pkey_name]
+local certkey_t = ffi.typeof("struct resty_acme_certkey")
+local ffi_gc = ffi.gc
+local ffi_new = ffi.new
+local ffi_copy = ffi.copy
+local ffi_string = ffi.string
+
+local function free_certkey(e)
+  if e.cert ~= nil then
+    free_cert(e.cert)
+  end
+  if e.pkey ~= nil then
+    free_pkey(e.pkey)
+  end
+end
 
 local default_config = {
   tos_accepted = false,
@@ -89,7 +127,7 @@ local RESERVED_PREFIXES = { "update_lock:", "domain:", "account_key:", "failure_
 local json = cjson.new()
 
 -- per-worker state
-local caches = {}          -- key type -> lrucache of { cert = cdata, pkey = cdata, digest = md5 }
+local caches = {}          -- key type -> lrucache of struct resty_acme_certkey, or ngx.null
 local whitelist_set = nil  -- exact names from domain_whitelist
 local wildcard_suffixes = nil -- ".example.com" from "*.example.com" entries
 local domain_keys = {}     -- key type -> PEM from domain_key_paths
@@ -220,26 +258,47 @@ function AUTOSSL.get_certkey(domain, typ)
   return entry, nil
 end
 
+-- Parses a stored entry into what ngx.ssl needs, once per cache fill (OpenSSL 3.0 spends about
+-- 0.5 ms of CPU on a chain and its key). The chain comes from the core: the leaf parsed, the
+-- intermediates shared with every other chain of the same CA (a parsed certificate takes about
+-- 5 KiB); what the core cannot read (e.g. TRUSTED CERTIFICATE blocks) goes through ngx.ssl.
+local function parse_certkey(cert_pem, pkey_pem, digest)
+  local e = ffi_gc(ffi_new(certkey_t), free_certkey)
+  local chain, err = core.cert_chain(cert_pem)
+  if chain then
+    e.cert = chain
+  else
+    local cert = ssl.parse_pem_cert(cert_pem)
+    if not cert then
+      return nil, "failed to parse certificate: " .. tostring(err)
+    end
+    e.cert = ffi_gc(cert, nil)
+  end
+  local pkey, kerr = ssl.parse_pem_priv_key(pkey_pem)
+  if not pkey then
+    return nil, "failed to parse private key: " .. tostring(kerr)
+  end
+  e.pkey = ffi_gc(pkey, nil)
+  ffi_copy(e.digest, digest, 16)
+  return e
+end
+
+-- What get_cert_from_cache hands out: the table lua-resty-acme caches, holding the cdata
+-- entry so that the pointers stay valid as long as the caller keeps the table.
+local function public_entry(value)
+  if value == nil or value == ngx_null then
+    return value
+  end
+  return { cert = value.cert, pkey = value.pkey, entry = value }
+end
+
 function AUTOSSL.get_cert_from_cache(domain, typ)
   local cache = caches[typ or "rsa"]
   if not cache then
     return nil
   end
-  return cache:get(domain)
-end
-
--- Parses a stored entry into what ngx.ssl needs, once per cache fill. OpenSSL 3.0 spends
--- about 0.5 ms of CPU on a chain and its key, so nothing else is parsed here.
-local function parse_certkey(entry)
-  local cert, err = ssl.parse_pem_cert(entry.cert)
-  if not cert then
-    return nil, "failed to parse certificate: " .. tostring(err)
-  end
-  local pkey, kerr = ssl.parse_pem_priv_key(entry.pkey)
-  if not pkey then
-    return nil, "failed to parse private key: " .. tostring(kerr)
-  end
-  return { cert = cert, pkey = pkey }
+  local value, stale, flags = cache:get(domain)
+  return public_entry(value), public_entry(stale), flags
 end
 
 -- LRU, then the store; a failing store serves the stale entry rather than nothing. When the
@@ -256,13 +315,13 @@ local function lookup(domain, typ)
   local entry, perr, digest
   if raw and not err then
     digest = type(raw) == "string" and ngx_md5_bin(raw)
-    if digest and stale and stale ~= ngx_null and stale.digest == digest then
+    if digest and stale and stale ~= ngx_null and ffi_string(stale.digest, 16) == digest then
       cache:set(domain, stale, conf.cache_ttl)
       return stale
     end
     entry, perr = parse_entry(raw)
     if entry then
-      entry, perr = parse_certkey(entry)
+      entry, perr = parse_certkey(entry.cert, entry.pkey, digest)
     end
     err = perr
   end
@@ -280,7 +339,6 @@ local function lookup(domain, typ)
     cache:set(domain, ngx_null, conf.negative_cache_ttl)
     return nil
   end
-  entry.digest = digest
   cache:set(domain, entry, conf.cache_ttl)
   return entry
 end
@@ -468,9 +526,8 @@ local function do_update(data, domain, typ)
   end
   log(ngx.INFO, "stored ", typ, " certificate for ", domain, " in ", math_floor((now() - t0) * 1000) / 1000, "s")
   -- This worker serves it at once; other workers within negative_cache_ttl (new) or cache_ttl.
-  local parsed = parse_certkey({ cert = cert, pkey = pkey })
+  local parsed = parse_certkey(cert, pkey, ngx_md5_bin(value))
   if parsed and caches[typ] then
-    parsed.digest = ngx_md5_bin(value)
     caches[typ]:set(domain, parsed, AUTOSSL.config.cache_ttl)
   end
   return nil
