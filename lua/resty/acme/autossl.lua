@@ -130,6 +130,7 @@ local json = cjson.new()
 local caches = {}          -- key type -> lrucache of struct resty_acme_certkey, or ngx.null
 local whitelist_set = nil  -- exact names from domain_whitelist
 local wildcard_suffixes = nil -- ".example.com" from "*.example.com" entries
+local wildcard_names = nil  -- "*.example.com", same index: returned without a concatenation
 local domain_keys = {}     -- key type -> PEM from domain_key_paths
 local pending = {}         -- domain -> true while this worker has a background job for it
 local account_ready = false
@@ -216,11 +217,11 @@ function AUTOSSL.is_domain_whitelisted(domain, is_new_cert_needed)
     return domain
   end
   local dlen = #domain
-  for _, suffix in ipairs(wildcard_suffixes) do
+  for i, suffix in ipairs(wildcard_suffixes) do
     local from = dlen - #suffix + 1
     -- a plain find where the suffix would start: no substring per entry and handshake
     if from > 1 and find(domain, suffix, from, true) then
-      return "*" .. suffix
+      return wildcard_names[i]
     end
   end
   return false
@@ -1042,13 +1043,14 @@ function AUTOSSL.init(autossl_config, acme_config)
   end
 
   -- allow-list: exact names in a set of our own (the user's table is not modified)
-  whitelist_set, wildcard_suffixes = {}, {}
+  whitelist_set, wildcard_suffixes, wildcard_names = {}, {}, {}
   if type(autossl_config.domain_whitelist) == "table" then
     for _, entry in ipairs(autossl_config.domain_whitelist) do
       if type(entry) == "string" then
         local e = lower(entry)
         if sub(e, 1, 1) == "*" then
           wildcard_suffixes[#wildcard_suffixes + 1] = sub(e, 2)
+          wildcard_names[#wildcard_names + 1] = e
         else
           whitelist_set[e] = true
         end
