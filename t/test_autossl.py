@@ -334,6 +334,38 @@ def test_pebble_autossl_stored_chain_the_core_cannot_read_is_served_through_ngx_
     assert pebble.orders_count() == 0
 
 
+def test_pebble_autossl_stored_key_of_another_certificate_is_refused_and_replaced(
+        pebble, challtestsrv, nginx_factory, workdir):
+    """A store entry whose key does not belong to its certificate is never installed (that
+    would fail every handshake of the name): the fallback is served, the log names the cause,
+    and a new certificate is ordered to replace the entry."""
+    store = os.path.join(str(workdir), "store")
+    os.makedirs(store)
+    ca = TestCA(os.path.join(str(workdir), "oldca"))
+    cert_path, _ = ca.issue(["mixed.example.test"], "mixed")
+    _, other_key_path = ca.issue(["other.example.test"], "other")
+    with open(cert_path) as f:
+        chain = f.read()
+    with open(other_key_path) as f:
+        wrong_key = f.read()
+    stored_serial = x509.load_pem_x509_certificate(chain.encode()).serial_number
+    value = json.dumps({"domain": "mixed.example.test", "pkey": wrong_key, "cert": chain,
+                        "type": "ecc", "updated": 1700000000.0}).replace("/", "\\/")
+    name = base64.b64encode(b"domain:ecc:mixed.example.test").decode()
+    with open(os.path.join(store, name), "w") as f:
+        f.write("0::" + value)
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["mixed.example.test"],
+                key_types=("ecc",),
+                extra='storage_adapter = "file", storage_config = { dir = %s },'
+                % json.dumps(store))
+    first = a.handshake("mixed.example.test")
+    assert a.is_fallback(first)
+    issued = a.wait_issued("mixed.example.test")
+    assert issued_by_pebble(pebble, issued) and issued.serial_number != stored_serial
+    assert pebble.orders_count() == 1
+    assert "does not belong to the stored certificate" in a.nginx.error_log()
+
+
 def test_pebble_autossl_store_is_readable_in_original_format(pebble, challtestsrv, nginx_factory,
                                                              workdir):
     store = os.path.join(str(workdir), "store")

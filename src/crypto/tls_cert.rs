@@ -12,6 +12,7 @@ use std::os::raw::{c_int, c_long, c_void};
 
 extern "C" {
     fn SSL_certs_clear(s: *mut ffi::SSL);
+    fn X509_check_private_key(x: *const ffi::X509, k: *const ffi::EVP_PKEY) -> c_int;
     fn SSL_use_cert_and_key(
         ssl: *mut ffi::SSL,
         x509: *mut ffi::X509,
@@ -79,6 +80,34 @@ pub unsafe fn install(
         }
     }
     Ok(())
+}
+
+/// Whether `pkey` is the private key of the chain's leaf (`X509_check_private_key`), checked
+/// once when a stored entry is cached so that a mismatched store entry is refused with its
+/// cause instead of failing every handshake. OpenSSL's errors of a mismatch are drained.
+///
+/// # Safety
+/// `chain` must be a valid `STACK_OF(X509)*` and `pkey` a valid `EVP_PKEY*`.
+pub unsafe fn leaf_matches_key(
+    chain: *mut ffi::stack_st_X509,
+    pkey: *mut ffi::EVP_PKEY,
+) -> Result<bool, CryptoError> {
+    if chain.is_null() || pkey.is_null() {
+        return Err(CryptoError::InvalidInput("no chain or key".into()));
+    }
+    // SAFETY: `chain` is a valid stack (caller's contract).
+    if unsafe { ffi::OPENSSL_sk_num(chain.cast()) } < 1 {
+        return Err(CryptoError::InvalidInput(
+            "the certificate chain is empty".into(),
+        ));
+    }
+    // SAFETY: index 0 exists; the stack holds X509 pointers; both handles are valid.
+    let ok = unsafe {
+        let leaf = ffi::OPENSSL_sk_value(chain.cast(), 0).cast::<ffi::X509>();
+        X509_check_private_key(leaf, pkey)
+    };
+    let _ = ErrorStack::get();
+    Ok(ok == 1)
 }
 
 #[cfg(test)]
@@ -179,6 +208,18 @@ mod tests {
             .to_string();
         assert!(err.contains("installing the certificate and key"), "{err}");
         assert!(ErrorStack::get().errors().is_empty());
+    }
+
+    #[test]
+    fn tells_whether_the_key_belongs_to_the_leaf() {
+        let (leaf, inter, key) = chain_and_key();
+        let chain = stack(&[leaf, inter]);
+        assert!(unsafe { leaf_matches_key(chain.as_ptr(), key.as_ptr()) }.unwrap());
+        let wrong = other_key();
+        assert!(!unsafe { leaf_matches_key(chain.as_ptr(), wrong.as_ptr()) }.unwrap());
+        assert!(ErrorStack::get().errors().is_empty());
+        let empty: Stack<X509> = Stack::new().unwrap();
+        assert!(unsafe { leaf_matches_key(empty.as_ptr(), key.as_ptr()) }.is_err());
     }
 
     #[test]

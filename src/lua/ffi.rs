@@ -10,6 +10,23 @@ thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }
 
+/// 1 when `pkey` is the key of the chain's leaf, 0 when not, -1 on bad handles.
+///
+/// # Safety
+/// `chain` a valid `STACK_OF(X509)*` and `pkey` a valid `EVP_PKEY*`, or null.
+#[no_mangle]
+pub unsafe extern "C" fn resty_acme_leaf_matches_key(
+    chain: *mut c_void,
+    pkey: *mut c_void,
+) -> c_int {
+    // SAFETY: forwarded under this function's contract.
+    match unsafe { crate::crypto::tls_cert::leaf_matches_key(chain.cast(), pkey.cast()) } {
+        Ok(true) => 1,
+        Ok(false) => 0,
+        Err(_) => -1,
+    }
+}
+
 /// Installs a chain (`STACK_OF(X509)*`, leaf first) and key (`EVP_PKEY*`), as
 /// `ngx.ssl.parse_pem_cert` / `parse_pem_priv_key` return them, on the connection `ssl`
 /// (`SSL*`); `clear` non-zero first drops the connection's certificates. Returns 0, or -1 with

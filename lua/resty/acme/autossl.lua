@@ -280,6 +280,10 @@ local function parse_certkey(cert_pem, pkey_pem, digest)
     return nil, "failed to parse private key: " .. tostring(kerr)
   end
   e.pkey = ffi_gc(pkey, nil)
+  -- once per fill: a key of another certificate would fail every handshake of the name
+  if tls_cert.leaf_matches_key(e.cert, e.pkey) == false then
+    return nil, "the stored private key does not belong to the stored certificate"
+  end
   ffi_copy(e.digest, digest, 16)
   return e
 end
@@ -448,6 +452,11 @@ local function still_good(raw)
   end
   local not_after = core.cert_not_after(entry.cert)
   if not not_after or not_after - now() < AUTOSSL.config.renew_threshold then
+    return nil, entry
+  end
+  -- a key of another certificate can never be served: order anew
+  local key = core.pkey_from_pem(entry.pkey)
+  if not key or core.cert_matches_key(entry.cert, key) ~= true then
     return nil, entry
   end
   return entry, entry

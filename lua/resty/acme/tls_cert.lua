@@ -25,6 +25,7 @@ void *ngx_http_lua_ffi_get_req_ssl_pointer(void *r);
 ]])
 pcall(ffi.cdef, [[
 int resty_acme_ssl_set_certkey(void *ssl, void *chain, void *pkey, int clear, const char **err);
+int resty_acme_leaf_matches_key(void *chain, void *pkey);
 ]])
 
 local errmsg = ffi.new("const char *[1]")
@@ -44,7 +45,9 @@ local function load_core()
   if not ok then
     return nil, lib
   end
-  local found = pcall(function() return lib.resty_acme_ssl_set_certkey end)
+  local found = pcall(function()
+    return lib.resty_acme_ssl_set_certkey, lib.resty_acme_leaf_matches_key
+  end)
   if not found then
     return nil, "resty_acme_ssl_set_certkey is not exported by " .. path
   end
@@ -54,6 +57,19 @@ end
 local core_lib, load_err = load_core()
 _M.native = core_lib ~= nil
 _M.native_error = load_err
+
+-- Whether pkey belongs to the leaf of cert (handles as ngx.ssl.parse_pem_* return them):
+-- true, false, or nil when it cannot be told here (the install then finds out).
+function _M.leaf_matches_key(cert, pkey)
+  if not core_lib then
+    return nil
+  end
+  local rc = core_lib.resty_acme_leaf_matches_key(cert, pkey)
+  if rc < 0 then
+    return nil
+  end
+  return rc == 1
+end
 
 -- The SSL* of the current connection (cdata), or nil, err.
 function _M.ssl_pointer()
