@@ -51,6 +51,23 @@ def issued_by_pebble(pebble, cert):
     return cert.issuer in [i.subject for i in inter]
 
 
+def put_entry(store, name, cert_pem, key_pem, typ="ecc", updated=1700000000.0):
+    """Writes `domain:<typ>:<name>` into a file store as lua-resty-acme does (docs/FORMAT.md,
+    slashes escaped as cjson writes them); returns the file's path."""
+    value = json.dumps({"domain": name, "pkey": key_pem, "cert": cert_pem, "type": typ,
+                        "updated": updated}).replace("/", "\\/")
+    path = os.path.join(store, base64.b64encode(("domain:%s:%s" % (typ, name)).encode()).decode())
+    with open(path, "w") as f:
+        f.write("0::" + value)
+    return path
+
+
+def file_store(store, more=""):
+    """autossl config lines for the file storage in `store`."""
+    return 'storage_adapter = "file", storage_config = { dir = %s }, %s' % (json.dumps(store),
+                                                                            more)
+
+
 def test_pebble_autossl_issues_rsa_and_ecc_on_demand(pebble, challtestsrv, nginx_factory,
                                                       workdir):
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
@@ -239,20 +256,9 @@ def test_pebble_autossl_serves_existing_store_without_new_order(pebble, challtes
     with open(key_path) as f:
         key_pem = f.read()
     cert = x509.load_pem_x509_certificate(leaf_pem.encode())
-    value = json.dumps({
-        "domain": "legacy.example.test",
-        "pkey": key_pem,
-        "cert": chain,
-        "type": "ecc",
-        "updated": 1700000000.123,
-    }).replace("/", "\\/")  # cjson escapes slashes
-    name = base64.b64encode(b"domain:ecc:legacy.example.test").decode()
-    with open(os.path.join(store, name), "w") as f:
-        f.write("0::" + value)
+    put_entry(store, "legacy.example.test", chain, key_pem, updated=1700000000.123)
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["legacy.example.test"],
-                key_types=("ecc",),
-                extra='storage_adapter = "file", storage_config = { dir = %s },'
-                % json.dumps(store))
+                key_types=("ecc",), extra=file_store(store))
     served = a.handshake("legacy.example.test")
     assert served.serial_number == cert.serial_number
     time.sleep(2)
@@ -315,17 +321,11 @@ def test_pebble_autossl_stored_chain_the_core_cannot_read_is_served_through_ngx_
             assert "BEGIN TRUSTED CERTIFICATE" in leaf_pem
         with open(key_path) as f:
             key_pem = f.read()
-        value = json.dumps({"domain": name, "pkey": key_pem, "cert": leaf_pem + ca_pem,
-                            "type": "ecc", "updated": 1700000000.0}).replace("/", "\\/")
-        key = base64.b64encode(("domain:ecc:" + name).encode()).decode()
-        with open(os.path.join(store, key), "w") as f:
-            f.write("0::" + value)
+        put_entry(store, name, leaf_pem + ca_pem, key_pem)
         with open(cert_path) as f:
             served[name] = x509.load_pem_x509_certificate(f.read().encode())
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=list(served),
-                key_types=("ecc",), workers=1,
-                extra='storage_adapter = "file", storage_config = { dir = %s },'
-                % json.dumps(store))
+                key_types=("ecc",), workers=1, extra=file_store(store))
     ca_cert = x509.load_pem_x509_certificate(ca_pem.encode())
     for name, leaf in sorted(served.items(), key=lambda kv: kv[0] != "plain.example.test"):
         chain = served_chain(a.https_port, name)
@@ -349,15 +349,9 @@ def test_pebble_autossl_stored_key_of_another_certificate_is_refused_and_replace
     with open(other_key_path) as f:
         wrong_key = f.read()
     stored_serial = x509.load_pem_x509_certificate(chain.encode()).serial_number
-    value = json.dumps({"domain": "mixed.example.test", "pkey": wrong_key, "cert": chain,
-                        "type": "ecc", "updated": 1700000000.0}).replace("/", "\\/")
-    name = base64.b64encode(b"domain:ecc:mixed.example.test").decode()
-    with open(os.path.join(store, name), "w") as f:
-        f.write("0::" + value)
+    put_entry(store, "mixed.example.test", chain, wrong_key)
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["mixed.example.test"],
-                key_types=("ecc",),
-                extra='storage_adapter = "file", storage_config = { dir = %s },'
-                % json.dumps(store))
+                key_types=("ecc",), extra=file_store(store))
     first = a.handshake("mixed.example.test")
     assert a.is_fallback(first)
     issued = a.wait_issued("mixed.example.test")
@@ -371,9 +365,7 @@ def test_pebble_autossl_store_is_readable_in_original_format(pebble, challtestsr
     store = os.path.join(str(workdir), "store")
     os.makedirs(store)
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["fmt.example.test"],
-                key_types=("ecc",),
-                extra='storage_adapter = "file", storage_config = { dir = %s },'
-                % json.dumps(store))
+                key_types=("ecc",), extra=file_store(store))
     served = a.wait_issued("fmt.example.test")
     path = os.path.join(store, base64.b64encode(b"domain:ecc:fmt.example.test").decode())
     with open(path) as f:
@@ -400,9 +392,7 @@ def test_pebble_autossl_reload_keeps_serving(pebble, challtestsrv, nginx_factory
     store = os.path.join(str(workdir), "store")
     os.makedirs(store)
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["reload.example.test"],
-                key_types=("ecc",),
-                extra='storage_adapter = "file", storage_config = { dir = %s },'
-                % json.dumps(store))
+                key_types=("ecc",), extra=file_store(store))
     cert = a.wait_issued("reload.example.test")
     a.nginx.reload()
     for _ in range(20):
@@ -456,8 +446,8 @@ def test_pebble_autossl_rsa_key_generation_takes_turns(pebble, challtestsrv, ngi
     """One RSA key generation at a time per nginx (the shared slot in the acme dict), and the
     slot is released afterwards, also after a failure."""
     port = free_port()
-    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["t.example.test"],
-                key_types=("ecc",), workers=1, extra_http=eval_server(port))
+    AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["t.example.test"],
+            key_types=("ecc",), workers=1, extra_http=eval_server(port))
     res = lua_eval(port, """
       local util = require("resty.acme.util")
       local dict = ngx.shared.acme
@@ -546,20 +536,15 @@ def test_pebble_autossl_renewal_deletes_names_no_longer_allowed(pebble, challtes
 
     def put(name):
         cert_path, key_path = ca.issue([name], name)
-        value = json.dumps({"domain": name, "pkey": open(key_path).read(),
-                            "cert": open(cert_path).read(), "type": "ecc", "updated": 1.5})
-        fname = base64.b64encode(("domain:ecc:" + name).encode()).decode()
-        with open(os.path.join(store, fname), "w") as f:
-            f.write("0::" + value)
-        return os.path.join(store, fname)
+        with open(cert_path) as c, open(key_path) as k:
+            return put_entry(store, name, c.read(), k.read(), updated=1.5)
 
     gone = put("gone.example.test")
     kept = put("kept.example.test")
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["kept.example.test"],
                 key_types=("ecc",), workers=1,
-                extra='storage_adapter = "file", storage_config = { dir = %s }, '
-                      'renew_check_interval = 1, enabled_delete_not_whitelisted_domain = true,'
-                % json.dumps(store))
+                extra=file_store(store, 'renew_check_interval = 1, '
+                                        'enabled_delete_not_whitelisted_domain = true,'))
     deadline = time.monotonic() + 15
     while os.path.exists(gone) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -350,6 +350,20 @@ pub(crate) mod tests {
         pub aki: Option<&'a [u8]>,
     }
 
+    /// A spec valid 2020-2030 without IP names or a fixed AKI.
+    pub(crate) fn spec<'a>(cn: &'a str, serial: &'a str, ca: bool, dns: &'a [&'a str]) -> Spec<'a> {
+        Spec {
+            subject_cn: cn,
+            serial_hex: serial,
+            not_before: 1_600_000_000,
+            not_after: 1_900_000_000,
+            dns,
+            ips: &[],
+            ca,
+            aki: None,
+        }
+    }
+
     fn name(cn: &str, org: Option<&str>) -> openssl::x509::X509Name {
         let mut b = X509NameBuilder::new().unwrap();
         if let Some(o) = org {

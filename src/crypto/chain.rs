@@ -118,7 +118,7 @@ pub fn build_chain_raw(pem: &[u8]) -> Result<*mut c_void, CryptoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::cert::tests::{issue, Spec};
+    use crate::crypto::cert::tests::{issue, spec};
     use crate::crypto::{KeyType, PrivateKey};
     use foreign_types::ForeignTypeRef;
 
@@ -132,19 +132,6 @@ mod tests {
         let chain: Stack<X509> = unsafe { Stack::from_ptr(raw.cast()) };
         assert_eq!(chain.len(), 2);
         assert_eq!(chain[1].to_der().unwrap(), ca.cert.to_der().unwrap());
-    }
-
-    fn spec<'a>(cn: &'a str, serial: &'a str, ca: bool, dns: &'a [&'a str]) -> Spec<'a> {
-        Spec {
-            subject_cn: cn,
-            serial_hex: serial,
-            not_before: 1_600_000_000,
-            not_after: 1_900_000_000,
-            dns,
-            ips: &[],
-            ca,
-            aki: None,
-        }
     }
 
     struct Ca {

@@ -113,26 +113,13 @@ pub unsafe fn leaf_matches_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::cert::tests::{issue, Spec};
+    use crate::crypto::cert::tests::{issue, spec};
     use crate::crypto::{KeyType, PrivateKey};
     use foreign_types::{ForeignType, ForeignTypeRef};
     use openssl::pkey::{PKey, Private};
     use openssl::ssl::{Ssl, SslContext, SslMethod};
     use openssl::stack::Stack;
     use openssl::x509::X509;
-
-    fn spec<'a>(cn: &'a str, serial: &'a str, ca: bool, dns: &'a [&'a str]) -> Spec<'a> {
-        Spec {
-            subject_cn: cn,
-            serial_hex: serial,
-            not_before: 1_600_000_000,
-            not_after: 1_900_000_000,
-            dns,
-            ips: &[],
-            ca,
-            aki: None,
-        }
-    }
 
     /// A P-256 leaf for example.com issued by an intermediate, and the leaf's key.
     fn chain_and_key() -> (X509, X509, PKey<Private>) {
@@ -162,13 +149,18 @@ mod tests {
         s
     }
 
-    #[test]
-    fn installs_leaf_key_and_chain() {
-        let (leaf, inter, key) = chain_and_key();
+    /// A server connection of its own context (the context lives as long as the connection).
+    fn new_ssl() -> Ssl {
         let ctx = SslContext::builder(SslMethod::tls_server())
             .unwrap()
             .build();
-        let ssl = Ssl::new(&ctx).unwrap();
+        Ssl::new(&ctx).unwrap()
+    }
+
+    #[test]
+    fn installs_leaf_key_and_chain() {
+        let (leaf, inter, key) = chain_and_key();
+        let ssl = new_ssl();
         let chain = stack(&[leaf.clone(), inter.clone()]);
         unsafe { install(ssl.as_ptr(), chain.as_ptr(), key.as_ptr(), true) }.unwrap();
         let served = ssl.certificate().unwrap();
@@ -198,10 +190,7 @@ mod tests {
     fn refuses_a_key_of_another_certificate_and_leaves_no_error_queued() {
         let (leaf, inter, _) = chain_and_key();
         let wrong = other_key();
-        let ctx = SslContext::builder(SslMethod::tls_server())
-            .unwrap()
-            .build();
-        let ssl = Ssl::new(&ctx).unwrap();
+        let ssl = new_ssl();
         let chain = stack(&[leaf, inter]);
         let err = unsafe { install(ssl.as_ptr(), chain.as_ptr(), wrong.as_ptr(), true) }
             .unwrap_err()
@@ -225,10 +214,7 @@ mod tests {
     #[test]
     fn refuses_an_empty_chain_and_null_handles() {
         let (_, _, key) = chain_and_key();
-        let ctx = SslContext::builder(SslMethod::tls_server())
-            .unwrap()
-            .build();
-        let ssl = Ssl::new(&ctx).unwrap();
+        let ssl = new_ssl();
         let empty: Stack<X509> = Stack::new().unwrap();
         let err = unsafe { install(ssl.as_ptr(), empty.as_ptr(), key.as_ptr(), true) }
             .unwrap_err()
