@@ -53,8 +53,8 @@ def render(d):
     figs, det, met = d["figures"], d["details"], d["met"]
     out = []
     out.append("Taken with `make bench` on %s: %d cores (`nproc`), CPU `%s` (`/proc/cpuinfo` "
-               "model name), Linux %s, %s, %s; the run took %.0f s, while other builds and test "
-               "suites ran on the same cores." % (
+               "model name), Linux %s, %s, %s, from a fresh clone; the run took %.0f s (a VM "
+               "whose cores may be shared; the figures are ratios taken side by side)." % (
                    m["date"], m["nproc"], m["cpu"], m["kernel"], m.get("openssl", "?"),
                    m.get("nginx", "?"), d["seconds"]))
     out.append("")
