@@ -6,6 +6,7 @@
 
 pub mod acme;
 pub mod blocking;
+pub mod cpu_slot;
 pub mod crypto;
 pub mod dns;
 pub mod filestore;

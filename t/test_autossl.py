@@ -441,44 +441,31 @@ def test_pebble_autossl_domain_key_paths(pebble, challtestsrv, nginx_factory, wo
     assert cert.public_key().public_numbers() == key.public_key().public_numbers()
 
 
-def test_pebble_autossl_rsa_key_generation_takes_turns(pebble, challtestsrv, nginx_factory,
-                                                      workdir):
-    """One RSA key generation at a time per nginx (the shared slot in the acme dict), and the
-    slot is released afterwards, also after a failure."""
+def test_pebble_autossl_rsa_work_takes_the_machine_slot(pebble, challtestsrv, nginx_factory,
+                                                         workdir):
+    """RSA keys (and signatures) are made one at a time under an flock on
+    <tmp>/resty-acme-<euid>.lock, a 0600 file of the worker's user (src/cpu_slot.rs); two
+    concurrent keys both arrive."""
     port = free_port()
     AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["t.example.test"],
             key_types=("ecc",), workers=1, extra_http=eval_server(port))
     res = lua_eval(port, """
       local util = require("resty.acme.util")
-      local dict = ngx.shared.acme
-      local holders, order = {}, {}
       local function one()
         local key, err = util.generate_key(2048, "RSA")
         return key and key:bits(), err
       end
-      local function watch()
-        for _ = 1, 400 do
-          local h = dict:get("acme:keygen_slot")
-          if h and not holders[h] then
-            holders[h] = true
-            order[#order + 1] = h
-          end
-          ngx.sleep(0.002)
-        end
-      end
-      local w = ngx.thread.spawn(watch)
       local t1 = ngx.thread.spawn(one)
       local t2 = ngx.thread.spawn(one)
-      local _, b1 = ngx.thread.wait(t1)
-      local _, b2 = ngx.thread.wait(t2)
-      ngx.thread.kill(w)
-      local _, bad = util.generate_key(1024 * 1024, "RSA")
-      return { b1 = b1, b2 = b2, holders = #order,
-               left = dict:get("acme:keygen_slot"), bad = bad }""")
+      local _, b1, e1 = ngx.thread.wait(t1)
+      local _, b2, e2 = ngx.thread.wait(t2)
+      local ffi = require("ffi")
+      pcall(ffi.cdef, "unsigned int geteuid(void);")
+      return { b1 = b1, b2 = b2, e1 = e1, e2 = e2, euid = tonumber(ffi.C.geteuid()) }""")
     assert res["b1"] == 2048 and res["b2"] == 2048, res
-    # the two keys were made one after the other, each holding the slot
-    assert res["holders"] == 2 and res.get("left") is None, res
-    assert res.get("bad"), res
+    lock = os.path.join("/tmp", "resty-acme-%d.lock" % res["euid"])
+    st = os.stat(lock)
+    assert st.st_uid == res["euid"] and (st.st_mode & 0o777) == 0o600, (lock, oct(st.st_mode))
 
 
 def test_pebble_autossl_get_certkey_and_cache(pebble, challtestsrv, nginx_factory, workdir):

@@ -83,15 +83,25 @@ pub struct ThreadJob<T: JobOutput>(Option<JoinHandle<Result<T, String>>>);
 impl<T: JobOutput> ThreadJob<T> {
     /// Starts `work` on a new `SCHED_IDLE` thread named `name` (see [`background_priority`]);
     /// `Err` when no thread could be started.
+    ///
+    /// `heavy` work (RSA) first waits for the machine-wide slot ([`crate::cpu_slot`]), asleep.
     pub fn spawn(
         name: &str,
+        heavy: bool,
         work: impl FnOnce() -> Result<T, String> + Send + 'static,
     ) -> Result<ThreadJob<T>, String> {
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
                 background_priority();
-                work()
+                let slot = if heavy {
+                    crate::cpu_slot::acquire()
+                } else {
+                    None
+                };
+                let result = work();
+                drop(slot);
+                result
             })
             .map(|h| ThreadJob(Some(h)))
             .map_err(|e| format!("cannot start {} thread: {e}", T::WHAT))
@@ -166,7 +176,7 @@ fn background_priority() {
 pub fn sign_job(
     work: impl FnOnce() -> Result<Vec<u8>, crypto::CryptoError> + Send + 'static,
 ) -> Result<ThreadJob<Vec<u8>>, String> {
-    ThreadJob::spawn("acme-sign", move || work().map_err(|e| e.to_string()))
+    ThreadJob::spawn("acme-sign", true, move || work().map_err(|e| e.to_string()))
 }
 
 fn parse_key_type(
@@ -236,7 +246,8 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
                     Ok(k) => k,
                     Err(e) => return Ok(Err(e)),
                 };
-                Ok(ThreadJob::spawn("acme-keygen", move || {
+                let heavy = matches!(kind, KeyType::Rsa(_));
+                Ok(ThreadJob::spawn("acme-keygen", heavy, move || {
                     PrivateKey::generate(kind).map_err(|e| e.to_string())
                 }))
             },

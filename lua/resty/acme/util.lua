@@ -5,11 +5,7 @@ local raw_log = require("ngx.errlog").raw_log
 
 local ngx = ngx
 local ngx_sleep = ngx.sleep
-local ngx_now = ngx.now
-local ngx_shared = ngx.shared
-local worker_pid = ngx.worker.pid
 local get_phase = ngx.get_phase
-local math_random = math.random
 local debug_getinfo = debug.getinfo
 local select = select
 local tostring = tostring
@@ -72,63 +68,18 @@ local function wait_job(job, wait, max_wait)
 end
 _M.wait_job = wait_job
 
--- One RSA key generation at a time in this nginx (all workers), through the `acme` shared
--- dict when it exists. SCHED_IDLE keeps the key threads behind the event loops of their own
--- process only: to the kernel's scheduler nginx is one group (its session's autogroup, or its
--- cgroup), and key generation on every core made that group use up its share, so a worker
--- woken by a handshake then waited behind the other processes of the machine (the upstreams,
--- the CA in tests). With one at a time a burst of RSA orders takes about as long on 2 cores
--- and leaves the others free. The slot expires on its own if its worker dies.
-local KEYGEN_SLOT = "acme:keygen_slot"
-local KEYGEN_SLOT_TTL = 30
-
-local function keygen_slot()
-  local dict = ngx_shared and ngx_shared.acme
-  if not dict then
-    return nil
-  end
-  local holder = worker_pid() .. ":" .. ngx_now() .. ":" .. math_random()
-  local wait = 0.01
-  while true do
-    local ok, err = dict:add(KEYGEN_SLOT, holder, KEYGEN_SLOT_TTL)
-    if ok then
-      return dict, holder
-    end
-    if err ~= "exists" then
-      return nil -- a full or broken dict: do not hold issuance up for it
-    end
-    ngx_sleep(wait)
-    if wait < 0.1 then
-      wait = wait * 2
-    end
-  end
-end
-
-local function release_keygen_slot(dict, holder)
-  if dict and dict:get(KEYGEN_SLOT) == holder then
-    dict:delete(KEYGEN_SLOT)
-  end
-end
-
 -- Generates a key and returns a core key object. Off the event loop where the phase allows:
 -- an RSA-4096 key costs about a second of CPU that would otherwise stall every handshake.
 function _M.generate_key(bits, typ, curve)
   if not can_yield() then
     return core.pkey_generate(typ, bits, curve)
   end
-  local rsa = typ == nil or typ == "RSA" or typ == "rsa"
-  local dict, holder
-  if rsa then
-    dict, holder = keygen_slot()
-  end
+  -- RSA keys wait for the machine-wide slot on their thread (src/cpu_slot.rs)
   local job, err = core.pkey_generate_async(typ, bits, curve)
   if not job then
-    release_keygen_slot(dict, holder)
     return nil, err
   end
-  local key, kerr = wait_job(job, 0.002, 0.05)
-  release_keygen_slot(dict, holder)
-  return key, kerr
+  return wait_job(job, 0.002, 0.05)
 end
 
 -- The DER CSR for a core key and a list of names. An RSA key signs on a thread where the phase
