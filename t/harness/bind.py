@@ -10,7 +10,7 @@ from .dnsq import dns_query
 NAMED_BIN = "/usr/sbin/named"
 
 
-class Bind:
+class Bind(proc.Server):
     """``named`` in the foreground (``-g``) with its own config directory, on a free port of
     127.0.0.1 (UDP and TCP), stopped by PID.
 
@@ -111,10 +111,6 @@ ns1   IN A   %(a)s
         proc.wait_regex(self.log_path, r"all zones loaded|running", 15, what="named log")
         return self
 
-    def stop(self):
-        proc.stop(self.proc)
-        self.proc = None
-
     def txt(self, name):
         return dns_query(self.port, name, "TXT")
 
@@ -128,12 +124,6 @@ ns1   IN A   %(a)s
         }
         secret.update(overrides)
         return {k: v for k, v in secret.items() if v is not None}
-
-    def log(self):
-        return proc.read_text(self.log_path)
-
-    def log_tail(self, lines=60):
-        return proc.tail(self.log_path, lines)
 
     def wait_log(self, regex, timeout=10, since=0):
         return proc.wait_regex(self.log_path, regex, timeout, since, what="named log")

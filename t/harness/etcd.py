@@ -3,7 +3,6 @@
 import base64
 import json
 import os
-import signal
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +18,7 @@ def _b64(s):
     return base64.b64encode(s).decode()
 
 
-class Etcd:
+class Etcd(proc.Server):
     """One etcd member in ``<workdir>/etcd[-<name>]``.
 
     ``Etcd(workdir, *, name="")``, then ``start()``. Started with heartbeat 50 ms and election
@@ -63,24 +62,6 @@ class Etcd:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise RuntimeError("etcd is not serving\n" + self.log_tail(40))
                 time.sleep(0.1)
-
-    def stop(self):
-        proc.stop(self.proc)
-        self.proc = None
-
-    def kill(self):
-        proc.stop(self.proc, sig=signal.SIGKILL)
-        self.proc = None
-
-    def restart(self):
-        self.stop()
-        return self.start()
-
-    def log(self):
-        return proc.read_text(self.log_path)
-
-    def log_tail(self, lines=60):
-        return proc.tail(self.log_path, lines)
 
     def api(self, path, body):
         req = urllib.request.Request(

@@ -14,7 +14,7 @@ PEBBLE_BIN = "/usr/bin/pebble"
 CHALLTESTSRV_BIN = "/usr/bin/pebble-challtestsrv"
 
 
-class ChallTestSrv:
+class ChallTestSrv(proc.Server):
     """pebble-challtestsrv serving only its mock DNS (UDP+TCP) and management API.
 
     ``ChallTestSrv(workdir, default_ipv4="127.0.0.1", default_ipv6="")``; then ``start()``.
@@ -50,16 +50,6 @@ class ChallTestSrv:
         proc.wait_ports([self.dns_port, self.mgmt_port], self.proc, 15,
                         "pebble-challtestsrv", self.log_tail)
         return self
-
-    def stop(self):
-        proc.stop(self.proc)
-        self.proc = None
-
-    def log(self):
-        return proc.read_text(self.log_path)
-
-    def log_tail(self, lines=60):
-        return proc.tail(self.log_path, lines)
 
     def _post(self, path, body):
         req = urllib.request.Request(
@@ -100,7 +90,7 @@ class ChallTestSrv:
         self._post("/clear-servfail", {"host": self._fqdn(host)})
 
 
-class Pebble:
+class Pebble(proc.Server):
     """Pebble 2.4 on free loopback ports with a TestCA certificate on its listeners.
 
     ``Pebble(workdir, *, challtestsrv=None, dns_server=None, http_port=None, tls_port=None,
@@ -191,17 +181,7 @@ class Pebble:
         self.get_json(self.directory_url)  # TLS up and serving the directory
         return self
 
-    def stop(self):
-        proc.stop(self.proc)
-        self.proc = None
-
     # -- logs --------------------------------------------------------------------------
-
-    def log(self):
-        return proc.read_text(self.log_path)
-
-    def log_tail(self, lines=60):
-        return proc.tail(self.log_path, lines)
 
     def wait_log(self, regex, timeout=10, since=0):
         return proc.wait_regex(self.log_path, regex, timeout, since, "pebble log")

@@ -183,3 +183,30 @@ def _cleanup():
             stop(p, timeout=3)
         except Exception:  # best effort at interpreter exit
             pass
+
+
+class Server:
+    """What every harness server shares: the process it started (``self.proc``), its log file
+    (``self.log_path``), and stopping it by PID. Subclasses define ``start()``."""
+
+    proc = None
+    log_path = None
+
+    def stop(self):
+        stop(self.proc)
+        self.proc = None
+
+    def kill(self):
+        """SIGKILL by PID (no clean shutdown)."""
+        stop(self.proc, sig=signal.SIGKILL)
+        self.proc = None
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def log(self):
+        return read_text(self.log_path)
+
+    def log_tail(self, lines=60):
+        return tail(self.log_path, lines)

@@ -1,7 +1,6 @@
 """redis-server (Debian package) on a free loopback port, with a tiny RESP client."""
 
 import os
-import signal
 import socket
 import time
 
@@ -66,7 +65,7 @@ class _Conn:
         raise RedisError("unexpected reply %r" % line)
 
 
-class Redis:
+class Redis(proc.Server):
     """One redis-server in ``<workdir>/redis[-<name>]`` listening on 127.0.0.1.
 
     ``Redis(workdir, *, name="", password=None, users=None, unix_socket=False, tls_ca=None,
@@ -146,25 +145,6 @@ class Redis:
                     raise
                 time.sleep(0.05)
         return self
-
-    def stop(self):
-        proc.stop(self.proc)
-        self.proc = None
-
-    def kill(self):
-        """SIGKILL by PID (no shutdown save; with ``appendonly`` nothing is lost)."""
-        proc.stop(self.proc, sig=signal.SIGKILL)
-        self.proc = None
-
-    def restart(self):
-        self.stop()
-        return self.start()
-
-    def log(self):
-        return proc.read_text(self.log_path)
-
-    def log_tail(self, lines=60):
-        return proc.tail(self.log_path, lines)
 
     def command(self, *args, user=None, password=None):
         with socket.create_connection((self.host, self.port), timeout=5) as s:
