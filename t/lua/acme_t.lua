@@ -1,15 +1,18 @@
 -- Test endpoints for the end-to-end suites: each runs a client call in a timer (as real users
 -- do) and answers with JSON. Configured from init_by_lua with acme_t.setup(conf).
 local cjson = require("cjson.safe")
+local json_t = require("json_t")
 
 local ngx = ngx
 local pairs = pairs
 local loadstring = loadstring
 local pcall = pcall
 local setmetatable = setmetatable
-local type = type
 
 local _M = {}
+
+local read_args = json_t.read_args
+local reply = json_t.reply
 
 local base_conf = {}
 local shared_client
@@ -64,21 +67,6 @@ local function in_timer(fn, arg)
     ngx.sleep(0.05)
   end
   return result
-end
-
-local function reply(res)
-  ngx.header["Content-Type"] = "application/json"
-  ngx.say(cjson.encode(res))
-end
-
-local function read_args()
-  ngx.req.read_body()
-  local body = ngx.req.get_body_data()
-  local args = body and cjson.decode(body) or {}
-  if type(args) ~= "table" then
-    args = {}
-  end
-  return args
 end
 
 local function new_client(args)

@@ -1,27 +1,15 @@
 -- Test endpoints for the dns-01 suites: direct calls into the dns providers, the dns-01
 -- handler and the DNS client, answered as JSON. Each reads a JSON request body.
 local cjson = require("cjson.safe")
+local json_t = require("json_t")
 
 local ngx = ngx
-local type = type
 local unpack = table.unpack or unpack -- luacheck: ignore
 
 local _M = {}
 
-local function read_args()
-  ngx.req.read_body()
-  local body = ngx.req.get_body_data()
-  local args = body and cjson.decode(body) or {}
-  if type(args) ~= "table" then
-    args = {}
-  end
-  return args
-end
-
-local function reply(res)
-  ngx.header["Content-Type"] = "application/json"
-  ngx.say(cjson.encode(res))
-end
+local read_args = json_t.read_args
+local reply = json_t.reply
 
 -- POST /provider {provider, secret, method, args}: new(secret), then handler[method](args...)
 function _M.provider()
