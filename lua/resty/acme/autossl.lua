@@ -454,9 +454,8 @@ local function still_good(raw)
   if not not_after or not_after - now() < AUTOSSL.config.renew_threshold then
     return nil, entry
   end
-  -- a key of another certificate can never be served: order anew
-  local key = core.pkey_from_pem(entry.pkey)
-  if not key or core.cert_matches_key(entry.cert, key) ~= true then
+  -- what the handshakes could not be served (e.g. a key of another certificate) is ordered anew
+  if not parse_certkey(entry.cert, entry.pkey, ngx_md5_bin(raw)) then
     return nil, entry
   end
   return entry, entry
