@@ -88,9 +88,8 @@ end
 -- handshake; `clear` first drops the certificates it had (the fallback). true | nil, err
 function _M.set_certkey(cert, pkey, clear)
   if core_lib then
-    local r = get_request()
-    local ptr = r and C.ngx_http_lua_ffi_get_req_ssl_pointer(r)
-    if ptr ~= nil then
+    local ptr = _M.ssl_pointer()
+    if ptr then
       if core_lib.resty_acme_ssl_set_certkey(ptr, cert, pkey, clear and 1 or 0, errmsg) == 0 then
         return true
       end
