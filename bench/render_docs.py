@@ -71,7 +71,7 @@ def render(d):
         out.append("")
         out.append("| side | µs/handshake | ratio | ratio of totals | handshakes/s |")
         out.append("|---|---|---|---|---|")
-        for side in ("static", "autossl", "empty", "min"):
+        for side in ("static", "autossl", "lua", "empty", "min"):
             s = p1.get(side)
             if s:
                 out.append("| %s | %.1f | %.3f | %.3f | %.0f |" % (

@@ -46,12 +46,13 @@ class Serving:
                 serialization.NoEncryption()).decode())
         self.store = os.path.join(workdir, "store")
         store.write_entries(self.store, [P1_NAME], "ecc", self.chain.chain, self.chain.key)
-        self.ports = {k: lib.free_port() for k in ("autossl", "static", "empty", "min", "ctl")}
+        self.ports = {k: lib.free_port() for k in ("autossl", "lua", "static", "empty", "min", "ctl")}
         values = {
             "AFFINITY": "01",
             "ACCOUNT_KEY": self.account_key,
             "STORE": self.store,
             "AUTOSSL_PORT": self.ports["autossl"],
+            "LUA_PORT": self.ports["lua"],
             "STATIC_PORT": self.ports["static"],
             "EMPTY_PORT": self.ports["empty"],
             "MIN_PORT": self.ports["min"],
@@ -74,6 +75,7 @@ class Serving:
         self.worker = workers[0]
         # the autossl port serves the stored chain, the fallback for a name not stored
         assert self.serial(self.ports["autossl"], P1_NAME) == self.leaf_serial
+        assert self.serial(self.ports["lua"], P1_NAME) == self.leaf_serial
         assert self.serial(self.ports["static"], P1_NAME) == self.leaf_serial
         assert self.serial(self.ports["min"], P1_NAME) == self.leaf_serial
         self.fallback_serial = self.serial(self.ports["autossl"], "nothing.example.test")
@@ -111,7 +113,7 @@ class Serving:
         return float(rate.group(1)) if rate else 0.0
 
     def p1(self):
-        sides = ["static", "autossl", "empty", "min"]
+        sides = ["static", "autossl", "lua", "empty", "min"]
         n = 600 if self.quick else 1000
         rounds = 3 if self.quick else 40
         for side in sides:  # warm-up: JIT traces, caches, TCP

@@ -661,3 +661,72 @@ def test_pebble_autossl_admin_view_and_metrics(pebble, challtestsrv, nginx_facto
     assert re.search(r'acme_handshakes_total\{result="served"\} [1-9]', text)
     assert re.search(r'acme_handshakes_total\{result="refused"\} [1-9]', text)
     assert "# TYPE acme_orders_total counter" in text
+
+
+def test_pebble_autossl_native_serving_skips_the_lua_phase_for_cached_names(
+        pebble, challtestsrv, nginx_factory, workdir):
+    """native_serving: a name cached for every key type is served from OpenSSL's certificate
+    callback, so the ssl_certificate_by_lua block runs for it only when its cache entries have
+    expired; names not cached still run it; a renewed certificate in the store is served once
+    the entries expire; the handshakes served natively are counted in the metrics."""
+    port = free_port()
+    http = eval_server(port).rstrip().rstrip("}") + """
+      location = /metrics {
+        content_by_lua_block { require("resty.acme.autossl").serve_metrics() }
+      }
+    }"""
+    name = "native.example.test"
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=[name],
+                key_types=("rsa", "ecc"), workers=1, extra="native_serving = true, cache_ttl = 3,",
+                extra_http=http, start=False)
+    with open(a.nginx.conf_path) as f:
+        conf = f.read()
+    call = 'require("resty.acme.autossl").ssl_certificate()'
+    assert conf.count(call) == 1
+    conf = conf.replace(call, 'ngx.shared.acme:incr("t:lua_phase", 1, 0) ' + call)
+    with open(a.nginx.conf_path, "w") as f:
+        f.write(conf)
+    a.nginx.start()
+
+    def lua_phase():
+        return lua_eval(port, 'return { n = ngx.shared.acme:get("t:lua_phase") }')["n"]
+
+    certs = {kind: a.wait_issued(name, kind=kind) for kind in ("rsa", "ecc")}
+    time.sleep(3.5)  # every entry expires: the next handshake refreshes both in Lua
+    assert a.handshake(name, kind="rsa").serial_number == certs["rsa"].serial_number
+    n0 = lua_phase()
+    for _ in range(5):
+        for kind in ("rsa", "ecc"):
+            assert a.handshake(name, kind=kind).serial_number == certs[kind].serial_number
+    assert lua_phase() == n0, "cached handshakes ran the Lua phase"
+
+    # a name that is not cached (here: not allowed) runs the block every time
+    for _ in range(3):
+        assert a.is_fallback(a.handshake("other.example.test"))
+    assert lua_phase() == n0 + 3
+
+    # a renewal written to the store by another node is served once the entries expire
+    ca = TestCA(os.path.join(str(workdir), "renewca"))
+    cert_path, key_path = ca.issue([name], "renewed")  # an EC key
+    with open(cert_path) as f:
+        renewed_pem = f.read()
+    with open(key_path) as f:
+        renewed_key = f.read()
+    lua_eval(port, """
+      local autossl = require("resty.acme.autossl")
+      local cjson = require("cjson")
+      local err = autossl.storage:set("domain:ecc:%s", cjson.encode({ domain = "%s",
+        type = "ecc", updated = ngx.now(), cert = %s, pkey = %s }))
+      return { err = err }""" % (name, name, json.dumps(renewed_pem), json.dumps(renewed_key)))
+    renewed = x509.load_pem_x509_certificate(renewed_pem.encode())
+    assert a.handshake(name, kind="ecc").serial_number == certs["ecc"].serial_number
+    time.sleep(3.5)
+    assert a.handshake(name, kind="ecc").serial_number == renewed.serial_number
+    assert a.handshake(name, kind="rsa").serial_number == certs["rsa"].serial_number
+
+    time.sleep(1.5)  # counters are folded into the shared dict once a second
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+        text = r.read().decode()
+    served = int(re.search(r'acme_handshakes_total\{result="served"\} (\d+)', text).group(1))
+    assert served >= 14, text
+    assert "[error]" not in a.nginx.error_log()

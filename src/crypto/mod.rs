@@ -4,6 +4,7 @@
 //! parsing, chains for `ngx.ssl.set_cert` with shared intermediates, and the challenge artefacts (key authorization, dns-01 digest, RFC 8737 certificate).
 
 pub mod cert;
+pub mod certcache;
 pub mod chain;
 pub mod challenge;
 pub mod csr;
@@ -12,6 +13,7 @@ pub mod encoding;
 mod error;
 pub mod jws;
 pub mod key;
+pub mod serve;
 pub mod tls_alpn;
 pub mod tls_cert;
 

@@ -10,6 +10,20 @@ thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }
 
+/// Keeps `msg` as this thread's last error, points `*err` (when not null) at it, and returns -1.
+fn fail(err: *mut *const c_char, msg: String) -> c_int {
+    let msg = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|last| {
+        *last.borrow_mut() = msg;
+        if !err.is_null() {
+            // SAFETY: callers pass a writable `err` or null; the string lives in LAST_ERROR
+            // until the next failure on this thread.
+            unsafe { *err = last.borrow().as_ptr() };
+        }
+    });
+    -1
+}
+
 /// 1 when `pkey` is the key of the chain's leaf, 0 when not, -1 on bad handles.
 ///
 /// # Safety
@@ -49,17 +63,261 @@ pub unsafe extern "C" fn resty_acme_ssl_set_certkey(
     };
     match r {
         Ok(()) => 0,
-        Err(e) => {
-            let msg = CString::new(e.to_string().replace('\0', " ")).unwrap_or_default();
-            LAST_ERROR.with(|last| {
-                *last.borrow_mut() = msg;
-                if !err.is_null() {
-                    // SAFETY: `err` is writable (contract); the string lives in LAST_ERROR
-                    // until the next failure on this thread.
-                    unsafe { *err = last.borrow().as_ptr() };
-                }
-            });
-            -1
+        Err(e) => fail(err, e.to_string()),
+    }
+}
+
+// --- the certificate cache and native serving (src/crypto/certcache.rs, serve.rs) ---------
+//
+// A cache is created once per key type by autossl's init and never freed: the certificate
+// callback keeps pointers to it for the life of the process.
+
+/// What `resty_acme_cache_get` found: the entry's handles (null for a negative entry),
+/// borrowed until the next change of that cache, and the MD5 it was parsed from.
+#[repr(C)]
+pub struct CacheHit {
+    pub cert: *mut c_void,
+    pub pkey: *mut c_void,
+    pub digest: [u8; 16],
+}
+
+fn cache_key<'a>(key: *const c_char, len: usize) -> Option<&'a [u8]> {
+    if key.is_null() || len == 0 {
+        return None;
+    }
+    // SAFETY: callers pass a Lua string's bytes and length, valid for the call.
+    Some(unsafe { std::slice::from_raw_parts(key.cast::<u8>(), len) })
+}
+
+/// A new cache of `capacity` names (at least one), never freed.
+#[no_mangle]
+pub extern "C" fn resty_acme_cache_new(capacity: c_int) -> *mut c_void {
+    let cache = crate::crypto::certcache::CertCache::new(capacity.max(1) as usize);
+    Box::into_raw(Box::new(cache)).cast()
+}
+
+/// 0 no entry, 1 an entry within its TTL, 2 an expired (stale) one; `out` gets its handles.
+///
+/// # Safety
+/// `cache` from `resty_acme_cache_new`, used on one thread; `key` `len` readable bytes; `out`
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn resty_acme_cache_get(
+    cache: *mut c_void,
+    key: *const c_char,
+    len: usize,
+    now: f64,
+    out: *mut CacheHit,
+) -> c_int {
+    use crate::crypto::certcache::{CertCache, Found};
+    let Some(key) = cache_key(key, len) else {
+        return 0;
+    };
+    if cache.is_null() || out.is_null() {
+        return 0;
+    }
+    // SAFETY: a live cache, used on this thread only (contract).
+    let cache = unsafe { &mut *cache.cast::<CertCache>() };
+    let (rc, value) = match cache.get(key, now) {
+        None => return 0,
+        Some(Found::Fresh(v)) => (1, v),
+        Some(Found::Stale(v)) => (2, v),
+    };
+    // SAFETY: `out` is writable (contract).
+    let out = unsafe { &mut *out };
+    match value {
+        Some(entry) => {
+            let (chain, pkey) = entry.as_raw();
+            out.cert = chain.cast();
+            out.pkey = pkey.cast();
+            out.digest = entry.digest;
+        }
+        None => {
+            out.cert = std::ptr::null_mut();
+            out.pkey = std::ptr::null_mut();
+            out.digest = [0; 16];
         }
     }
+    rc
+}
+
+/// Stores `chain` and `pkey` (taking over one reference to each) with the `digest` (16 bytes,
+/// or null) of their stored value, or with both null a negative entry, until `expires`.
+/// 0, or -1 with nothing taken over.
+///
+/// # Safety
+/// As `resty_acme_cache_get`; `chain` a `STACK_OF(X509)*` owning its elements and `pkey` an
+/// `EVP_PKEY*`, which the caller no longer frees after a 0.
+#[no_mangle]
+pub unsafe extern "C" fn resty_acme_cache_set(
+    cache: *mut c_void,
+    key: *const c_char,
+    len: usize,
+    chain: *mut c_void,
+    pkey: *mut c_void,
+    digest: *const u8,
+    expires: f64,
+) -> c_int {
+    use crate::crypto::certcache::{CertCache, CertKey};
+    let Some(key) = cache_key(key, len) else {
+        return -1;
+    };
+    if cache.is_null() || chain.is_null() != pkey.is_null() {
+        return -1;
+    }
+    let value = if chain.is_null() {
+        None
+    } else {
+        let mut d = [0u8; 16];
+        if !digest.is_null() {
+            // SAFETY: a non-null digest has 16 readable bytes (contract).
+            d.copy_from_slice(unsafe { std::slice::from_raw_parts(digest, 16) });
+        }
+        // SAFETY: ownership of both handles passes to the entry (contract).
+        Some(unsafe { CertKey::from_raw(chain.cast(), pkey.cast(), d) })
+    };
+    // SAFETY: a live cache, used on this thread only (contract).
+    unsafe { &mut *cache.cast::<CertCache>() }.set(key, value, expires);
+    0
+}
+
+/// Moves a positive entry's expiry to `expires`, when it was parsed from a stored value of
+/// `digest` (16 bytes; null: any). 1 when it did, 0 when there is no such entry.
+///
+/// # Safety
+/// As `resty_acme_cache_get`; `digest` null or 16 readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn resty_acme_cache_refresh(
+    cache: *mut c_void,
+    key: *const c_char,
+    len: usize,
+    digest: *const u8,
+    expires: f64,
+) -> c_int {
+    use crate::crypto::certcache::CertCache;
+    let Some(key) = cache_key(key, len) else {
+        return 0;
+    };
+    if cache.is_null() {
+        return 0;
+    }
+    let digest = if digest.is_null() {
+        None
+    } else {
+        // SAFETY: 16 readable bytes (contract).
+        let d: &[u8; 16] = unsafe { &*digest.cast::<[u8; 16]>() };
+        Some(d)
+    };
+    // SAFETY: a live cache, used on this thread only (contract).
+    let cache = unsafe { &mut *cache.cast::<CertCache>() };
+    c_int::from(cache.refresh(key, digest, expires))
+}
+
+/// Drops the entry of `key`. 1 when there was one.
+///
+/// # Safety
+/// As `resty_acme_cache_get`.
+#[no_mangle]
+pub unsafe extern "C" fn resty_acme_cache_delete(
+    cache: *mut c_void,
+    key: *const c_char,
+    len: usize,
+) -> c_int {
+    use crate::crypto::certcache::CertCache;
+    match cache_key(key, len) {
+        // SAFETY: a live cache, used on this thread only (contract).
+        Some(key) if !cache.is_null() => {
+            c_int::from(unsafe { &mut *cache.cast::<CertCache>() }.delete(key))
+        }
+        _ => 0,
+    }
+}
+
+/// The entry of `key` as new references that the caller owns (to free as ngx.ssl's parsed
+/// chain and key): 0, or -1 when there is no positive entry.
+///
+/// # Safety
+/// As `resty_acme_cache_get`; `chain_out` and `pkey_out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn resty_acme_cache_get_owned(
+    cache: *mut c_void,
+    key: *const c_char,
+    len: usize,
+    chain_out: *mut *mut c_void,
+    pkey_out: *mut *mut c_void,
+) -> c_int {
+    use crate::crypto::certcache::{CertCache, Found};
+    let Some(key) = cache_key(key, len) else {
+        return -1;
+    };
+    if cache.is_null() || chain_out.is_null() || pkey_out.is_null() {
+        return -1;
+    }
+    // SAFETY: a live cache, used on this thread only (contract).
+    let cache = unsafe { &mut *cache.cast::<CertCache>() };
+    let entry = match cache.get(key, f64::NEG_INFINITY) {
+        Some(Found::Fresh(Some(e))) | Some(Found::Stale(Some(e))) => e,
+        _ => return -1,
+    };
+    match entry.to_owned_raw() {
+        Ok((chain, pkey)) => {
+            // SAFETY: both out-pointers are writable (contract).
+            unsafe {
+                *chain_out = chain.cast();
+                *pkey_out = pkey.cast();
+            }
+            0
+        }
+        Err(_) => -1,
+    }
+}
+
+/// The caches the native certificate callback serves from, one per key type in order.
+///
+/// # Safety
+/// `caches` holds `n` pointers from `resty_acme_cache_new`.
+#[no_mangle]
+pub unsafe extern "C" fn resty_acme_serve_set_caches(caches: *const *mut c_void, n: c_int) {
+    let list = if caches.is_null() || n <= 0 {
+        Vec::new()
+    } else {
+        // SAFETY: `n` readable pointers (contract).
+        unsafe { std::slice::from_raw_parts(caches, n as usize) }
+            .iter()
+            .map(|p| p.cast())
+            .collect()
+    };
+    // SAFETY: caches from resty_acme_cache_new are never freed; nginx uses them on one thread.
+    unsafe { crate::crypto::serve::set_caches(list) };
+}
+
+/// Puts the native certificate callback in front of the handler exported as `handler` on the
+/// context of `ssl`: 1 attached now, 0 attached before, -1 with `*err` set.
+///
+/// # Safety
+/// `ssl` a live `SSL*` in its certificate phase; `handler` a NUL-terminated string; `err`
+/// writable or null.
+#[no_mangle]
+pub unsafe extern "C" fn resty_acme_serve_attach(
+    ssl: *mut c_void,
+    handler: *const c_char,
+    err: *mut *const c_char,
+) -> c_int {
+    if handler.is_null() {
+        return fail(err, "no handler name".into());
+    }
+    // SAFETY: NUL-terminated (contract).
+    let handler = unsafe { std::ffi::CStr::from_ptr(handler) };
+    // SAFETY: forwarded under this function's contract.
+    match unsafe { crate::crypto::serve::attach(ssl.cast(), handler) } {
+        Ok(true) => 1,
+        Ok(false) => 0,
+        Err(e) => fail(err, e.to_string()),
+    }
+}
+
+/// Handshakes the native callback served (a double: exact far beyond any real count).
+#[no_mangle]
+pub extern "C" fn resty_acme_serve_count() -> f64 {
+    crate::crypto::serve::served() as f64
 }

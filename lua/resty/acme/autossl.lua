@@ -6,7 +6,7 @@
 local client = require("resty.acme.client")
 local util = require("resty.acme.util")
 local core = require("resty.acme.core")
-local lrucache = require("resty.lrucache")
+local certcache = require("resty.acme.certcache")
 local metrics = require("resty.acme.metrics")
 local ssl = require("ngx.ssl")
 local tls_cert = require("resty.acme.tls_cert")
@@ -25,6 +25,7 @@ local ngx_worker_pid = ngx.worker.pid
 local ngx_update_time = ngx.update_time
 local ngx_md5_bin = ngx.md5_bin
 local set_certkey = tls_cert.set_certkey
+local attach_native = tls_cert.attach_native
 local log = util.log
 local ipairs = ipairs
 local pairs = pairs
@@ -46,41 +47,6 @@ local sub = string.sub
 
 local AUTOSSL = { _VERSION = "0.16.0" }
 
--- A cached certificate is one cdata: the chain for ngx.ssl.set_cert, the key for
--- ngx.ssl.set_priv_key, and the MD5 of the stored value it was parsed from, with one finalizer
--- that frees both. A table with two ffi.gc'd pointers and a digest string took 340 bytes of Lua
--- heap a certificate, this takes 90 (and the GC's slack shrinks with it).
-local subsystem = ngx.config and ngx.config.subsystem == "stream" and "stream" or "http"
-local free_cert_name = "ngx_" .. subsystem .. "_lua_ffi_free_cert"
-local free_pkey_name = "ngx_" .. subsystem .. "_lua_ffi_free_priv_key"
--- declared as resty.core's ngx.ssl declares them; ngx.ssl is loaded above, so the guard only
--- keeps a second cdef from raising
-for _, name in ipairs({ free_cert_name, free_pkey_name }) do
-  if not pcall(function() return ffi.C[name] end) then
-    ffi.cdef("void " .. name .. "(void *cdata);")
-  end
-end
-if not pcall(ffi.typeof, "struct resty_acme_certkey") then
-  ffi.cdef([[
-    struct resty_acme_certkey { void *cert; void *pkey; unsigned char digest[16]; };
-  ]])
-end
-local free_cert = ffi.C[free_cert_name]
-local free_pkey = ffi.C[free_pkey_name]
-local certkey_t = ffi.typeof("struct resty_acme_certkey")
-local ffi_gc = ffi.gc
-local ffi_new = ffi.new
-local ffi_copy = ffi.copy
-local ffi_string = ffi.string
-
-local function free_certkey(e)
-  if e.cert ~= nil then
-    free_cert(e.cert)
-  end
-  if e.pkey ~= nil then
-    free_pkey(e.pkey)
-  end
-end
 
 local default_config = {
   tos_accepted = false,
@@ -104,6 +70,9 @@ local default_config = {
   enabled_delete_not_whitelisted_domain = false,
   dns_provider_accounts = {},
   wildcard_domain_in_san = false,
+  -- Beyond the original: serve a name cached for every key type from OpenSSL's certificate
+  -- callback, without entering ssl_certificate_by_lua (see README, "Native serving").
+  native_serving = false,
   -- Beyond the original: how long a worker trusts its cached certificate before looking at the
   -- store again (renewals reach every worker within this), and how long "not in the store" is
   -- remembered (a new certificate reaches every worker within this).
@@ -127,12 +96,13 @@ local RESERVED_PREFIXES = { "update_lock:", "domain:", "account_key:", "failure_
 local json = cjson.new()
 
 -- per-worker state
-local caches = {}          -- key type -> lrucache of struct resty_acme_certkey, or ngx.null
+local caches = {}          -- key type -> resty.acme.certcache
 local whitelist_set = nil  -- exact names from domain_whitelist
 local wildcard_suffixes = nil -- ".example.com" from "*.example.com" entries
 local wildcard_names = nil  -- "*.example.com", same index: returned without a concatenation
 local domain_keys = {}     -- key type -> PEM from domain_key_paths
 local pending = {}         -- domain -> true while this worker has a background job for it
+local native_ok = true     -- false once the native callback could not be attached
 local account_ready = false
 local quiet = {}           -- log reason -> { next = t, suppressed = n }
 
@@ -264,7 +234,7 @@ end
 -- intermediates shared with every other chain of the same CA (a parsed certificate takes about
 -- 5 KiB); what the core cannot read (e.g. TRUSTED CERTIFICATE blocks) goes through ngx.ssl.
 local function parse_certkey(cert_pem, pkey_pem, digest)
-  local e = ffi_gc(ffi_new(certkey_t), free_certkey)
+  local e = certcache.new_certkey()
   local chain, err = core.cert_chain(cert_pem)
   if chain then
     e.cert = chain
@@ -273,28 +243,32 @@ local function parse_certkey(cert_pem, pkey_pem, digest)
     if not cert then
       return nil, "failed to parse certificate: " .. tostring(err)
     end
-    e.cert = ffi_gc(cert, nil)
+    e.cert = ffi.gc(cert, nil)
   end
   local pkey, kerr = ssl.parse_pem_priv_key(pkey_pem)
   if not pkey then
     return nil, "failed to parse private key: " .. tostring(kerr)
   end
-  e.pkey = ffi_gc(pkey, nil)
+  e.pkey = ffi.gc(pkey, nil)
   -- once per fill: a key of another certificate would fail every handshake of the name
   if tls_cert.leaf_matches_key(e.cert, e.pkey) == false then
     return nil, "the stored private key does not belong to the stored certificate"
   end
-  ffi_copy(e.digest, digest, 16)
+  ffi.copy(e.digest, digest, 16)
   return e
 end
 
--- What get_cert_from_cache hands out: the table lua-resty-acme caches, holding the cdata
--- entry so that the pointers stay valid as long as the caller keeps the table.
-local function public_entry(value)
+-- What get_cert_from_cache hands out: the table lua-resty-acme caches, with a chain and a key
+-- of the caller's own (the cache's may be gone by the time the caller uses them).
+local function public_entry(cache, domain, value)
   if value == nil or value == ngx_null then
     return value
   end
-  return { cert = value.cert, pkey = value.pkey, entry = value }
+  local cert, pkey = cache:get_owned(domain)
+  if not cert then
+    return nil
+  end
+  return { cert = cert, pkey = pkey }
 end
 
 function AUTOSSL.get_cert_from_cache(domain, typ)
@@ -302,27 +276,29 @@ function AUTOSSL.get_cert_from_cache(domain, typ)
   if not cache then
     return nil
   end
-  local value, stale, flags = cache:get(domain)
-  return public_entry(value), public_entry(stale), flags
+  local value, stale = cache:get(domain)
+  return public_entry(cache, domain, value), public_entry(cache, domain, stale)
 end
 
--- LRU, then the store; a failing store serves the stale entry rather than nothing. When the
--- TTL ran out and the store still holds the value the entry was parsed from (same MD5), the
--- entry is kept for another TTL: a few µs instead of parsing the chain and key again.
+-- The cache, then the store; a failing store serves the stale entry rather than nothing. When
+-- the TTL ran out and the store still holds the value the entry was parsed from (same MD5), the
+-- entry is kept for another TTL: a few µs instead of parsing the chain and key again. What it
+-- returns is the cache's view of the entry: use it before anything that may yield.
 local function lookup(domain, typ)
   local cache = caches[typ]
   local value, stale = cache:get(domain)
   if value ~= nil then
     return value ~= ngx_null and value or nil
   end
+  local had_stale = stale ~= nil and stale ~= ngx_null
   local conf = AUTOSSL.config
+  -- may yield: what the cache handed out above is not used after it
   local raw, err = AUTOSSL.storage:get(stored_key(typ, domain))
   local entry, perr, digest
   if raw and not err then
     digest = type(raw) == "string" and ngx_md5_bin(raw)
-    if digest and stale and stale ~= ngx_null and ffi_string(stale.digest, 16) == digest then
-      cache:set(domain, stale, conf.cache_ttl)
-      return stale
+    if digest and had_stale and cache:refresh(domain, digest, conf.cache_ttl) then
+      return (cache:get(domain))
     end
     entry, perr = parse_entry(raw)
     if entry then
@@ -331,10 +307,9 @@ local function lookup(domain, typ)
     err = perr
   end
   if err then
-    if stale and stale ~= ngx_null then
+    if had_stale and cache:refresh(domain, nil, conf.negative_cache_ttl * 5) then
       log_quiet(ngx.WARN, "serving cached certificate after a store error:", domain .. ": " .. tostring(err))
-      cache:set(domain, stale, conf.negative_cache_ttl * 5)
-      return stale
+      return (cache:get(domain))
     end
     log_quiet(ngx.ERR, "cannot read certificate:", domain .. ": " .. tostring(err))
     cache:set(domain, ngx_null, conf.negative_cache_ttl)
@@ -345,7 +320,7 @@ local function lookup(domain, typ)
     return nil
   end
   cache:set(domain, entry, conf.cache_ttl)
-  return entry
+  return (cache:get(domain))
 end
 
 local function release_lock(domain, token)
@@ -751,7 +726,9 @@ local function blocking_update(domain, typ)
   end
 end
 
-function AUTOSSL.ssl_certificate()
+-- opts (beyond the original, optional): { native_serving = bool } overrides the config for the
+-- server block this is called from.
+function AUTOSSL.ssl_certificate(opts)
   local name, err = ssl.server_name()
   if not name then
     metrics.inc('acme_handshakes_total{result="no_sni"}')
@@ -803,6 +780,19 @@ function AUTOSSL.ssl_certificate()
 
   metrics.inc(any and 'acme_handshakes_total{result="served"}'
     or 'acme_handshakes_total{result="fallback"}')
+
+  local native = conf.native_serving
+  if opts and opts.native_serving ~= nil then
+    native = opts.native_serving
+  end
+  if any and native and native_ok then
+    -- from the next connection on, this server block's cached names skip the Lua phase
+    local ok, nerr = attach_native()
+    if not ok then
+      native_ok = false
+      log(ngx.WARN, "native serving is off, handshakes stay in Lua: ", nerr)
+    end
+  end
 
   if missing and not pending[domain] then
     pending[domain] = true
@@ -1021,6 +1011,10 @@ function AUTOSSL.init(autossl_config, acme_config)
       "failed orders are retried without delay")
   end
 
+  if type(autossl_config.native_serving) ~= "boolean" then
+    error("native_serving must be true or false, got " .. tostring(autossl_config.native_serving))
+  end
+
   local lock_ttl = autossl_config.update_lock_ttl
   if type(lock_ttl) ~= "number" or lock_ttl <= 0 then
     error("update_lock_ttl must be a positive number of seconds, got " .. tostring(lock_ttl))
@@ -1108,13 +1102,19 @@ function AUTOSSL.init(autossl_config, acme_config)
   AUTOSSL.client = c
   AUTOSSL.config = autossl_config
 
-  for _, typ in ipairs(types) do
-    local cache, cerr = lrucache.new(autossl_config.cache_size)
-    if not cache then
-      error("failed to create certificate cache: " .. tostring(cerr))
-    end
-    caches[typ] = cache
+  local size = tonumber(autossl_config.cache_size)
+  if not size or size < 1 then
+    error("cache_size must be a positive number, got " .. tostring(autossl_config.cache_size))
   end
+  local served_from = {}
+  for _, typ in ipairs(types) do
+    if not caches[typ] then
+      caches[typ] = certcache.new(size)
+      served_from[#served_from + 1] = caches[typ]
+    end
+  end
+  -- the native callback installs every key type of a name, in the order of domain_key_types
+  certcache.serve_from(served_from)
 end
 
 function AUTOSSL.init_worker()
@@ -1134,6 +1134,7 @@ function AUTOSSL.init_worker()
   if not mok then
     error(merr)
   end
+  metrics.pull('acme_handshakes_total{result="served"}', tls_cert.native_served)
 
   -- The first renewal check runs soon after start, then every interval.
   local ok, terr = ngx_timer_every(conf.renew_check_interval, AUTOSSL.check_renew)

@@ -27,12 +27,24 @@ local HELP = {
 
 local dict
 local pending = {} -- metric key -> count not yet folded into the dict
+local sources = {} -- { key, fn, last }: counters kept elsewhere (the native callback's)
+
+local function pull_sources()
+  for _, src in ipairs(sources) do
+    local v = src[2]()
+    if v > src[3] then
+      pending[src[1]] = (pending[src[1]] or 0) + (v - src[3])
+      src[3] = v
+    end
+  end
+end
 
 -- key: 'name{label="value",...}'
 local function flush()
   if not dict then
     return
   end
+  pull_sources()
   for key, n in pairs(pending) do
     if n > 0 then
       dict:incr(PREFIX .. key, n, 0)
@@ -69,8 +81,20 @@ function _M.add(key, n)
   end
 end
 
+-- A counter kept outside Lua: fn() returns its running total in this worker; what it grew by
+-- is added to `key` at every flush.
+function _M.pull(key, fn)
+  for _, src in ipairs(sources) do
+    if src[1] == key and src[2] == fn then
+      return
+    end
+  end
+  sources[#sources + 1] = { key, fn, fn() }
+end
+
 -- The counters as { key = value }, this worker's unflushed counts included.
 function _M.snapshot()
+  pull_sources()
   local out = {}
   if dict then
     local plen = #PREFIX

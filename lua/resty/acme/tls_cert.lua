@@ -9,6 +9,7 @@ local ssl = require("ngx.ssl")
 local base = require("resty.core.base")
 require("resty.acme.core")
 
+local ngx = ngx
 local C = ffi.C
 local ffi_string = ffi.string
 local get_request = base.get_request
@@ -26,6 +27,8 @@ void *ngx_http_lua_ffi_get_req_ssl_pointer(void *r);
 pcall(ffi.cdef, [[
 int resty_acme_ssl_set_certkey(void *ssl, void *chain, void *pkey, int clear, const char **err);
 int resty_acme_leaf_matches_key(void *chain, void *pkey);
+int resty_acme_serve_attach(void *ssl, const char *handler, const char **err);
+double resty_acme_serve_count(void);
 ]])
 
 local errmsg = ffi.new("const char *[1]")
@@ -57,6 +60,10 @@ end
 local core_lib, load_err = load_core()
 _M.native = core_lib ~= nil
 _M.native_error = load_err
+_M.lib = core_lib
+
+local subsystem = ngx.config and ngx.config.subsystem == "stream" and "stream" or "http"
+local cert_handler = "ngx_" .. subsystem .. "_lua_ssl_cert_handler"
 
 -- Whether pkey belongs to the leaf of cert (handles as ngx.ssl.parse_pem_* return them):
 -- true, false, or nil when it cannot be told here (the install then finds out).
@@ -112,6 +119,31 @@ function _M.set_certkey(cert, pkey, clear)
     return nil, "set_priv_key: " .. tostring(err)
   end
   return true
+end
+
+-- Puts the core's certificate callback (src/crypto/serve.rs) in front of lua-nginx-module's
+-- on the current connection's SSL_CTX: later handshakes of a name cached for every key type are
+-- served without entering Lua. true (now or before) | nil, err
+function _M.attach_native()
+  if not core_lib then
+    return nil, load_err
+  end
+  local ptr, err = _M.ssl_pointer()
+  if not ptr then
+    return nil, err
+  end
+  if core_lib.resty_acme_serve_attach(ptr, cert_handler, errmsg) < 0 then
+    return nil, ffi_string(errmsg[0])
+  end
+  return true
+end
+
+-- Handshakes the core's callback served in this worker.
+function _M.native_served()
+  if not core_lib then
+    return 0
+  end
+  return core_lib.resty_acme_serve_count()
 end
 
 return _M
