@@ -7,7 +7,7 @@
 #   make e2e         pytest end-to-end suites under t/ (nginx, pebble, ...)
 #   make test        deps + check + release build + e2e (what CI runs)
 #   make demo        scripts/demo.sh: Pebble + nginx + autossl, prints the issuer
-#   make bench       every figure of docs/BENCHMARKS.md (P1..P9, about 6 minutes)
+#   make bench       every figure of docs/BENCHMARKS.md (P1..P9, about 9 minutes)
 #   make rock        luarocks make (installs into the default /usr/local tree)
 #
 # Variables: PYTHON (Debian's python3 with pytest + cryptography), CARGO, LUAROCKS,

@@ -115,7 +115,7 @@ class Serving:
     def p1(self):
         sides = ["static", "autossl", "lua", "empty", "min"]
         n = 600 if self.quick else 1000
-        rounds = 3 if self.quick else 40
+        rounds = 3 if self.quick else 80
         for side in sides:  # warm-up: JIT traces, caches, TCP
             self.h2load(self.ports[side], 300)
         cpu = {s: [] for s in sides}
