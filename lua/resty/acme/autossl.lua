@@ -1106,6 +1106,11 @@ function AUTOSSL.init(autossl_config, acme_config)
   if not size or size < 1 then
     error("cache_size must be a positive number, got " .. tostring(autossl_config.cache_size))
   end
+  -- a second init starts with new caches (the old ones stay allocated: the core never frees a
+  -- cache its certificate callback may have seen)
+  for typ in pairs(caches) do
+    caches[typ] = nil
+  end
   local served_from = {}
   for _, typ in ipairs(types) do
     if not caches[typ] then
