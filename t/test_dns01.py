@@ -266,6 +266,31 @@ def test_rfc2136_autossl_serves_wildcard_for_new_sub_names(bind, pebble_bind, ng
     assert bind.secret not in log
 
 
+def test_rfc2136_autossl_native_serving_serves_wildcard_sub_names(bind, pebble_bind,
+                                                                 nginx_factory, workdir,
+                                                                 core_so):
+    """native_serving: a sub-name the Lua phase served once from the wildcard's entry is
+    served from the certificate callback from then on; a name the wildcard does not cover
+    still runs the Lua block each time."""
+    a = AutoSSL(nginx_factory, pebble_bind, bind, workdir, domains=["*.example.test"],
+                key_types=("ecc",), workers=1,
+                extra=autossl_extra(account(bind)) + " native_serving = true,",
+                trace_lua_phase=True)
+    first = a.wait_issued("new.example.test", timeout=60)
+    for name in ("new.example.test", "other.example.test"):
+        assert a.handshake(name).serial_number == first.serial_number, name
+        n = a.lua_phase_runs(name)
+        assert n >= 1, name
+        for _ in range(3):
+            assert a.handshake(name).serial_number == first.serial_number, name
+        assert a.lua_phase_runs(name) == n, name
+    deep = "a.b.example.test"
+    for _ in range(2):
+        assert a.handshake(deep).serial_number != first.serial_number
+    assert a.lua_phase_runs(deep) == 2
+    assert pebble_bind.orders_count() == 1
+
+
 def test_rfc2136_autossl_bad_key_fails_with_cooloff(bind, pebble_bind, nginx_factory, workdir,
                                                    core_so):
     acct = account(bind, tsig_key_name="unknown-key.")

@@ -12,6 +12,7 @@
 use super::certcache::{CertCache, Found};
 use super::{tls_cert, CryptoError};
 use openssl_sys as ffi;
+use std::collections::HashMap;
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,11 +35,17 @@ const NAMETYPE_HOST_NAME: c_int = 0;
 /// RFC 1035 §2.3.4: a name is at most 253 characters as text.
 const MAX_NAME: usize = 253;
 
+/// Server name -> the cache key its entries are under.
+type Aliases = HashMap<Box<[u8]>, Box<[u8]>>;
+
 struct Registry {
     /// One cache per configured key type, in the order of `domain_key_types`.
     caches: Vec<*mut CertCache>,
     /// The handler this callback stands in front of.
     next: Option<CertCb>,
+    /// Server names the Lua phase served from another name's entries (a wildcard's), and
+    /// that name. Config decides the mapping, so an alias stays true; the table is bounded.
+    aliases: Option<Aliases>,
 }
 
 // SAFETY: the caches are only touched on the nginx worker's main thread (Lua and handshakes
@@ -48,6 +55,7 @@ unsafe impl Send for Registry {}
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     caches: Vec::new(),
     next: None,
+    aliases: None,
 });
 
 /// Handshakes served here, for the `acme_handshakes_total{result="served"}` counter.
@@ -101,6 +109,21 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 /// only be used on the thread that serves handshakes.
 pub unsafe fn set_caches(caches: Vec<*mut CertCache>) {
     registry().caches = caches;
+}
+
+/// Serves `name` from the entries of `target` from now on (what the Lua phase found for it:
+/// `a.example.com` from `*.example.com`). At most `cap` names are kept; a full table starts
+/// over, and the names come back through the Lua phase.
+pub fn set_alias(name: &[u8], target: &[u8], cap: usize) {
+    if name.is_empty() || name.len() > MAX_NAME || target.is_empty() || name == target {
+        return;
+    }
+    let mut reg = registry();
+    let aliases = reg.aliases.get_or_insert_with(HashMap::new);
+    if aliases.len() >= cap.max(1) && !aliases.contains_key(name) {
+        aliases.clear();
+    }
+    aliases.insert(name.into(), target.into());
 }
 
 /// Handshakes [`serve_cb`] has served since the process started.
@@ -184,7 +207,7 @@ pub unsafe extern "C" fn serve_cb(ssl: *mut ffi::SSL, arg: *mut c_void) -> c_int
         // SAFETY: `ssl` is live (OpenSSL's call); the index is ours.
         if unsafe { ffi::SSL_get_ex_data(ssl, ssl_idx) }.is_null() {
             // SAFETY: the caches are live and used on this thread only (set_caches' contract).
-            if unsafe { serve_cached(ssl, &reg.caches) } {
+            if unsafe { serve_cached(ssl, &reg) } {
                 SERVED.fetch_add(1, Ordering::Relaxed);
                 return 1;
             }
@@ -230,12 +253,13 @@ fn now() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
-/// Installs the cached chains of the connection's server name, one per key type; false (and
-/// nothing to rely on installed) when any type has no fresh positive entry.
+/// Installs the cached chains of the connection's server name (or of its alias), one per key
+/// type; false (and nothing to rely on installed) when any type has no fresh positive entry.
 ///
 /// # Safety
 /// `ssl` live in its certificate phase; every cache pointer live and unaliased for the call.
-unsafe fn serve_cached(ssl: *mut ffi::SSL, caches: &[*mut CertCache]) -> bool {
+unsafe fn serve_cached(ssl: *mut ffi::SSL, reg: &Registry) -> bool {
+    let caches = &reg.caches;
     const MAX_TYPES: usize = 4;
     if caches.is_empty() || caches.len() > MAX_TYPES {
         return false;
@@ -248,9 +272,12 @@ unsafe fn serve_cached(ssl: *mut ffi::SSL, caches: &[*mut CertCache]) -> bool {
     // SAFETY: OpenSSL keeps the name NUL-terminated.
     let name = unsafe { CStr::from_ptr(raw as *const c_char) }.to_bytes();
     let mut buf = [0u8; MAX_NAME];
-    let Some(key) = normalize(name, &mut buf) else {
+    let Some(mut key) = normalize(name, &mut buf) else {
         return false;
     };
+    if let Some(target) = reg.aliases.as_ref().and_then(|a| a.get(key)) {
+        key = target;
+    }
     let t = now();
     let mut found = [(std::ptr::null_mut(), std::ptr::null_mut()); MAX_TYPES];
     for (i, &cache) in caches.iter().enumerate() {
@@ -381,6 +408,12 @@ mod tests {
         }
         assert_eq!(LUA_CALLS.load(Ordering::SeqCst), 5);
         assert_eq!(served() - served0, 2);
+
+        // a name the Lua phase served from another name's entry (a wildcard's)
+        set_alias(b"sub.cached.test", b"cached.test", 4);
+        assert_eq!(served_cn(&ctx, "Sub.Cached.Test"), "cached.test");
+        assert_eq!(LUA_CALLS.load(Ordering::SeqCst), 5);
+        assert_eq!(served() - served0, 3);
 
         // a second key type without an entry for the name: Lua's, so it can order that type
         let other = Box::into_raw(Box::new(CertCache::new(1)));

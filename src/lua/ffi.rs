@@ -291,6 +291,24 @@ pub unsafe extern "C" fn resty_acme_serve_set_caches(caches: *const *mut c_void,
     unsafe { crate::crypto::serve::set_caches(list) };
 }
 
+/// Lets the native certificate callback serve `name` from the entries of `target` (a name the
+/// Lua phase mapped to a wildcard's entry); at most `cap` names are kept.
+///
+/// # Safety
+/// `name` and `target` readable for `len` / `tlen` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn resty_acme_serve_alias(
+    name: *const c_char,
+    len: usize,
+    target: *const c_char,
+    tlen: usize,
+    cap: c_int,
+) {
+    if let (Some(name), Some(target)) = (cache_key(name, len), cache_key(target, tlen)) {
+        crate::crypto::serve::set_alias(name, target, cap.max(1) as usize);
+    }
+}
+
 /// Puts the native certificate callback in front of the handler exported as `handler` on the
 /// context of `ssl`: 1 attached now, 0 attached before, -1 with `*err` set.
 ///

@@ -33,8 +33,11 @@ class AutoSSL:
       tls-alpn-01).
     - ``tls_alpn``: enable the example's (commented) ssl_client_hello_by_lua line.
     - ``extra_http``: server blocks appended to the http block (test-only endpoints).
+    - ``trace_lua_phase``: the ssl_certificate_by_lua block logs each run first (see
+      ``lua_phase_runs``), to tell handshakes served natively from those that ran it.
     Attributes: ``nginx`` (harness ``Nginx``), ``https_port``, ``http_port``, ``fallback_ca``.
-    Methods: ``handshake(name, kind=None, timeout=10) -> x509.Certificate`` (kind "rsa"/"ecc"
+    Methods: ``lua_phase_runs(name)``, ``handshake(name, kind=None, timeout=10) ->
+    x509.Certificate`` (kind "rsa"/"ecc"
     limits the client to that certificate type), ``is_fallback(cert)``,
     ``wait_issued(name, kind=None, timeout=60)``, ``kill()`` (SIGKILL master and workers by
     PID, as a crashed machine).
@@ -42,7 +45,7 @@ class AutoSSL:
 
     def __init__(self, nginx_factory, pebble, challtestsrv, workdir, *, domains,
                  extra="", workers=2, key_types=("rsa", "ecc"), start=True, http_port=None,
-                 https_port=None, tls_alpn=False, extra_http=""):
+                 https_port=None, tls_alpn=False, extra_http="", trace_lua_phase=False):
         self.pebble = pebble
         self.https_port = https_port or free_port()
         self.http_port = http_port if http_port is not None else pebble.http_port
@@ -75,6 +78,11 @@ class AutoSSL:
         text = text.replace('domain_key_types = { "rsa", "ecc" },\n', "", 1)
         if tls_alpn:
             text = text.replace("#ssl_client_hello_by_lua_block", "ssl_client_hello_by_lua_block")
+        if trace_lua_phase:
+            call = 'require("resty.acme.autossl").ssl_certificate()'
+            assert text.count(call) == 1
+            text = text.replace(call, 'ngx.log(ngx.NOTICE, "t: lua phase for ", '
+                                      '(require("ngx.ssl").server_name())) ' + call)
         if extra_http:
             # test-only servers go at the end of the http block
             text = text.rstrip()
@@ -85,6 +93,10 @@ class AutoSSL:
         self.nginx = n
         if start:
             n.start()
+
+    def lua_phase_runs(self, name):
+        """How often the ssl_certificate_by_lua block ran for SNI `name` (trace_lua_phase)."""
+        return self.nginx.error_log().count("t: lua phase for %s," % name)
 
     def handshake(self, name, *, kind=None, timeout=10):
         """Returns the leaf certificate served for SNI `name` (None = no SNI). kind restricts

@@ -735,7 +735,8 @@ function AUTOSSL.ssl_certificate(opts)
     log_quiet(ngx.INFO, "no SNI in the client hello, serving the fallback certificate", err or "")
     return
   end
-  local domain = lower(name)
+  local sni = lower(name)
+  local domain = sni
   local conf = AUTOSSL.config
 
   local types = conf.domain_key_types
@@ -791,6 +792,8 @@ function AUTOSSL.ssl_certificate(opts)
     if not ok then
       native_ok = false
       log(ngx.WARN, "native serving is off, handshakes stay in Lua: ", nerr)
+    elseif domain ~= sni then
+      certcache.serve_alias(sni, domain, conf.cache_size)
     end
   end
 

@@ -42,6 +42,8 @@ int resty_acme_cache_delete(void *cache, const char *key, size_t len);
 int resty_acme_cache_get_owned(void *cache, const char *key, size_t len, void **chain,
                                void **pkey);
 void resty_acme_serve_set_caches(void **caches, int n);
+void resty_acme_serve_alias(const char *name, size_t len, const char *target, size_t tlen,
+                            int cap);
 ]])
 
 local subsystem = ngx.config and ngx.config.subsystem == "stream" and "stream" or "http"
@@ -140,6 +142,12 @@ function _M.serve_from(list)
     arr[i - 1] = cache.ptr
   end
   lib.resty_acme_serve_set_caches(arr, #list)
+end
+
+-- The native callback serves `name` with the entries of `target` (the wildcard a name was
+-- mapped to); at most `cap` names are remembered.
+function _M.serve_alias(name, target, cap)
+  lib.resty_acme_serve_alias(name, #name, target, #target, cap)
 end
 
 return _M
