@@ -91,13 +91,15 @@ pub struct CertCache {
 }
 
 impl CertCache {
-    /// A cache of at most `capacity` names (at least one). Both tables are sized up front: a
-    /// table that doubles while it fills leaves its old copies in the worker's heap.
+    /// A cache of at most `capacity` names (at least one). Both tables are sized up front (up
+    /// to `RESERVE` names): a table that doubles while it fills leaves its old copies in the
+    /// worker's heap.
     pub fn new(capacity: usize) -> Self {
+        const RESERVE: usize = 1 << 17;
         let capacity = capacity.clamp(1, NIL as usize - 1);
         CertCache {
-            map: HashMap::with_capacity(capacity),
-            nodes: Vec::with_capacity(capacity),
+            map: HashMap::with_capacity(capacity.min(RESERVE)),
+            nodes: Vec::with_capacity(capacity.min(RESERVE)),
             head: NIL,
             tail: NIL,
             capacity,
