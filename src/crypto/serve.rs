@@ -102,13 +102,16 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The caches the callback serves from, one per key type in order.
+/// The caches the callback serves from, one per key type in order (a new config: the aliases
+/// of the old one are dropped).
 ///
 /// # Safety
 /// Every pointer must come from `Box::into_raw` of a [`CertCache`] that is never freed, and
 /// only be used on the thread that serves handshakes.
 pub unsafe fn set_caches(caches: Vec<*mut CertCache>) {
-    registry().caches = caches;
+    let mut reg = registry();
+    reg.caches = caches;
+    reg.aliases = None;
 }
 
 /// Serves `name` from the entries of `target` from now on (what the Lua phase found for it:
