@@ -1,6 +1,6 @@
 //! Plain C entry points that Lua calls through LuaJIT's FFI instead of the Lua C API: an FFI
 //! call is compiled into the trace of the handshake path, a `lua_CFunction` call is not.
-//! Declared for Lua in lua/resty/acme/tls_cert.lua.
+//! Declared for Lua in lua/resty/acme/tls_cert.lua and lua/resty/acme/certcache.lua.
 use std::cell::RefCell;
 use std::ffi::CString;
 use std::os::raw::{c_char, c_int, c_void};
