@@ -388,16 +388,22 @@ def test_pebble_autossl_store_is_readable_in_original_format(pebble, challtestsr
     assert isinstance(k, rsa.RSAPrivateKey) and k.key_size == 4096
 
 
-def test_pebble_autossl_reload_keeps_serving(pebble, challtestsrv, nginx_factory, workdir):
+@pytest.mark.parametrize("native", [False, True])
+def test_pebble_autossl_reload_keeps_serving(pebble, challtestsrv, nginx_factory, workdir,
+                                             native):
     store = os.path.join(str(workdir), "store")
     os.makedirs(store)
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["reload.example.test"],
-                key_types=("ecc",), extra=file_store(store))
+                key_types=("ecc",),
+                extra=file_store(store, "native_serving = %s," % str(native).lower()))
     cert = a.wait_issued("reload.example.test")
+    for _ in range(5):
+        assert a.handshake("reload.example.test").serial_number == cert.serial_number
     a.nginx.reload()
     for _ in range(20):
         assert a.handshake("reload.example.test").serial_number == cert.serial_number
     assert pebble.orders_count() == 1
+    assert "[error]" not in a.nginx.error_log() and "[alert]" not in a.nginx.error_log()
 
 
 def test_pebble_autossl_tls_alpn_01_on_the_https_listener(pebble, challtestsrv, nginx_factory,
