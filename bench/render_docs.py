@@ -109,9 +109,12 @@ def render(d):
         out.append("")
     p8 = det.get("P8", {})
     if p8:
-        out.append("P8: p99 %.2f ms idle, %.2f ms while issuing (p50 %.2f / %.2f ms, max while "
+        ratios = p8.get("cycle_ratios")
+        cycles = (" Cycles: %s; the median cycle:" % ", ".join("%.3f" % r for r in ratios)
+                  if ratios else "")
+        out.append("P8:%s p99 %.2f ms idle, %.2f ms while issuing (p50 %.2f / %.2f ms, max while "
                    "issuing %.1f ms; %d and %d handshakes; issuing took %.1f s)." % (
-                       p8["p99_ms_idle"], p8["p99_ms_issuing"], p8["p50_ms_idle"],
+                       cycles, p8["p99_ms_idle"], p8["p99_ms_issuing"], p8["p50_ms_idle"],
                        p8["p50_ms_issuing"], p8["max_ms_issuing"], p8["samples_idle"],
                        p8["samples_issuing"], p8["issuing_seconds"]))
         out.append("")
