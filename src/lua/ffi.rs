@@ -1,6 +1,7 @@
 //! Plain C entry points that Lua calls through LuaJIT's FFI instead of the Lua C API: an FFI
 //! call is compiled into the trace of the handshake path, a `lua_CFunction` call is not.
 //! Declared for Lua in lua/resty/acme/tls_cert.lua and lua/resty/acme/certcache.lua.
+use crate::crypto::certcache::{CertCache, CertKey, Found};
 use std::cell::RefCell;
 use std::ffi::CString;
 use std::os::raw::{c_char, c_int, c_void};
@@ -89,10 +90,20 @@ fn cache_key<'a>(key: *const c_char, len: usize) -> Option<&'a [u8]> {
     Some(unsafe { std::slice::from_raw_parts(key.cast::<u8>(), len) })
 }
 
+/// The cache behind a pointer from `resty_acme_cache_new`, or None for null.
+///
+/// # Safety
+/// `cache` null or from `resty_acme_cache_new` (never freed), used on one thread only, with no
+/// other reference to it alive while the returned one is.
+unsafe fn cache_mut<'a>(cache: *mut c_void) -> Option<&'a mut CertCache> {
+    // SAFETY: a live cache, unaliased for the call (contract).
+    unsafe { cache.cast::<CertCache>().as_mut() }
+}
+
 /// A new cache of `capacity` names (at least one), never freed.
 #[no_mangle]
 pub extern "C" fn resty_acme_cache_new(capacity: c_int) -> *mut c_void {
-    let cache = crate::crypto::certcache::CertCache::new(capacity.max(1) as usize);
+    let cache = CertCache::new(capacity.max(1) as usize);
     Box::into_raw(Box::new(cache)).cast()
 }
 
@@ -109,15 +120,16 @@ pub unsafe extern "C" fn resty_acme_cache_get(
     now: f64,
     out: *mut CacheHit,
 ) -> c_int {
-    use crate::crypto::certcache::{CertCache, Found};
     let Some(key) = cache_key(key, len) else {
         return 0;
     };
-    if cache.is_null() || out.is_null() {
+    // SAFETY: a live cache, used on this thread only (contract).
+    let Some(cache) = (unsafe { cache_mut(cache) }) else {
+        return 0;
+    };
+    if out.is_null() {
         return 0;
     }
-    // SAFETY: a live cache, used on this thread only (contract).
-    let cache = unsafe { &mut *cache.cast::<CertCache>() };
     let (rc, value) = match cache.get(key, now) {
         None => return 0,
         Some(Found::Fresh(v)) => (1, v),
@@ -158,11 +170,14 @@ pub unsafe extern "C" fn resty_acme_cache_set(
     digest: *const u8,
     expires: f64,
 ) -> c_int {
-    use crate::crypto::certcache::{CertCache, CertKey};
     let Some(key) = cache_key(key, len) else {
         return -1;
     };
-    if cache.is_null() || chain.is_null() != pkey.is_null() {
+    // SAFETY: a live cache, used on this thread only (contract).
+    let Some(cache) = (unsafe { cache_mut(cache) }) else {
+        return -1;
+    };
+    if chain.is_null() != pkey.is_null() {
         return -1;
     }
     let value = if chain.is_null() {
@@ -176,8 +191,7 @@ pub unsafe extern "C" fn resty_acme_cache_set(
         // SAFETY: ownership of both handles passes to the entry (contract).
         Some(unsafe { CertKey::from_raw(chain.cast(), pkey.cast(), d) })
     };
-    // SAFETY: a live cache, used on this thread only (contract).
-    unsafe { &mut *cache.cast::<CertCache>() }.set(key, value, expires);
+    cache.set(key, value, expires);
     0
 }
 
@@ -194,13 +208,13 @@ pub unsafe extern "C" fn resty_acme_cache_refresh(
     digest: *const u8,
     expires: f64,
 ) -> c_int {
-    use crate::crypto::certcache::CertCache;
     let Some(key) = cache_key(key, len) else {
         return 0;
     };
-    if cache.is_null() {
+    // SAFETY: a live cache, used on this thread only (contract).
+    let Some(cache) = (unsafe { cache_mut(cache) }) else {
         return 0;
-    }
+    };
     let digest = if digest.is_null() {
         None
     } else {
@@ -208,8 +222,6 @@ pub unsafe extern "C" fn resty_acme_cache_refresh(
         let d: &[u8; 16] = unsafe { &*digest.cast::<[u8; 16]>() };
         Some(d)
     };
-    // SAFETY: a live cache, used on this thread only (contract).
-    let cache = unsafe { &mut *cache.cast::<CertCache>() };
     c_int::from(cache.refresh(key, digest, expires))
 }
 
@@ -223,12 +235,9 @@ pub unsafe extern "C" fn resty_acme_cache_delete(
     key: *const c_char,
     len: usize,
 ) -> c_int {
-    use crate::crypto::certcache::CertCache;
-    match cache_key(key, len) {
-        // SAFETY: a live cache, used on this thread only (contract).
-        Some(key) if !cache.is_null() => {
-            c_int::from(unsafe { &mut *cache.cast::<CertCache>() }.delete(key))
-        }
+    // SAFETY: a live cache, used on this thread only (contract).
+    match (cache_key(key, len), unsafe { cache_mut(cache) }) {
+        (Some(key), Some(cache)) => c_int::from(cache.delete(key)),
         _ => 0,
     }
 }
@@ -246,15 +255,16 @@ pub unsafe extern "C" fn resty_acme_cache_get_owned(
     chain_out: *mut *mut c_void,
     pkey_out: *mut *mut c_void,
 ) -> c_int {
-    use crate::crypto::certcache::{CertCache, Found};
     let Some(key) = cache_key(key, len) else {
         return -1;
     };
-    if cache.is_null() || chain_out.is_null() || pkey_out.is_null() {
+    // SAFETY: a live cache, used on this thread only (contract).
+    let Some(cache) = (unsafe { cache_mut(cache) }) else {
+        return -1;
+    };
+    if chain_out.is_null() || pkey_out.is_null() {
         return -1;
     }
-    // SAFETY: a live cache, used on this thread only (contract).
-    let cache = unsafe { &mut *cache.cast::<CertCache>() };
     let entry = match cache.get(key, f64::NEG_INFINITY) {
         Some(Found::Fresh(Some(e))) | Some(Found::Stale(Some(e))) => e,
         _ => return -1,
