@@ -46,7 +46,7 @@ void resty_acme_serve_alias(const char *name, size_t len, const char *target, si
                             int cap);
 ]])
 
-local subsystem = ngx.config and ngx.config.subsystem == "stream" and "stream" or "http"
+local subsystem = tls_cert.subsystem
 local free_cert_name = "ngx_" .. subsystem .. "_lua_ffi_free_cert"
 local free_pkey_name = "ngx_" .. subsystem .. "_lua_ffi_free_priv_key"
 -- declared as resty.core's ngx.ssl declares them; the guard only keeps a second cdef from

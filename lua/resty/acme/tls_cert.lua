@@ -62,7 +62,9 @@ _M.native = core_lib ~= nil
 _M.native_error = load_err
 _M.lib = core_lib
 
+-- "http" or "stream": the prefix of lua-nginx-module's exported names
 local subsystem = ngx.config and ngx.config.subsystem == "stream" and "stream" or "http"
+_M.subsystem = subsystem
 local cert_handler = "ngx_" .. subsystem .. "_lua_ssl_cert_handler"
 
 -- Whether pkey belongs to the leaf of cert (handles as ngx.ssl.parse_pem_* return them):
