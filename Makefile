@@ -4,13 +4,19 @@
 #   make build       cargo build --release
 #   make lua-build   build + lay out build/lua/resty/acme/core.so for lua_package_cpath
 #   make check       fmt, clippy, luacheck, cargo test (no servers)
-#   make e2e         pytest end-to-end suites under t/ (nginx, pebble, ...)
-#   make test        deps + check + release build + e2e (what CI runs)
+#   make e2e         pytest end-to-end suites under t/ on one platform (Debian's nginx, or
+#                    OPENRESTY=<prefix>)
+#   make e2e-openresty  the same suites on OpenResty: OPENRESTY=<prefix>, or one built from
+#                    ../shared/openresty into a cache (scripts/build-openresty.sh); skipped,
+#                    saying so, where neither exists
+#   make test        deps + check + e2e on Debian's nginx + e2e-openresty (what CI runs)
 #   make demo        scripts/demo.sh: Pebble + nginx + autossl, prints the issuer
+#                    (OPENRESTY=<prefix> runs it on OpenResty)
 #   make bench       every figure of docs/BENCHMARKS.md (P1..P9, about 9 minutes)
 #   make rock        luarocks make (installs into the default /usr/local tree)
 #
-# Variables: PYTHON (Debian's python3 with pytest + cryptography), CARGO, LUAROCKS,
+# Variables: OPENRESTY (an OpenResty prefix: the platform for e2e, demo, bench; empty = Debian's
+# nginx 1.22 with libnginx-mod-http-lua), PYTHON (Debian's python3 with pytest + cryptography), CARGO, LUAROCKS,
 # PYTEST_ARGS (extra pytest arguments, e.g. PYTEST_ARGS="-k load -x"),
 # BENCH_ARGS (e.g. BENCH_ARGS="--only P1,P6 --quick").
 
@@ -28,6 +34,7 @@ PYTHON ?= /usr/bin/python3
 LUAROCKS ?= luarocks
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+OPENRESTY ?=
 
 REPO := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),$(REPO)/target))
@@ -41,8 +48,8 @@ PREFIX ?= /usr/local
 LUADIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 
-.PHONY: all deps build lua-build check fmt clippy luacheck cargo-test e2e test demo bench rock \
-        rock-build rock-install clean
+.PHONY: all deps build lua-build check fmt clippy luacheck cargo-test e2e e2e-debian \
+        e2e-openresty openresty test demo bench rock rock-build rock-install openresty-install clean
 
 all: lua-build
 
@@ -77,22 +84,53 @@ cargo-test:
 check: fmt clippy luacheck cargo-test
 
 # pytest exits 5 when it collected no tests; that is not a failure of the run.
-e2e: lua-build
-	@cd $(REPO) && { $(PYTHON) -m pytest -v -p no:cacheprovider t/ $(PYTEST_ARGS); rc=$$?; \
+define run_pytest
+	@cd $(REPO) && echo "e2e: platform $(if $(1),OpenResty at $(1),Debian nginx)" && \
+		{ OPENRESTY="$(1)" $(PYTHON) -m pytest -v -p no:cacheprovider t/ $(PYTEST_ARGS); rc=$$?; \
 		if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5), not a failure"; rc=0; fi; \
 		exit $$rc; }
+endef
 
+# one platform: OPENRESTY=<prefix> if given, else Debian's nginx
+e2e: lua-build
+	$(call run_pytest,$(OPENRESTY))
+
+e2e-debian: lua-build
+	$(call run_pytest,)
+
+# prints the prefix of an OpenResty built from ../shared/openresty (cached)
+openresty:
+	@scripts/build-openresty.sh
+
+e2e-openresty: lua-build
+	@prefix="$(OPENRESTY)"; \
+	if [ -z "$$prefix" ]; then \
+		prefix=$$(scripts/build-openresty.sh); rc=$$?; \
+		if [ $$rc -eq 3 ]; then \
+			echo "e2e-openresty: SKIPPED: no OpenResty here (neither OPENRESTY=<prefix> nor"; \
+			echo "  ../shared/openresty). Run it with: make e2e OPENRESTY=/usr/local/openresty"; \
+			exit 0; \
+		fi; \
+		[ $$rc -eq 0 ] || exit $$rc; \
+	fi; \
+	$(MAKE) --no-print-directory e2e OPENRESTY="$$prefix"
+
+# both platforms run even when the first fails, so one CI log shows both
 test: deps
 	$(MAKE) --no-print-directory check
-	$(MAKE) --no-print-directory e2e
+	@rc=0; \
+	$(MAKE) --no-print-directory e2e-debian || rc=1; \
+	$(MAKE) --no-print-directory e2e-openresty || rc=1; \
+	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see the e2e runs above)"; fi; \
+	exit $$rc
 
 demo:
-	@scripts/demo.sh
+	@OPENRESTY="$(OPENRESTY)" scripts/demo.sh
 
 # Prints one `NAME VALUE` line per figure at the end and writes bench/results/latest.json.
 bench: deps lua-build
 	$(CARGO) build --release --example crypto_bench
-	@cd $(REPO) && $(PYTHON) bench/run.py $(BENCH_ARGS)
+	@cd $(REPO) && OPENRESTY="$(OPENRESTY)" $(PYTHON) bench/run.py $(BENCH_ARGS)
 
 # --- luarocks (rockspec/lua-resty-acme-rs-*.rockspec, build.type = "make") -------------
 

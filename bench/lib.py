@@ -1,6 +1,5 @@
 """Shared pieces of the benchmarks: config rendering, nginx processes, CPU and memory readings."""
 
-import glob
 import json
 import os
 import string
@@ -13,7 +12,8 @@ REPO = os.path.dirname(BENCH)
 sys.path.insert(0, os.path.join(REPO, "t"))
 
 from harness import Nginx, free_port  # noqa: E402,F401  (re-exported)
-from harness.nginx import lua_package_cpath, lua_package_path  # noqa: E402
+from harness.nginx import NGINX_BIN, lua_package_cpath, lua_package_path  # noqa: E402
+from harness.paths import platform  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -26,24 +26,11 @@ class _Braced(string.Template):
                r"|(?P<invalid>(?!x)x))")
 
 
-def debian_modules():
-    lines = []
-    for name in ("ndk_http_module", "ngx_http_lua_module"):
-        found = sorted(glob.glob("/usr/lib/nginx/modules/%s.so" % name)) or \
-            sorted(glob.glob("/usr/share/nginx/modules/%s.so" % name))
-        if not found:
-            raise SystemExit("bench: nginx module %s not found" % name)
-        lines.append("load_module %s;" % found[0])
-    if os.geteuid() == 0:
-        lines.append("user root;")
-    return "\n".join(lines)
-
-
 def render(template, values):
     with open(template) as f:
         tpl = _Braced(f.read())
     values = dict(values)
-    values.setdefault("MODULES", debian_modules())
+    values.setdefault("MODULES", "\n".join(platform.main_lines()))
     values.setdefault("LUA_PATH", lua_package_path())
     values.setdefault("LUA_CPATH", lua_package_cpath())
     return tpl.substitute(values)
@@ -144,7 +131,8 @@ def machine():
         "cpu": model,
         "kernel": os.uname().release,
         "openssl": version(["openssl", "version"]),
-        "nginx": version(["/usr/sbin/nginx", "-v"]),
+        "nginx": version([NGINX_BIN, "-v"]),
+        "platform": platform.describe(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 

@@ -134,6 +134,7 @@ from .etcd import Etcd
 from .client import http_get, tls_peer_cert
 from .dnsq import dns_query
 from .nginx import Nginx, find_module, lua_package_cpath, lua_package_path
+from .paths import platform
 from .paths import BUILD_CPATH, CORE_SO, REPO
 from .pebble import ChallTestSrv, Pebble
 from .proc import free_port, port_open
@@ -144,5 +145,5 @@ __all__ = [
     "AutoSSL", "BUILD_CPATH", "Bind", "CORE_SO", "REPO", "ChallTestSrv", "Etcd", "Nginx",
     "Pebble", "Redis", "RedisError", "StorageNginx", "Store", "TestCA", "dns_query",
     "find_module", "free_port", "http_get", "lua_package_cpath", "lua_package_path",
-    "port_open", "tls_peer_cert",
+    "platform", "port_open", "tls_peer_cert",
 ]

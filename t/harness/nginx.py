@@ -1,31 +1,23 @@
-"""Debian nginx 1.22 + libnginx-mod-http-lua with this repository's Lua code and cdylib."""
+"""nginx with this repository's Lua code and cdylib: Debian 12's nginx 1.22 with its dynamic
+lua modules, or an OpenResty prefix when ``OPENRESTY`` is set (scripts/nginx_platform.py)."""
 
 import os
 import signal
 import time
 
 from . import proc
-from .paths import BUILD_CPATH, REPO
+from .paths import BUILD_CPATH, REPO, platform
 
-NGINX_BIN = "/usr/sbin/nginx"
-_MODULE_DIRS = ("/usr/lib/nginx/modules", "/usr/share/nginx/modules")
-
-
-def find_module(name):
-    """Absolute path of a dynamic nginx module shipped by Debian (e.g. "ngx_http_lua_module")."""
-    for d in _MODULE_DIRS:
-        p = os.path.join(d, name + ".so")
-        if os.path.exists(p):
-            return p
-    raise FileNotFoundError("nginx module %s.so not found in %s" % (name, ", ".join(_MODULE_DIRS)))
+NGINX_BIN = platform.nginx_bin()
+find_module = platform.find_module
 
 
 def lua_package_path():
-    return "%s/lua/?.lua;%s/lua/?/init.lua;/usr/share/lua/5.1/?.lua;;" % (REPO, REPO)
+    return platform.lua_path([os.path.join(REPO, "lua")])
 
 
 def lua_package_cpath():
-    return "%s/?.so;;" % BUILD_CPATH
+    return platform.lua_cpath([BUILD_CPATH])
 
 
 class Nginx:
@@ -38,13 +30,15 @@ class Nginx:
 
         load_module .../ndk_http_module.so; load_module .../ngx_http_lua_module.so;
         [load_module .../ngx_stream_module.so;  when ``stream`` is given]
+                                # (no load_module lines on OpenResty: its modules are static)
         user root;  (only when running as root, so workers can read the test's files)
         daemon off; master_process on; worker_processes N;
         error_log <workdir>/error.log info; pid <workdir>/nginx.pid;
         <main_extra>            # e.g. "env FOO;" lines
         events { worker_connections 1024; }
         http {
-            lua_package_path  "<REPO>/lua/?.lua;<REPO>/lua/?/init.lua;/usr/share/lua/5.1/?.lua;;";
+            lua_package_path  "<REPO>/lua/?.lua;<REPO>/lua/?/init.lua;[<OPENRESTY>/lualib/...;]
+                               /usr/share/lua/5.1/?.lua;;";
             lua_package_cpath "<BUILD_CPATH>/?.so;;";
             access_log <workdir>/access.log; *_temp_path inside <workdir>/tmp;
             <conf_body>
@@ -85,12 +79,7 @@ class Nginx:
 
     def _render(self, body, main_extra, stream, workers, lpath, lcpath, http_top):
         w = self.workdir
-        mods = [find_module("ndk_http_module"), find_module("ngx_http_lua_module")]
-        if stream:
-            mods.append(find_module("ngx_stream_module"))
-        lines = ["load_module %s;" % m for m in mods]
-        if os.geteuid() == 0:
-            lines.append("user root;")
+        lines = platform.main_lines(stream=bool(stream))
         lines += [
             "daemon off;",
             "master_process on;",

@@ -1,6 +1,7 @@
 """Where the repository and its build output are."""
 
 import os
+import sys
 
 # The repository root (this file is <REPO>/t/harness/paths.py).
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -10,3 +11,7 @@ BUILD_CPATH = os.path.join(REPO, "build", "lua")
 
 # The native module nginx loads as require("resty.acme.core").
 CORE_SO = os.path.join(BUILD_CPATH, "resty", "acme", "core.so")
+
+# The platform choice (Debian's nginx or OPENRESTY=<prefix>), shared with scripts/ and bench/.
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import nginx_platform as platform  # noqa: E402

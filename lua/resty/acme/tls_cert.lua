@@ -19,11 +19,6 @@ local tostring = tostring
 
 local _M = { _VERSION = "0.16.0" }
 
--- lua-resty-core 0.1.25 has no wrapper for it; the http-lua module exports it. Another module
--- may have declared it already, which is fine.
-pcall(ffi.cdef, [[
-void *ngx_http_lua_ffi_get_req_ssl_pointer(void *r);
-]])
 pcall(ffi.cdef, [[
 int resty_acme_ssl_set_certkey(void *ssl, void *chain, void *pkey, int clear, const char **err);
 int resty_acme_leaf_matches_key(void *chain, void *pkey);
@@ -32,6 +27,82 @@ double resty_acme_serve_count(void);
 ]])
 
 local errmsg = ffi.new("const char *[1]")
+
+-- "http" or "stream": the prefix of lua-nginx-module's exported names
+local subsystem = ngx.config and ngx.config.subsystem == "stream" and "stream" or "http"
+_M.subsystem = subsystem
+local cert_handler = "ngx_" .. subsystem .. "_lua_ssl_cert_handler"
+
+-- The connection's SSL*, read the way the running module defines it, chosen once at load.
+--
+-- lua-resty-core is released in lockstep with its module (resty.core.base refuses any other
+-- version), so its ngx.ssl.get_req_ssl_pointer (0.1.29 and later) is right by construction.
+-- An older lua-resty-core has no wrapper: we reach the module's function ourselves under a
+-- name of our own (an asm label redirects it to the real symbol), so a declaration of the
+-- real name elsewhere can neither lose to ours nor silently replace it. lua-nginx-module
+-- 0.10.29 added the `err` argument.
+local function pick_ssl_pointer()
+  if ssl.get_req_ssl_pointer then
+    local get = ssl.get_req_ssl_pointer
+    return function()
+      if not get_request() then
+        return nil, "no request"
+      end
+      return get()
+    end, "ngx.ssl.get_req_ssl_pointer"
+  end
+  local symbol = "ngx_" .. subsystem .. "_lua_ffi_get_req_ssl_pointer"
+  local version = ngx.config and ngx.config.ngx_lua_version or 0
+  local with_err = subsystem == "http" and version >= 10029
+  local alias = "resty_acme_host_ssl_pointer" .. (with_err and "2" or "1")
+  local decl = with_err
+      and "void *%s(void *r, const char **err) __asm__(\"%s\");"
+      or "void *%s(void *r) __asm__(\"%s\");"
+  local ok, err = pcall(ffi.cdef, decl:format(alias, symbol))
+  if not ok then
+    return nil, err
+  end
+  local found, fn = pcall(function() return C[alias] end)
+  if not found then
+    return nil, symbol .. " is not exported: " .. tostring(fn)
+  end
+  local how = symbol .. (with_err and " (r, err)" or " (r)")
+  if with_err then
+    return function()
+      local r = get_request()
+      if not r then
+        return nil, "no request"
+      end
+      local ptr = fn(r, errmsg)
+      if ptr == nil then
+        return nil, ffi_string(errmsg[0])
+      end
+      return ptr
+    end, how
+  end
+  return function()
+    local r = get_request()
+    if not r then
+      return nil, "no request"
+    end
+    local ptr = fn(r)
+    if ptr == nil then
+      return nil, "no ssl connection"
+    end
+    return ptr
+  end, how
+end
+
+local get_ssl_pointer, ssl_pointer_how = pick_ssl_pointer()
+if not get_ssl_pointer then
+  local why = ssl_pointer_how
+  get_ssl_pointer = function()
+    return nil, "the connection's SSL pointer is unavailable: " .. tostring(why)
+  end
+  ssl_pointer_how = "unavailable: " .. tostring(why)
+end
+-- which host call reads the SSL* (the tests check it is the one for the running version)
+_M.ssl_pointer_impl = ssl_pointer_how
 
 -- The core library as an FFI namespace: the same file `require` loaded (dlopen returns the
 -- loaded handle), found the way `require` found it.
@@ -62,11 +133,6 @@ _M.native = core_lib ~= nil
 _M.native_error = load_err
 _M.lib = core_lib
 
--- "http" or "stream": the prefix of lua-nginx-module's exported names
-local subsystem = ngx.config and ngx.config.subsystem == "stream" and "stream" or "http"
-_M.subsystem = subsystem
-local cert_handler = "ngx_" .. subsystem .. "_lua_ssl_cert_handler"
-
 -- Whether pkey belongs to the leaf of cert (handles as ngx.ssl.parse_pem_* return them):
 -- true, false, or nil when it cannot be told here (the install then finds out).
 function _M.leaf_matches_key(cert, pkey)
@@ -82,15 +148,7 @@ end
 
 -- The SSL* of the current connection (cdata), or nil, err.
 function _M.ssl_pointer()
-  local r = get_request()
-  if not r then
-    return nil, "no request"
-  end
-  local ptr = C.ngx_http_lua_ffi_get_req_ssl_pointer(r)
-  if ptr == nil then
-    return nil, "no ssl connection"
-  end
-  return ptr
+  return get_ssl_pointer()
 end
 
 -- Installs cert (from ngx.ssl.parse_pem_cert) and pkey (parse_pem_priv_key) on the current
