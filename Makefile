@@ -49,7 +49,8 @@ LUADIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 
 .PHONY: all deps build lua-build check fmt clippy luacheck cargo-test e2e e2e-debian \
-        e2e-openresty openresty test demo bench rock rock-build rock-install openresty-install clean
+        e2e-openresty openresty test demo bench rock rock-build rock-install openresty-install \
+        openresty-uninstall clean
 
 all: lua-build
 
@@ -150,6 +151,23 @@ rock-install:
 		install -D -m 0644 "$$f" "$(LUADIR)/$${f#./}" || exit 1; \
 		echo "installed $(LUADIR)/$${f#./}"; \
 	done; fi
+
+# luarocks with one tree: an OpenResty prefix's site/lualib for both Lua files and core.so, which
+# OpenResty's default package.path and cpath search (no lua_package_path/cpath line needed).
+define openresty_luarocks
+	@[ -n "$(OPENRESTY)" ] || { echo "usage: make $@ OPENRESTY=/usr/local/openresty" >&2; exit 2; }
+	@cfg=$$(mktemp) && \
+	printf 'rocks_trees = { { name = "openresty", root = "%s", lua_dir = "%s", lib_dir = "%s" } }\n' \
+		"$(OPENRESTY)/site" "$(OPENRESTY)/site/lualib" "$(OPENRESTY)/site/lualib" >"$$cfg" && \
+	LUAROCKS_CONFIG="$$cfg" $(LUAROCKS) --lua-version=$(LUA_VERSION) --tree=openresty $(1); \
+	rc=$$?; rm -f "$$cfg"; exit $$rc
+endef
+
+openresty-install:
+	$(call openresty_luarocks,make rockspec/lua-resty-acme-rs-0.1.0-1.rockspec --deps-mode=none)
+
+openresty-uninstall:
+	$(call openresty_luarocks,remove lua-resty-acme-rs)
 
 clean:
 	$(CARGO) clean

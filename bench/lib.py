@@ -26,6 +26,11 @@ class _Braced(string.Template):
                r"|(?P<invalid>(?!x)x))")
 
 
+def results_name():
+    """latest.json for Debian's nginx, latest-openresty.json for OPENRESTY=<prefix>."""
+    return "latest.json" if platform.name() == "debian" else "latest-%s.json" % platform.name()
+
+
 def render(template, values):
     with open(template) as f:
         tpl = _Braced(f.read())

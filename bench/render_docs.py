@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Rewrites the numbers in docs/BENCHMARKS.md (between the bench:begin/bench:end markers) from
-bench/results/latest.json: `python3 bench/render_docs.py` after a full `make bench`."""
+bench/results/latest.json (Debian's nginx) and, when present, latest-openresty.json
+(`make bench OPENRESTY=<prefix>`): `python3 bench/render_docs.py` after full runs."""
 
 import json
 import os
@@ -10,6 +11,7 @@ import sys
 BENCH = os.path.dirname(os.path.abspath(__file__))
 DOC = os.path.join(os.path.dirname(BENCH), "docs", "BENCHMARKS.md")
 RESULTS = os.path.join(BENCH, "results", "latest.json")
+RESULTS_OPENRESTY = os.path.join(BENCH, "results", "latest-openresty.json")
 
 ROWS = [
     ("P1", "worker CPU per full handshake, autossl-cached ÷ static, same chain", "≤ 1.03"),
@@ -134,20 +136,47 @@ def render(d):
     return "\n".join(out).rstrip() + "\n"
 
 
-def main():
-    with open(RESULTS) as f:
+def side_by_side(deb, ores):
+    """Both platforms' figures in one table (each column from its own run)."""
+    out = ["Both platforms, each column from its own `make bench` run on this machine:", "",
+           "| figure | what | Debian: %s | OpenResty: %s | target |" % (
+               deb["machine"].get("nginx", "?"), ores["machine"].get("nginx", "?")),
+           "|---|---|---|---|---|"]
+    for f, what, target in ROWS:
+        def cell(d):
+            v = num(d["figures"].get(f))
+            if f != "P7" and not d["met"].get(f):
+                v += " (not met)"
+            return v
+        out.append("| %s | %s | %s | %s | %s |" % (f, what, cell(deb), cell(ores), target))
+    return "\n".join(out) + "\n"
+
+
+def load(path):
+    with open(path) as f:
         d = json.load(f)
     if d.get("quick"):
-        sys.exit("render_docs: latest.json comes from a --quick run; run `make bench` first")
+        sys.exit("render_docs: %s comes from a --quick run; run `make bench` first" % path)
+    return d
+
+
+def main():
+    d = load(RESULTS)
+    text = render(d)
+    if os.path.exists(RESULTS_OPENRESTY):
+        o = load(RESULTS_OPENRESTY)
+        text = (side_by_side(d, o) + "\n### Debian nginx 1.22\n\n" + text
+                + "\n### OpenResty (`make bench OPENRESTY=<prefix>`)\n\n" + render(o))
     with open(DOC) as f:
         doc = f.read()
-    block = "<!-- bench:begin (bench/render_docs.py) -->\n" + render(d) + "<!-- bench:end -->"
+    block = "<!-- bench:begin (bench/render_docs.py) -->\n" + text + "<!-- bench:end -->"
     new, n = re.subn(r"<!-- bench:begin.*?<!-- bench:end -->", lambda _: block, doc, flags=re.S)
     if n != 1:
         sys.exit("render_docs: markers not found in %s" % DOC)
     with open(DOC, "w") as f:
         f.write(new)
-    print("render_docs: %s updated from %s" % (DOC, RESULTS))
+    print("render_docs: %s updated from %s%s" % (
+        DOC, RESULTS, " and " + RESULTS_OPENRESTY if os.path.exists(RESULTS_OPENRESTY) else ""))
 
 
 if __name__ == "__main__":

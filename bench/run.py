@@ -102,7 +102,8 @@ def main():
     ap.add_argument("--only", default=",".join(FIGURES))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--out", default=os.path.join(lib.BENCH, "results", "latest.json"))
+    # one file per platform (OPENRESTY=<prefix> or Debian's nginx): render_docs shows both
+    ap.add_argument("--out", default=os.path.join(lib.BENCH, "results", lib.results_name()))
     args = ap.parse_args()
     only = [f.strip().upper() for f in args.only.split(",") if f.strip()]
     unknown = [f for f in only if f not in FIGURES]

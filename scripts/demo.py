@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(REPO, "t"))
 
 from harness.nginx import lua_package_cpath, lua_package_path  # noqa: E402
 from harness import (  # noqa: E402
-    CORE_SO, ChallTestSrv, Nginx, Pebble, TestCA, free_port, http_get, tls_peer_cert,
+    CORE_SO, ChallTestSrv, Nginx, Pebble, TestCA, free_port, http_get, platform, tls_peer_cert,
 )
 
 DOMAIN = "demo.example.test"
@@ -64,6 +64,7 @@ def main():
         shutil.rmtree(workdir)  # logs of an earlier run would confuse the log checks
     os.makedirs(workdir, exist_ok=True)
     step("work directory %s" % workdir)
+    step("platform: %s (OPENRESTY=<prefix> chooses OpenResty)" % platform.describe())
 
     procs = []
     try:

@@ -45,7 +45,8 @@ class Nginx:
         }
         stream { <stream> }     # when given
 
-    ``lua_path``/``lua_cpath`` replace the two package paths (e.g. to test a luarocks tree).
+    ``lua_path``/``lua_cpath`` replace the two package paths (e.g. to test a luarocks tree);
+    "" leaves the line out (the module's default paths).
     ``http_ports``: ports on 127.0.0.1 that ``start()`` waits for (TCP connect succeeds).
     ``env``: extra environment for the nginx process (use ``env NAME;`` in main_extra to expose
     it to Lua).
@@ -72,8 +73,9 @@ class Nginx:
         self.proc = None
         self.pid = None
         self.conf_text = self._render(conf_body, main_extra, stream, worker_processes,
-                                      lua_path or lua_package_path(),
-                                      lua_cpath or lua_package_cpath(), http_extra_top)
+                                      lua_package_path() if lua_path is None else lua_path,
+                                      lua_package_cpath() if lua_cpath is None else lua_cpath,
+                                      http_extra_top)
         with open(self.conf_path, "w") as f:
             f.write(self.conf_text)
 
@@ -89,8 +91,8 @@ class Nginx:
             main_extra,
             "events { worker_connections 1024; }",
             "http {",
-            '    lua_package_path "%s";' % lpath,
-            '    lua_package_cpath "%s";' % lcpath,
+            '    lua_package_path "%s";' % lpath if lpath else "",
+            '    lua_package_cpath "%s";' % lcpath if lcpath else "",
             "    access_log %s;" % self.access_log_path,
             "    client_body_temp_path %s/tmp/client_body;" % w,
             "    proxy_temp_path %s/tmp/proxy;" % w,

@@ -47,17 +47,16 @@ void resty_acme_serve_alias(const char *name, size_t len, const char *target, si
 ]])
 
 local subsystem = tls_cert.subsystem
+-- lua-nginx-module's free functions under names of our own (asm labels redirect them to the
+-- real symbols): no declaration of ours can take the place of resty.core's, or theirs of ours
 local free_cert_name = "ngx_" .. subsystem .. "_lua_ffi_free_cert"
 local free_pkey_name = "ngx_" .. subsystem .. "_lua_ffi_free_priv_key"
--- declared as resty.core's ngx.ssl declares them; the guard only keeps a second cdef from
--- raising when ngx.ssl was loaded first
-for _, name in ipairs({ free_cert_name, free_pkey_name }) do
-  if not pcall(function() return ffi.C[name] end) then
-    ffi.cdef("void " .. name .. "(void *cdata);")
-  end
-end
-local free_cert = ffi.C[free_cert_name]
-local free_pkey = ffi.C[free_pkey_name]
+pcall(ffi.cdef, ([[
+void resty_acme_host_free_cert(void *cdata) __asm__("%s");
+void resty_acme_host_free_pkey(void *cdata) __asm__("%s");
+]]):format(free_cert_name, free_pkey_name))
+local free_cert = ffi.C.resty_acme_host_free_cert
+local free_pkey = ffi.C.resty_acme_host_free_pkey
 local certkey_t = ffi.typeof("struct resty_acme_certkey")
 local handles_t = ffi.typeof("void *[2]")
 
