@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod dns;
 pub mod filestore;
 pub mod httpwire;
+pub mod psl;
 mod lua;
 
 /// Entry point of `require("resty.acme.core")` (`luaopen_resty_acme_core`).
