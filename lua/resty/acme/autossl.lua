@@ -572,7 +572,7 @@ function AUTOSSL.update_cert(data)
   if not skipped then
     record_result(domain, err)
     if err then
-      ondemand.note_failure(storage, domain, err, cooloff_for(domain, 1))
+      ondemand.note_failure(storage, domain, err)
     end
     metrics.add('acme_orders_total{type="' .. typ .. '",result="' ..
       (err and "failure" or "success") .. '"}')

@@ -376,7 +376,8 @@ function _M.admit(storage, domain, ctx)
     return true
   end
   local key = ADMIT_PREFIX .. domain
-  local err = storage:add(key, "pending", budgets.window)
+  -- "pending" while this worker decides: a worker that dies here holds the name 30 s at most
+  local err = storage:add(key, "pending", 30)
   if err == "exists" then
     -- admitted (or being decided) by another worker or node
     return storage:get(key) == "ok", "decided_elsewhere"
@@ -421,9 +422,9 @@ function _M.preflight(typ, name, token, key_authorization)
     .. " (the CA was not asked to validate)"
 end
 
--- Why the last order of `domain` failed, for the admin view (kept as long as its cooloff).
-function _M.note_failure(storage, domain, err, ttl)
-  storage:set(ERROR_PREFIX .. domain, sub(tostring(err), 1, 512), ttl and ttl > 0 and ttl or 3600)
+-- Why the last order of `domain` failed, for the admin view (kept a day).
+function _M.note_failure(storage, domain, err)
+  storage:set(ERROR_PREFIX .. domain, sub(tostring(err), 1, 512), 86400)
 end
 
 function _M.last_error(storage, domain)
