@@ -11,8 +11,8 @@ pub mod crypto;
 pub mod dns;
 pub mod filestore;
 pub mod httpwire;
-pub mod psl;
 mod lua;
+pub mod psl;
 
 /// Entry point of `require("resty.acme.core")` (`luaopen_resty_acme_core`).
 #[mlua::lua_module(name = "resty_acme_core")]

@@ -52,7 +52,7 @@ impl PublicSuffixList {
                 list.normal.insert(rule);
             }
         }
-        if list.len() == 0 {
+        if list.is_empty() {
             return Err(PslError("the public suffix list has no rules".into()));
         }
         Ok(list)

@@ -387,3 +387,43 @@ def test_pebble_preflight_lets_validation_through_when_open(pebble, challtestsrv
     assert pebble.orders_count() == 1
     assert "pre-flight check failed" not in a.nginx.error_log()
     assert "Attempting to validate w/ HTTP: http://open.example.test:" in pebble.log()
+
+
+def test_client_address_text_and_registered_domains(pebble, challtestsrv, nginx_factory,
+                                                    workdir):
+    eval_port = free_port()
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["x.example.test"],
+                key_types=("ecc",), extra_http="""
+    server {
+      listen 127.0.0.1:%d;
+      location = /eval { content_by_lua_block { require("acme_t").eval() } }
+    }""" % eval_port)
+    code = r"""
+      local od = require("resty.acme.ondemand")
+      local psl = require("resty.acme.core").public_suffix_list(
+        "/usr/share/publicsuffix/public_suffix_list.dat")
+      local function v6(hex)
+        return (hex:gsub("..", function(h) return string.char(tonumber(h, 16)) end))
+      end
+      return {
+        v4 = od._format_addr("\127\0\0\2", "inet"),
+        v6a = od._format_addr(v6("20010db8000000000000000000000001"), "inet6"),
+        v6b = od._format_addr(v6("00000000000000000000000000000001"), "inet6"),
+        v6c = od._format_addr(v6("fe800000000000010000000000000000"), "inet6"),
+        v6d = od._format_addr(v6("20010db8000100020003000400050006"), "inet6"),
+        rd1 = psl:registered_domain("www.bbc.co.uk"),
+        rd2 = psl:registered_domain("a.b.example.com"),
+        rd3 = psl:registered_domain("user.github.io"),
+        rd4 = psl:registered_domain("co.uk") or "none",
+        rd5 = psl:registered_domain("deep.name.example.test"),
+      }
+    """
+    req = urllib.request.Request("http://127.0.0.1:%d/eval" % eval_port, data=code.encode(),
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        res = json.loads(r.read())
+    assert "error" not in res, res
+    assert res == {"v4": "127.0.0.2", "v6a": "2001:db8::1", "v6b": "::1", "v6c": "fe80:0:0:1::",
+                   "v6d": "2001:db8:1:2:3:4:5:6", "rd1": "bbc.co.uk", "rd2": "example.com",
+                   "rd3": "user.github.io", "rd4": "none", "rd5": "example.test"}
+    assert a.is_fallback(a.handshake("nope.example.test"))
