@@ -115,6 +115,9 @@ local json = cjson.new()
 
 -- per-worker state
 local caches = {}          -- key type -> resty.acme.certcache
+-- key type -> certcache of "not in the store" entries only: a flood of unknown names must not
+-- evict the certificates that are served
+local negatives = {}
 local whitelist_set = nil  -- exact names from domain_whitelist
 local wildcard_suffixes = nil -- ".example.com" from "*.example.com" entries
 local wildcard_names = nil  -- "*.example.com", same index: returned without a concatenation
@@ -297,6 +300,9 @@ function AUTOSSL.get_cert_from_cache(domain, typ)
     return nil
   end
   local value, stale = cache:get(domain)
+  if value == nil and negatives[typ or "rsa"]:get(domain) ~= nil then
+    value = ngx_null
+  end
   return public_entry(cache, domain, value), public_entry(cache, domain, stale)
 end
 
@@ -309,6 +315,10 @@ local function lookup(domain, typ)
   local value, stale = cache:get(domain)
   if value ~= nil then
     return value ~= ngx_null and value or nil
+  end
+  local negative = negatives[typ]
+  if negative:get(domain) ~= nil then
+    return nil
   end
   local had_stale = stale ~= nil and stale ~= ngx_null
   local conf = AUTOSSL.config
@@ -332,11 +342,11 @@ local function lookup(domain, typ)
       return (cache:get(domain))
     end
     log_quiet(ngx.ERR, "cannot read certificate:", domain .. ": " .. tostring(err))
-    cache:set(domain, ngx_null, conf.negative_cache_ttl)
+    negative:set(domain, ngx_null, conf.negative_cache_ttl)
     return nil
   end
   if not entry then
-    cache:set(domain, ngx_null, conf.negative_cache_ttl)
+    negative:set(domain, ngx_null, conf.negative_cache_ttl)
     return nil
   end
   cache:set(domain, entry, conf.cache_ttl)
@@ -743,6 +753,7 @@ local function blocking_update(domain, typ, ctx)
   local cache = caches[typ]
   while true do
     cache:delete(domain)
+    negatives[typ]:delete(domain)
     local entry = lookup(domain, typ)
     if entry then
       return entry
@@ -1157,6 +1168,7 @@ function AUTOSSL.init(autossl_config, acme_config)
   for _, typ in ipairs(types) do
     if not caches[typ] then
       caches[typ] = certcache.new(size)
+      negatives[typ] = certcache.new(size)
       served_from[#served_from + 1] = caches[typ]
     end
   end
