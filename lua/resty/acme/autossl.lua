@@ -8,6 +8,7 @@ local util = require("resty.acme.util")
 local core = require("resty.acme.core")
 local certcache = require("resty.acme.certcache")
 local metrics = require("resty.acme.metrics")
+local ondemand = require("resty.acme.ondemand")
 local ssl = require("ngx.ssl")
 local tls_cert = require("resty.acme.tls_cert")
 local cjson = require("cjson.safe")
@@ -88,6 +89,23 @@ local default_config = {
   -- Seconds an update lock lives (the original's fixed 300): a node that dies while ordering
   -- blocks the name at most this long.
   update_lock_ttl = 300,
+  -- On-demand issuance that cannot be abused (README, "Allow-lists"; resty.acme.ondemand):
+  -- an HTTP endpoint asked before the first order of a name (`?domain=NAME`, 200 allows),
+  -- its answers cached in the `ask_shm` dict for ask_ttl / ask_negative_ttl seconds.
+  ask = nil,
+  ask_ttl = 3600,
+  ask_negative_ttl = 300,
+  ask_timeout = 3,
+  ask_shm = "acme",
+  -- { window = 3600, registered_domain = n, client = n, global = n }: new names per window.
+  new_name_budget = nil,
+  public_suffix_list = nil,
+  -- background jobs for new names per worker; more wait for a later handshake
+  max_pending_new = 64,
+  -- fetch our own http-01 challenge URL before the CA is asked to validate it
+  preflight_check = false,
+  preflight_port = 80,
+  preflight_timeout = 5,
 }
 
 local STAGING_URI = "https://acme-staging-v02.api.letsencrypt.org/directory"
@@ -97,6 +115,9 @@ local json = cjson.new()
 
 -- per-worker state
 local caches = {}          -- key type -> resty.acme.certcache
+-- key type -> certcache of "not in the store" entries only: a flood of unknown names must not
+-- evict the certificates that are served
+local negatives = {}
 local whitelist_set = nil  -- exact names from domain_whitelist
 local wildcard_suffixes = nil -- ".example.com" from "*.example.com" entries
 local wildcard_names = nil  -- "*.example.com", same index: returned without a concatenation
@@ -169,11 +190,13 @@ local function stored_key(typ, domain)
   return "domain:" .. typ .. ":" .. domain
 end
 
-function AUTOSSL.is_domain_whitelisted(domain, is_new_cert_needed)
+-- ctx (beyond the original): { renewal =, client_addr =, server_port =, sni = } handed to the
+-- callback as its third argument.
+function AUTOSSL.is_domain_whitelisted(domain, is_new_cert_needed, ctx)
   local conf = AUTOSSL.config
   local cb = conf.domain_whitelist_callback
   if cb then
-    if cb(domain, is_new_cert_needed) then
+    if cb(domain, is_new_cert_needed, ctx or { renewal = false }) then
       return domain
     end
     return false
@@ -277,6 +300,9 @@ function AUTOSSL.get_cert_from_cache(domain, typ)
     return nil
   end
   local value, stale = cache:get(domain)
+  if value == nil and negatives[typ or "rsa"]:get(domain) ~= nil then
+    value = ngx_null
+  end
   return public_entry(cache, domain, value), public_entry(cache, domain, stale)
 end
 
@@ -289,6 +315,10 @@ local function lookup(domain, typ)
   local value, stale = cache:get(domain)
   if value ~= nil then
     return value ~= ngx_null and value or nil
+  end
+  local negative = negatives[typ]
+  if negative:get(domain) ~= nil then
+    return nil
   end
   local had_stale = stale ~= nil and stale ~= ngx_null
   local conf = AUTOSSL.config
@@ -312,11 +342,11 @@ local function lookup(domain, typ)
       return (cache:get(domain))
     end
     log_quiet(ngx.ERR, "cannot read certificate:", domain .. ": " .. tostring(err))
-    cache:set(domain, ngx_null, conf.negative_cache_ttl)
+    negative:set(domain, ngx_null, conf.negative_cache_ttl)
     return nil
   end
   if not entry then
-    cache:set(domain, ngx_null, conf.negative_cache_ttl)
+    negative:set(domain, ngx_null, conf.negative_cache_ttl)
     return nil
   end
   cache:set(domain, entry, conf.cache_ttl)
@@ -524,7 +554,7 @@ function AUTOSSL.update_cert(data)
   if type(domain) ~= "string" then
     return "domain must be a string"
   end
-  if not AUTOSSL.is_domain_whitelisted(domain, true) then
+  if not AUTOSSL.is_domain_whitelisted(domain, true, data.ctx or { renewal = data.renew == true }) then
     return "cert update is not allowed for domain " .. domain
   end
   local storage = AUTOSSL.storage
@@ -551,6 +581,9 @@ function AUTOSSL.update_cert(data)
   end
   if not skipped then
     record_result(domain, err)
+    if err then
+      ondemand.note_failure(storage, domain, err)
+    end
     metrics.add('acme_orders_total{type="' .. typ .. '",result="' ..
       (err and "failure" or "success") .. '"}')
   end
@@ -609,7 +642,7 @@ local function renew_one(key, ari)
   if not typ then
     return
   end
-  if not AUTOSSL.is_domain_whitelisted(name, true) then
+  if not AUTOSSL.is_domain_whitelisted(name, true, { renewal = true }) then
     if conf.enabled_delete_not_whitelisted_domain then
       log(ngx.INFO, "renewal: deleting ", key, ": no longer allowed")
       storage:delete(key)
@@ -691,22 +724,28 @@ function AUTOSSL.check_renew(premature)
   end
 end
 
-local function background_update(premature, domain, types)
-  if not premature then
+local function background_update(premature, domain, types, ctx)
+  if not premature and ondemand.admit(AUTOSSL.storage, domain, ctx) then
     for _, typ in ipairs(types) do
-      local err = AUTOSSL.update_cert({ domain = domain, renew = false, tries = 0, type = typ })
+      local err = AUTOSSL.update_cert({ domain = domain, renew = false, tries = 0, type = typ,
+                                        ctx = ctx })
       if err then
         log(ngx.ERR, "failed to update ", typ, " certificate for ", domain, ": ", err)
       end
     end
   end
+  ondemand.done()
   pending[domain] = nil
 end
 
 -- Blocking mode: order inline, or wait while another worker or node orders.
-local function blocking_update(domain, typ)
+local function blocking_update(domain, typ, ctx)
   local deadline = now() + AUTOSSL.config.blocking_timeout
-  local err = AUTOSSL.update_cert({ domain = domain, renew = false, tries = 0, type = typ })
+  if not ondemand.admit(AUTOSSL.storage, domain, ctx) then
+    return nil
+  end
+  local err = AUTOSSL.update_cert({ domain = domain, renew = false, tries = 0, type = typ,
+                                    ctx = ctx })
   if err then
     log(ngx.ERR, "failed to update ", typ, " certificate for ", domain, ": ", err)
     return nil
@@ -714,6 +753,7 @@ local function blocking_update(domain, typ)
   local cache = caches[typ]
   while true do
     cache:delete(domain)
+    negatives[typ]:delete(domain)
     local entry = lookup(domain, typ)
     if entry then
       return entry
@@ -746,7 +786,8 @@ function AUTOSSL.ssl_certificate(opts)
     log_quiet(ngx.INFO, "invalid server name, serving the fallback certificate:", domain:sub(1, 64))
     return
   end
-  local allowed = AUTOSSL.is_domain_whitelisted(domain, false)
+  local ctx = conf.domain_whitelist_callback and ondemand.handshake_ctx(name)
+  local allowed = AUTOSSL.is_domain_whitelisted(domain, false, ctx)
   if not allowed then
     metrics.inc('acme_handshakes_total{result="refused"}')
     log_quiet(ngx.INFO, "server name not allowed, serving the fallback certificate:", domain)
@@ -764,7 +805,8 @@ function AUTOSSL.ssl_certificate(opts)
   for _, typ in ipairs(types) do
     local entry = lookup(domain, typ)
     if not entry and conf.blocking then
-      entry = blocking_update(domain, typ)
+      ctx = ctx or ondemand.handshake_ctx(name)
+      entry = blocking_update(domain, typ, ctx)
     end
     if entry then
       local ok, ierr = set_certkey(entry.cert, entry.pkey, not any)
@@ -797,10 +839,12 @@ function AUTOSSL.ssl_certificate(opts)
     end
   end
 
-  if missing and not pending[domain] then
+  if missing and not pending[domain] and ondemand.screen(domain) then
     pending[domain] = true
-    local ok, terr = ngx_timer_at(0, background_update, domain, missing)
+    local ok, terr = ngx_timer_at(0, background_update, domain, missing,
+      ctx or ondemand.handshake_ctx(name))
     if not ok then
+      ondemand.done()
       pending[domain] = nil
       log(ngx.ERR, "failed to schedule certificate update for ", domain, ": ", terr)
     end
@@ -883,6 +927,7 @@ function AUTOSSL.serve_admin()
         name = name,
         attempts = attempts,
         cooloff_until = tonumber((AUTOSSL.storage:get("failure_lock:" .. name))),
+        last_error = ondemand.last_error(AUTOSSL.storage, name),
       }
     end
   end
@@ -1098,6 +1143,11 @@ function AUTOSSL.init(autossl_config, acme_config)
     end
   end
 
+  ondemand.init(autossl_config)
+  if autossl_config.preflight_check then
+    acme_config.challenge_preflight = ondemand.preflight
+  end
+
   local c, err = client.new(acme_config)
   if not c then
     error("failed to initialize ACME client: " .. tostring(err))
@@ -1118,6 +1168,7 @@ function AUTOSSL.init(autossl_config, acme_config)
   for _, typ in ipairs(types) do
     if not caches[typ] then
       caches[typ] = certcache.new(size)
+      negatives[typ] = certcache.new(size)
       served_from[#served_from + 1] = caches[typ]
     end
   end
@@ -1136,6 +1187,7 @@ function AUTOSSL.init_worker()
     error("failed to initialize storage: " .. tostring(err))
   end
   AUTOSSL.storage = storage
+  ondemand.init_worker()
 
   local shm = conf.metrics_shm
   local mok, merr = metrics.init_worker(shm and ngx.shared[shm] and shm or nil)

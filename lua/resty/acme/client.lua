@@ -44,6 +44,9 @@ local default_config = {
   enabled_challenge_handlers = { "http-01" },
   preferred_chain = nil,
   challenge_start_callback = nil,
+  -- Beyond the original: function(type, name, token, key_authorization) -> ok, err, called
+  -- after a challenge is published and before the CA is asked to validate it.
+  challenge_preflight = nil,
   dns_provider_accounts = {},
   -- Beyond the original: transport and protocol tuning.
   ssl_verify = true,
@@ -103,6 +106,15 @@ local function publish(self, act)
   if cb then
     while not cb(act.type, act.token) do
       ngx_sleep(1)
+    end
+  end
+  -- Beyond the original: a failing pre-flight check ends the order before the CA is asked to
+  -- validate (its failed-validation budget is spared).
+  local preflight = self.conf.challenge_preflight
+  if preflight then
+    local ok, perr = preflight(act.type, act.identifier, act.token, act.key_authorization)
+    if not ok then
+      return false, perr
     end
   end
   return true

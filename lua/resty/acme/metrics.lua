@@ -23,6 +23,7 @@ local HELP = {
   acme_orders_total = "certificate orders, by key type and result",
   acme_renewals_total = "renewals started by the renewal check, by key type",
   acme_lock_busy_total = "updates skipped because another worker or node held the lock",
+  acme_orders_refused_total = "new names not ordered, by reason (ask, budget_*, busy)",
 }
 
 local dict
