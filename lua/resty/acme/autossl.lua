@@ -455,6 +455,36 @@ local function store_entry(key, value)
   return err
 end
 
+-- The ACME profile to ask for: `profile` (a name, or a function of the domain), else the
+-- `profile` field of what domain_whitelist_callback returned for it, else `ip_profile` for
+-- IP addresses (the CA may issue those under one profile only); nil lets the client's own
+-- `profile` (or the CA's default) decide. The client checks it against the directory.
+local function profile_for(domain)
+  local conf = AUTOSSL.config
+  local p = conf.profile
+  if type(p) == "function" then
+    local ok, res = pcall(p, domain)
+    if not ok then
+      return nil, "profile function failed for " .. domain .. ": " .. tostring(res)
+    end
+    p = res
+  end
+  if p == nil and conf.domain_whitelist_callback then
+    local ok, res = pcall(conf.domain_whitelist_callback, domain, true)
+    if ok and type(res) == "table" then
+      p = res.profile
+    end
+  end
+  if p == nil and conf.ip_profile and (find(domain, ":", 1, true)
+      or find(domain, "^%d+%.%d+%.%d+%.%d+$")) then
+    p = conf.ip_profile
+  end
+  if p ~= nil and type(p) ~= "string" then
+    return nil, "profile for " .. domain .. " must be a string, got " .. type(p)
+  end
+  return p
+end
+
 local function do_update(data, domain, typ)
   local storage = AUTOSSL.storage
   local key = stored_key(typ, domain)
@@ -489,9 +519,13 @@ local function do_update(data, domain, typ)
     names = { field_domain, domain }
   end
 
-  log(ngx.INFO, "ordering ", typ, " certificate for ", domain)
+  local profile, prerr = profile_for(domain)
+  if prerr then
+    return prerr
+  end
+  log(ngx.INFO, "ordering ", typ, " certificate for ", domain, profile and (" (profile " .. profile .. ")") or "")
   local t0 = now()
-  local opts = { replaces = data.replaces }
+  local opts = { replaces = data.replaces, profile = profile }
   local cert, oerr
   if names[2] then
     cert, oerr = AUTOSSL.client:order_certificate(pkey, names[1], names[2], opts)
@@ -1076,6 +1110,17 @@ function AUTOSSL.init(autossl_config, acme_config)
     error("native_serving must be true or false, got " .. tostring(autossl_config.native_serving))
   end
 
+  local rmi = autossl_config.renew_min_interval
+  if type(rmi) ~= "number" or rmi <= 0 then
+    error("renew_min_interval must be a positive number of seconds, got " .. tostring(rmi))
+  end
+  local prof = autossl_config.profile
+  if prof ~= nil and type(prof) ~= "string" and type(prof) ~= "function" then
+    error("profile must be a profile name or a function of the domain, got " .. type(prof))
+  end
+  if autossl_config.ip_profile ~= nil and type(autossl_config.ip_profile) ~= "string" then
+    error("ip_profile must be a profile name, got " .. type(autossl_config.ip_profile))
+  end
   local lock_ttl = autossl_config.update_lock_ttl
   if type(lock_ttl) ~= "number" or lock_ttl <= 0 then
     error("update_lock_ttl must be a positive number of seconds, got " .. tostring(lock_ttl))

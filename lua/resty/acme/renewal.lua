@@ -57,8 +57,6 @@ local function moment(win, fp, not_before, not_after)
   return lo + frac * (hi - lo)
 end
 
-local local_windows = {} -- fingerprint -> window (per worker, until next_query)
-
 local function decode(raw)
   local w = type(raw) == "string" and json.decode(raw)
   if type(w) ~= "table" or type(w.next_query) ~= "number" then
@@ -71,17 +69,13 @@ end
 -- { start =, ["end"] =, cert_id =, explanation_url =, next_query =, error = }, or nil when
 -- nobody knows it yet. Asked at most once per Retry-After for the whole cluster: the asker
 -- holds a short lock, stores the answer (or the failure) with a TTL until the next query, and
--- every other worker and node reads it from storage.
+-- every other worker and node reads it from storage (one read per certificate and pass; no
+-- per-worker copy, so what the store says is what every worker acts on).
 function _M.window(storage, client, cert_pem, info, now)
   local fp = info.fingerprint_sha256 or ""
-  local w = local_windows[fp]
-  if w and now < w.next_query then
-    return w
-  end
   local key = _M.ARI_PREFIX .. fp
-  w = decode((storage:get(key)))
+  local w = decode((storage:get(key)))
   if w and now < w.next_query then
-    local_windows[fp] = w
     return w
   end
   local lerr = storage:add(_M.ARI_LOCK_PREFIX .. fp, tostring(now), 30)
@@ -117,7 +111,6 @@ function _M.window(storage, client, cert_pem, info, now)
     log(ngx.WARN, "cannot share the renewal window of ", fp, ": ", serr)
   end
   storage:delete(_M.ARI_LOCK_PREFIX .. fp)
-  local_windows[fp] = w
   return w
 end
 
@@ -136,7 +129,7 @@ end
 
 -- Shared window of a certificate for the admin view (no CA request).
 function _M.shared_window(storage, fp)
-  return local_windows[fp] or decode((storage:get(_M.ARI_PREFIX .. fp)))
+  return decode((storage:get(_M.ARI_PREFIX .. fp)))
 end
 
 return _M
