@@ -455,6 +455,8 @@ local function store_entry(key, value)
   return err
 end
 
+local schedule_wake -- (below) the renewal pass that runs when a certificate falls due
+
 -- The ACME profile to ask for: `profile` (a name, or a function of the domain), else the
 -- `profile` field of what domain_whitelist_callback returned for it, else `ip_profile` for
 -- IP addresses (the CA may issue those under one profile only); nil lets the client's own
@@ -550,6 +552,8 @@ local function do_update(data, domain, typ)
     return serr
   end
   log(ngx.INFO, "stored ", typ, " certificate for ", domain, " in ", math_floor((now() - t0) * 1000) / 1000, "s")
+  -- the renewal of what was just stored, even if no pass is due before it (short lifetimes)
+  schedule_wake((renewal.due_at({ cert = cert, updated = now() }, AUTOSSL.config.renew_threshold)))
   -- This worker serves it at once; other workers within negative_cache_ttl (new) or cache_ttl.
   local parsed = parse_certkey(cert, pkey, ngx_md5_bin(value))
   if parsed and caches[typ] then
@@ -707,7 +711,7 @@ end
 
 -- Wake at the earliest due time when it comes before the next periodic pass, never sooner
 -- than renew_min_interval from now (a store full of due certificates does not spin).
-local function schedule_wake(earliest)
+function schedule_wake(earliest)
   local conf = AUTOSSL.config
   if not earliest then
     return

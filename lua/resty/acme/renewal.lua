@@ -82,6 +82,11 @@ function _M.window(storage, client, cert_pem, info, now)
   if lerr then
     return w -- another worker or node is asking (stale or nil meanwhile)
   end
+  -- the asker before us may have stored its answer between our read and our lock
+  local fresh = decode((storage:get(key)))
+  if fresh and now < fresh.next_query then
+    return fresh
+  end
   local res, err = client:renewal_info(cert_pem)
   if res then
     w = {
@@ -110,7 +115,8 @@ function _M.window(storage, client, cert_pem, info, now)
   if serr then
     log(ngx.WARN, "cannot share the renewal window of ", fp, ": ", serr)
   end
-  storage:delete(_M.ARI_LOCK_PREFIX .. fp)
+  -- the lock is left to expire: whoever read "nothing" just before the answer was stored
+  -- cannot take it and ask again
   return w
 end
 
