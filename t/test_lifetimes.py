@@ -10,6 +10,7 @@ import base64
 import datetime
 import json
 import os
+import re
 import threading
 import time
 import urllib.request
@@ -237,9 +238,9 @@ def test_ninety_day_certificate_is_renewed_at_6_days_left_not_at_8(pebble, chall
         cert_pem, key_pem = make_cert(ca_cert, ca_key, name, nb, nb + datetime.timedelta(days=90))
         put_entry(store, name, cert_pem, key_pem, updated=nb.timestamp())
         entries[name] = cert_pem
-    AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
-            domains=list(entries), key_types=("ecc",), workers=2,
-            extra=file_store(store, 'profile = "classic", renew_check_interval = 2,'))
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
+                domains=list(entries), key_types=("ecc",), workers=2,
+                extra=file_store(store, 'profile = "classic", renew_check_interval = 2,'))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and read_entry(store, "six.example.test")["cert"] == \
             entries["six.example.test"]:
@@ -251,6 +252,10 @@ def test_ninety_day_certificate_is_renewed_at_6_days_left_not_at_8(pebble, chall
     time.sleep(6)
     assert read_entry(store, "eight.example.test")["cert"] == entries["eight.example.test"]
     assert pebble.orders_count() == 1
+    # the renewal named the certificate it replaces, which this CA never issued (a CA change):
+    # Pebble's 400 malformed, then the same order without `replaces`
+    assert re.search(r"refused the order as a replacement of \S+ \(400 \S+malformed",
+                     a.nginx.error_log()), a.nginx.log_tail(20)
 
 
 def eval_admin(port):
