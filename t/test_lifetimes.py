@@ -378,3 +378,30 @@ def test_ari_asked_once_per_certificate_per_retry_after_on_three_nodes(
         assert len(redis.keys("ari_window:*")) == 2
     finally:
         proxy.stop()
+
+
+def test_profile_per_name_from_a_function_and_the_allow_list_callback(pebble, challtestsrv,
+                                                                      nginx_factory, workdir):
+    """`profile` as a function of the domain, a `profile` in what domain_whitelist_callback
+    returns, and a profile the CA does not offer (checked against the directory: no order)."""
+    extra = '''
+      profile = function(domain)
+        if domain:find("^six%.") then return "shortlived" end
+        if domain:find("^nope%.") then return "no-such-profile" end
+      end,
+      domain_whitelist_callback = function(domain)
+        if domain:find("^half%.") then return { profile = "twelvehour" } end
+        return domain:find("%.example%.test$") ~= nil
+      end,
+      renew_check_interval = 2,'''
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
+                domains=["unused.example.test"], key_types=("ecc",), workers=1, extra=extra)
+    six = a.wait_issued("six.example.test")
+    half = a.wait_issued("half.example.test")
+    assert abs(validity(six).total_seconds() - 6 * DAY) <= 1
+    assert abs(validity(half).total_seconds() - 12 * 3600) <= 1
+    assert a.is_fallback(a.handshake("nope.example.test"))
+    a.nginx.wait_log(r"profile no-such-profile is not offered by the CA", timeout=15)
+    time.sleep(2)
+    assert a.is_fallback(a.handshake("nope.example.test"))
+    assert pebble.orders_count() == 2
