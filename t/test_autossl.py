@@ -191,7 +191,8 @@ def test_pebble_autossl_concurrent_first_handshakes_make_one_order(pebble, chall
 
 @pytest.fixture
 def short_pebble(workdir, challtestsrv):
-    p = Pebble(workdir, challtestsrv=challtestsrv, validity_period=3600)
+    # renewal starts at half the lifetime for lifetimes under 10 days: 30 s here
+    p = Pebble(workdir, challtestsrv=challtestsrv, validity_period=60)
     p.start()
     yield p
     p.stop()
@@ -208,7 +209,7 @@ def test_pebble_autossl_renewal_replaces_certificate_without_failed_handshake(
     time.sleep(1.5)
     failures = 0
     serials = {first.serial_number}
-    deadline = time.monotonic() + 40
+    deadline = time.monotonic() + 50
     while time.monotonic() < deadline and len(serials) < 3:
         try:
             cert = a.handshake("renew.example.test")
@@ -603,10 +604,12 @@ def test_pebble_autossl_renews_when_ari_window_opens(pebble, challtestsrv, nginx
         def __getattr__(self, name):
             return getattr(pebble, name)
 
+    store = os.path.join(str(workdir), "store")
+    os.makedirs(store)
     try:
         a = AutoSSL(nginx_factory, Via(), challtestsrv, workdir, domains=["ari.example.test"],
                     key_types=("ecc",), workers=1,
-                    extra="renew_check_interval = 1, cache_ttl = 1,")
+                    extra=file_store(store, "renew_check_interval = 1, cache_ttl = 1,"))
         first = a.wait_issued("ari.example.test")
         assert len(proxy.orders) == 1 and "replaces" not in proxy.orders[0]
         deadline = time.monotonic() + 10
@@ -616,6 +619,13 @@ def test_pebble_autossl_renews_when_ari_window_opens(pebble, challtestsrv, nginx
         time.sleep(2)
         assert len(proxy.orders) == 1  # window in the future: no renewal
         proxy.window = (time.time() - 60, time.time() - 1)
+        # the window is shared through storage until the CA's Retry-After (at least 60 s):
+        # its expiry is what makes every node ask again
+        shared = [f for f in os.listdir(store)
+                  if base64.b64decode(f).startswith(b"ari_window:")]
+        assert shared, os.listdir(store)
+        for f in shared:
+            os.unlink(os.path.join(store, f))
         deadline = time.monotonic() + 30
         while len(proxy.orders) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)

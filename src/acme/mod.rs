@@ -44,6 +44,7 @@ mod operation;
 mod order;
 mod poll;
 pub mod problem;
+pub mod renewal;
 mod renewal_info;
 mod timestamp;
 

@@ -232,6 +232,21 @@ pub(crate) fn certificate_ders(pem: &[u8]) -> Result<Vec<Vec<u8>>, CryptoError> 
 /// certificates needs nothing but this date. Walks the DER to
 /// tbsCertificate.validity.notAfter (RFC 5280 §4.1) and lets OpenSSL read the Time.
 pub fn leaf_not_after(pem: &[u8]) -> Result<i64, CryptoError> {
+    leaf_validity(pem).map(|v| v.not_after)
+}
+
+/// The validity of the first certificate of a PEM text, read like [`leaf_not_after`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LeafValidity {
+    pub not_before: i64,
+    pub not_after: i64,
+    /// A per-certificate fraction in [0, 1) from its DER, to spread renewals.
+    pub spread: f64,
+}
+
+/// notBefore and notAfter of the first certificate of a PEM text (RFC 5280 §4.1.2.5), without
+/// building an X509.
+pub fn leaf_validity(pem: &[u8]) -> Result<LeafValidity, CryptoError> {
     let der = first_certificate_der(pem)?;
     let bad = || CryptoError::Decode("malformed certificate der".into());
     let (cert, _) = der_expect(&der, 0x30)?; // Certificate
@@ -243,18 +258,25 @@ pub fn leaf_not_after(pem: &[u8]) -> Result<i64, CryptoError> {
     let (_, tbs) = der_expect(tbs, 0x30)?; // signature
     let (_, tbs) = der_expect(tbs, 0x30)?; // issuer
     let (validity, _) = der_expect(tbs, 0x30)?;
-    let (_, _, validity) = der_tlv(validity).ok_or_else(bad)?; // notBefore
-    let (tag, time, _) = der_tlv(validity).ok_or_else(bad)?;
-    // RFC 5280 §4.1.2.5: UTCTime YYMMDDHHMMSSZ or GeneralizedTime YYYYMMDDHHMMSSZ.
-    let well_formed = matches!((tag, time.len()), (0x17, 13) | (0x18, 15))
-        && time[time.len() - 1] == b'Z'
-        && time[..time.len() - 1].iter().all(u8::is_ascii_digit);
-    if !well_formed {
-        return Err(bad());
-    }
-    let text = std::str::from_utf8(time).map_err(|_| bad())?;
-    let t = Asn1Time::from_str_x509(text)?;
-    unix_seconds(&t)
+    let (nb_tag, nb_time, validity) = der_tlv(validity).ok_or_else(bad)?; // notBefore
+    let (na_tag, na_time, _) = der_tlv(validity).ok_or_else(bad)?; // notAfter
+                                                                   // RFC 5280 §4.1.2.5: UTCTime YYMMDDHHMMSSZ or GeneralizedTime YYYYMMDDHHMMSSZ.
+    let read = |tag: u8, time: &[u8]| -> Result<i64, CryptoError> {
+        let well_formed = matches!((tag, time.len()), (0x17, 13) | (0x18, 15))
+            && time[time.len() - 1] == b'Z'
+            && time[..time.len() - 1].iter().all(u8::is_ascii_digit);
+        if !well_formed {
+            return Err(bad());
+        }
+        let text = std::str::from_utf8(time).map_err(|_| bad())?;
+        let t = Asn1Time::from_str_x509(text)?;
+        unix_seconds(&t)
+    };
+    Ok(LeafValidity {
+        not_before: read(nb_tag, nb_time)?,
+        not_after: read(na_tag, na_time)?,
+        spread: crate::acme::renewal::spread_of(&der),
+    })
 }
 
 /// Issuer CN of the last certificate of the chain: what `preferred_chain` is compared with.
@@ -560,6 +582,9 @@ pub(crate) mod tests {
                 parse_chain(text.as_bytes()).unwrap()[0].not_after,
                 not_after
             );
+            let v = leaf_validity(text.as_bytes()).unwrap();
+            assert_eq!((v.not_before, v.not_after), (1_600_000_000, not_after));
+            assert!((0.0..1.0).contains(&v.spread));
         }
     }
 

@@ -349,6 +349,30 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
             Ok(cert::leaf_not_after(&pem.as_bytes()).map_err(|e| e.to_string()))
         })?,
     )?;
+    // The renewal rule (acme::renewal) for a stored certificate: due_at, not_before, not_after
+    // (Unix seconds). `issued` is when the entry was stored, when known.
+    t.set(
+        "cert_renewal_due",
+        lua.create_function(
+            |_, (pem, threshold, issued): (LuaString, f64, Option<f64>)| {
+                Ok(match cert::leaf_validity(&pem.as_bytes()) {
+                    Ok(v) => (
+                        Some(crate::acme::renewal::renewal_due_at(
+                            v.not_before as f64,
+                            v.not_after as f64,
+                            issued,
+                            threshold,
+                            v.spread,
+                        )),
+                        Some(v.not_before),
+                        Some(v.not_after),
+                        None,
+                    ),
+                    Err(e) => (None, None, None, Some(e.to_string())),
+                })
+            },
+        )?,
+    )?;
     t.set(
         "cert_split",
         lua.create_function(|lua, pem: String| {

@@ -5,6 +5,9 @@ Pebble 2.4 has no ARI. Every request is forwarded to Pebble with the proxy's Hos
 the URLs Pebble puts in its replies point back at the proxy; the directory gains a
 ``renewalInfo`` URL that the proxy answers itself with ``window`` (start, end as Unix times).
 newOrder payloads are recorded (decoded) in ``orders`` so tests can check ``replaces``.
+
+With ``window=None`` it is a counting proxy in front of a Pebble that has ARI itself (2.10):
+renewalInfo requests are forwarded and their CertIDs recorded in ``ari_queries``.
 """
 
 import base64
@@ -56,7 +59,10 @@ class _Handler(BaseHTTPRequestHandler):
         p = self.server.proxy
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else None
-        if self.path.startswith("/renewal-info/"):
+        if p.window is None and "/renewalInfo/" in self.path:
+            # a CA with its own ARI (Pebble 2.10): forwarded, only counted
+            p.ari_queries.append(self.path.rsplit("/", 1)[1])
+        elif self.path.startswith("/renewal-info/"):
             p.ari_queries.append(self.path.rsplit("/", 1)[1])
             start, end = p.window
             data = json.dumps({"suggestedWindow": {"start": _rfc3339(start),
@@ -68,7 +74,7 @@ class _Handler(BaseHTTPRequestHandler):
             pad = "=" * (-len(jws["payload"]) % 4)
             p.orders.append(json.loads(base64.urlsafe_b64decode(jws["payload"] + pad)))
         status, headers, data = self._forward(body)
-        if self.path == "/dir" and status == 200:
+        if self.path == "/dir" and status == 200 and p.window is not None:
             d = json.loads(data)
             d["renewalInfo"] = "https://127.0.0.1:%d/renewal-info" % p.port
             d.setdefault("meta", {})["profiles"] = {"classic": "the default",

@@ -48,6 +48,16 @@ stopped by PID (children included); anything still running at interpreter exit i
     serial X for order Y" log lines), ``ssl_context()``, ``get(url_or_mgmt_path) -> (status,
     body)``, ``get_json(url)``, ``log()``, ``log_tail(n)``, ``wait_log(regex, timeout, since)``.
 
+``Pebble2(workdir, *, profiles=None, retry_after=None, **Pebble options)``,
+``ChallTestSrv2(...)``, ``pebble2_bin_dir() -> str|None``
+    Pebble 2.10.1 built from ``../shared/pebble`` by ``scripts/build-pebble.sh`` (cached by the
+    tarball's sha256; ``$PEBBLE2_BIN`` names a bin directory instead). ``profiles`` =
+    {name: validity seconds} (directory ``meta.profiles``), ``retry_after`` = {"authz": s,
+    "order": s}; real ARI (``renewalInfo``) and ``set_renewal_info(cert_pem, answer)`` (what
+    renewalInfo answers for that certificate). ``ChallTestSrv2`` is its challtestsrv
+    (``-dnsserver``, ``-doh ""``). ``pebble2_bin_dir()`` is None when the source is absent
+    (tests skip).
+
 ``Nginx(workdir, conf_body, *, http_ports=(), env=None, main_extra="", stream="",
         worker_processes=1, lua_path=None, lua_cpath=None, http_extra_top="")``
     Renders ``<workdir>/nginx.conf`` (load_module ndk + lua, ``user root`` when root,
@@ -136,14 +146,14 @@ from .dnsq import dns_query
 from .nginx import Nginx, find_module, lua_package_cpath, lua_package_path
 from .paths import platform
 from .paths import BUILD_CPATH, CORE_SO, REPO
-from .pebble import ChallTestSrv, Pebble
+from .pebble import ChallTestSrv, ChallTestSrv2, Pebble, Pebble2, pebble2_bin_dir
 from .proc import free_port, port_open
 from .redis import Redis, RedisError
 from .storage import Store, StorageNginx
 
 __all__ = [
     "AutoSSL", "BUILD_CPATH", "Bind", "CORE_SO", "REPO", "ChallTestSrv", "Etcd", "Nginx",
-    "Pebble", "Redis", "RedisError", "StorageNginx", "Store", "TestCA", "dns_query",
+    "Pebble", "Pebble2", "ChallTestSrv2", "pebble2_bin_dir", "Redis", "RedisError", "StorageNginx", "Store", "TestCA", "dns_query",
     "find_module", "free_port", "http_get", "lua_package_cpath", "lua_package_path",
     "platform", "port_open", "tls_peer_cert",
 ]

@@ -122,6 +122,7 @@ class Pebble(proc.Server):
                  validity_period=None):
         self.workdir = os.path.join(str(workdir), "pebble")
         os.makedirs(self.workdir, exist_ok=True)
+        self.bin = PEBBLE_BIN
         self.ca = TestCA(os.path.join(self.workdir, "tls"), name="pebble listener test CA")
         self.ca_pem = self.ca.ca_pem
         self.port = proc.free_port()
@@ -171,7 +172,7 @@ class Pebble(proc.Server):
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self):
-        argv = [PEBBLE_BIN, "-config", self.config_path]
+        argv = [self.bin, "-config", self.config_path]
         if self.dns_server:
             argv += ["-dnsserver", self.dns_server]
         if self.strict:
@@ -244,3 +245,84 @@ class Pebble(proc.Server):
         if status != 200:
             raise RuntimeError("cert-status-by-serial %s -> %d" % (serial_hex, status))
         return json.loads(body)
+
+
+# -- Pebble 2.10.1 (ARI, profiles), built from ../shared/pebble by scripts/build-pebble.sh ----
+
+_PEBBLE2_DIR = None
+
+
+def pebble2_bin_dir():
+    """The bin directory of Pebble 2.10 (``pebble``, ``pebble-challtestsrv``), or None.
+
+    ``$PEBBLE2_BIN`` when set (the Makefile's e2e target sets it), else the output of
+    ``scripts/build-pebble.sh`` (builds once into a cache keyed by the tarball's sha256; run at
+    most once per test session). None when the shared Pebble source is absent."""
+    global _PEBBLE2_DIR
+    if _PEBBLE2_DIR is None:
+        env = os.environ.get("PEBBLE2_BIN")
+        if env:
+            _PEBBLE2_DIR = env if os.path.isfile(os.path.join(env, "pebble")) else ""
+        else:
+            import subprocess
+            from .paths import REPO
+            r = subprocess.run([os.path.join(REPO, "scripts", "build-pebble.sh")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            _PEBBLE2_DIR = r.stdout.strip() if r.returncode == 0 else ""
+    return _PEBBLE2_DIR or None
+
+
+class ChallTestSrv2(ChallTestSrv):
+    """``ChallTestSrv`` run from Pebble 2.10's pebble-challtestsrv (``-dnsserver``, no DoH)."""
+
+    def start(self):
+        argv = [
+            os.path.join(pebble2_bin_dir(), "pebble-challtestsrv"),
+            "-dnsserver", self.dns_server,
+            "-doh", "",
+            "-management", "127.0.0.1:%d" % self.mgmt_port,
+            "-http01", "", "-https01", "", "-tlsalpn01", "",
+            "-defaultIPv4", self.default_ipv4,
+            "-defaultIPv6", self.default_ipv6,
+        ]
+        self.proc = proc.spawn(argv, self.log_path)
+        proc.wait_ports([self.dns_port, self.mgmt_port], self.proc, 15,
+                        "pebble-challtestsrv 2.10", self.log_tail)
+        return self
+
+
+class Pebble2(Pebble):
+    """Pebble 2.10.1: ``Pebble``'s options plus ``profiles`` ({name: validity seconds}; the
+    first is also the default an order without a profile may get, and Pebble picks a random
+    one for those) and ``retry_after`` ({"authz": s, "order": s}). Its directory has
+    ``renewalInfo`` (RFC 9773) and ``meta.profiles``.
+
+    ``set_renewal_info(cert_pem, answer)``: what renewalInfo answers for that certificate
+    (a dict is sent as JSON; a string verbatim, even malformed). ``orders()``: newOrder
+    count (as ``orders_count``)."""
+
+    def __init__(self, workdir, *, profiles=None, retry_after=None, **kw):
+        super().__init__(workdir, **kw)
+        with open(self.config_path) as f:
+            cfg = json.load(f)
+        if profiles:
+            cfg["pebble"]["profiles"] = {
+                name: {"description": "%s (%d s)" % (name, secs), "validityPeriod": int(secs)}
+                for name, secs in profiles.items()}
+        if retry_after:
+            cfg["pebble"]["retryAfter"] = dict(retry_after)
+        with open(self.config_path, "w") as f:
+            json.dump(cfg, f, indent=2)
+
+    def start(self):
+        self.bin = os.path.join(pebble2_bin_dir(), "pebble")
+        return super().start()
+
+    def set_renewal_info(self, cert_pem, answer):
+        body = answer if isinstance(answer, str) else json.dumps(answer)
+        data = json.dumps({"Certificate": cert_pem, "ARIResponse": body}).encode()
+        req = urllib.request.Request(self.mgmt_url + "/set-renewal-info/", data=data,
+                                     method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, context=self.ssl_context(), timeout=10) as r:
+            return r.status

@@ -9,6 +9,7 @@ local core = require("resty.acme.core")
 local certcache = require("resty.acme.certcache")
 local metrics = require("resty.acme.metrics")
 local ondemand = require("resty.acme.ondemand")
+local renewal = require("resty.acme.renewal")
 local ssl = require("ngx.ssl")
 local tls_cert = require("resty.acme.tls_cert")
 local cjson = require("cjson.safe")
@@ -36,6 +37,8 @@ local io_open = io.open
 local math_floor = math.floor
 local math_random = math.random
 local math_max = math.max
+local math_min = math.min
+local table_sort = table.sort
 local require = require
 local setmetatable = setmetatable
 local tonumber = tonumber
@@ -63,6 +66,9 @@ local default_config = {
   failure_cooloff_callback = nil,
   renew_threshold = 7 * 86400,
   renew_check_interval = 6 * 3600,
+  -- Besides every renew_check_interval, a pass runs when the earliest stored certificate falls
+  -- due, but not sooner than this after the last one.
+  renew_min_interval = 30,
   storage_adapter = "shm",
   storage_config = { shm_name = "acme" },
   enabled_challenge_handlers = { "http-01" },
@@ -449,14 +455,15 @@ local function domain_key_for(typ, renew, existing)
   return key:to_pem()
 end
 
--- A stored entry that needs no order: present, parsable, and not within the renew threshold.
+-- A stored entry that needs no order: present, parsable, and not due by the renewal rule
+-- (resty.acme.renewal): whoever holds the lock never orders what was just issued.
 local function still_good(raw)
   local entry = raw and parse_entry(raw)
   if not entry then
     return nil
   end
-  local not_after = core.cert_not_after(entry.cert)
-  if not not_after or not_after - now() < AUTOSSL.config.renew_threshold then
+  local due_at = renewal.due_at(entry, AUTOSSL.config.renew_threshold)
+  if not due_at or now() >= due_at then
     return nil, entry
   end
   -- what the handshakes could not be served (e.g. a key of another certificate) is ordered anew
@@ -476,6 +483,38 @@ local function store_entry(key, value)
     ngx_sleep(0.2 * attempt)
   end
   return err
+end
+
+local schedule_wake -- (below) the renewal pass that runs when a certificate falls due
+
+-- The ACME profile to ask for: `profile` (a name, or a function of the domain), else the
+-- `profile` field of what domain_whitelist_callback returned for it, else `ip_profile` for
+-- IP addresses (the CA may issue those under one profile only); nil lets the client's own
+-- `profile` (or the CA's default) decide. The client checks it against the directory.
+local function profile_for(domain)
+  local conf = AUTOSSL.config
+  local p = conf.profile
+  if type(p) == "function" then
+    local ok, res = pcall(p, domain)
+    if not ok then
+      return nil, "profile function failed for " .. domain .. ": " .. tostring(res)
+    end
+    p = res
+  end
+  if p == nil and conf.domain_whitelist_callback then
+    local ok, res = pcall(conf.domain_whitelist_callback, domain, true)
+    if ok and type(res) == "table" then
+      p = res.profile
+    end
+  end
+  if p == nil and conf.ip_profile and (find(domain, ":", 1, true)
+      or find(domain, "^%d+%.%d+%.%d+%.%d+$")) then
+    p = conf.ip_profile
+  end
+  if p ~= nil and type(p) ~= "string" then
+    return nil, "profile for " .. domain .. " must be a string, got " .. type(p)
+  end
+  return p
 end
 
 local function do_update(data, domain, typ)
@@ -512,9 +551,13 @@ local function do_update(data, domain, typ)
     names = { field_domain, domain }
   end
 
-  log(ngx.INFO, "ordering ", typ, " certificate for ", domain)
+  local profile, prerr = profile_for(domain)
+  if prerr then
+    return prerr
+  end
+  log(ngx.INFO, "ordering ", typ, " certificate for ", domain, profile and (" (profile " .. profile .. ")") or "")
   local t0 = now()
-  local opts = { replaces = data.replaces }
+  local opts = { replaces = data.replaces, profile = profile }
   local cert, oerr
   if names[2] then
     cert, oerr = AUTOSSL.client:order_certificate(pkey, names[1], names[2], opts)
@@ -539,6 +582,8 @@ local function do_update(data, domain, typ)
     return serr
   end
   log(ngx.INFO, "stored ", typ, " certificate for ", domain, " in ", math_floor((now() - t0) * 1000) / 1000, "s")
+  -- the renewal of what was just stored, even if no pass is due before it (short lifetimes)
+  schedule_wake((renewal.due_at({ cert = cert, updated = now() }, AUTOSSL.config.renew_threshold)))
   -- This worker serves it at once; other workers within negative_cache_ttl (new) or cache_ttl.
   local parsed = parse_certkey(cert, pkey, ngx_md5_bin(value))
   if parsed and caches[typ] then
@@ -591,39 +636,9 @@ function AUTOSSL.update_cert(data)
   return err
 end
 
--- RFC 9773: whether the CA's suggested window says "renew now". The moment inside the window
--- is fixed per certificate (from its fingerprint) and spread uniformly, as §4.2 asks, so that
--- a fleet does not renew at the window's first second. The window is asked again only after
--- the Retry-After the CA sent. Returns due, cert_id.
-local ari_windows = {} -- fingerprint -> { at =, cert_id =, next_query = }
-
-local function ari_says_due(cert_pem, info)
-  local fp = info.fingerprint_sha256 or ""
-  local known = ari_windows[fp]
-  if not known or now() >= known.next_query then
-    local win, werr = AUTOSSL.client:renewal_info(cert_pem)
-    if not win then
-      if werr then
-        log(ngx.WARN, "renewal information for ", info.subject_cn or "?", ": ", werr)
-      end
-      return false
-    end
-    local frac = (tonumber(sub(fp, 1, 8), 16) or 0) / 0xffffffff
-    known = {
-      at = win.start + frac * math_max(0, win["end"] - win.start),
-      cert_id = win.cert_id,
-      next_query = win.retry_after or (now() + 6 * 3600),
-    }
-    ari_windows[fp] = known
-    if win.explanation_url then
-      log(ngx.INFO, "renewal window for ", info.subject_cn or "?", " explained at ",
-        win.explanation_url)
-    end
-  end
-  return now() >= known.at, known.cert_id
-end
-
-local function renew_one(key, ari)
+-- One stored entry of a renewal pass: a candidate { name, typ, replaces, fingerprint, urgent,
+-- due_at, not_after } when due, else nil and the time it becomes due (for the wake timer).
+local function evaluate(key, ari)
   local storage = AUTOSSL.storage
   local conf = AUTOSSL.config
   local raw, err = storage:get(key)
@@ -651,38 +666,53 @@ local function renew_one(key, ari)
     end
     return
   end
-  -- The expiry alone first: parsing a certificate costs OpenSSL 3.0 about 90 µs, reading
-  -- notAfter a few, and most entries of a pass are neither due nor asked about (ARI).
-  local not_after, nerr = core.cert_not_after(entry.cert)
-  if not not_after then
-    log(ngx.WARN, "renewal: skipping ", key, ": ", nerr)
+  -- The validity alone first: parsing a certificate costs OpenSSL 3.0 about 90 µs, reading
+  -- the dates a few, and most entries of a pass are neither due nor asked about (ARI).
+  local due_at, not_before, not_after = renewal.due_at(entry, conf.renew_threshold)
+  if not due_at then
+    log(ngx.WARN, "renewal: skipping ", key, ": ", not_before)
     return
   end
-  local due = not_after - now() < conf.renew_threshold
+  local t = now()
+  local due = t >= due_at
   if not due and not ari then
-    return
+    return nil, due_at
   end
   local info, cerr = core.cert_parse(entry.cert)
   if not info then
     log(ngx.WARN, "renewal: skipping ", key, ": ", cerr)
     return
   end
-  local replaces
+  local replaces, urgent
   if ari then
-    local ari_due, cert_id = ari_says_due(entry.cert, info[1])
+    local fp = info[1].fingerprint_sha256
+    local win = renewal.window(storage, AUTOSSL.client, entry.cert, info[1], t)
+    local ari_due, ari_urgent, at = renewal.ari_due(win, fp, not_before, not_after, t)
+    if ari_urgent and not due then
+      log(ngx.WARN, "renewal: the CA's renewal window for ", name, " ended in the past",
+        win.explanation_url and (" (" .. win.explanation_url .. ")") or "", ", renewing at once")
+    end
     due = due or ari_due
-    replaces = cert_id
+    urgent = ari_urgent
+    replaces = win and win.cert_id or core.ari_cert_id(entry.cert)
+    if at and at < due_at then
+      due_at = at
+    end
   end
   if not due then
-    return
+    return nil, due_at
   end
-  log(ngx.INFO, "renewing ", typ, " certificate for ", name, " (expires ", info[1].not_after, ")")
-  metrics.add('acme_renewals_total{type="' .. typ .. '"}')
-  local uerr = AUTOSSL.update_cert({ domain = name, renew = true, tries = 0, type = typ,
-                                     replaces = replaces,
-                                     fingerprint = info[1].fingerprint_sha256 })
+  return { name = name, typ = typ, replaces = replaces, urgent = urgent, due_at = due_at,
+           not_after = info[1].not_after, fingerprint = info[1].fingerprint_sha256 }
+end
+
+local function renew_candidate(c)
+  log(ngx.INFO, "renewing ", c.typ, " certificate for ", c.name, " (expires ", c.not_after, ")")
+  metrics.add('acme_renewals_total{type="' .. c.typ .. '"}')
+  local uerr = AUTOSSL.update_cert({ domain = c.name, renew = true, tries = 0, type = c.typ,
+                                     replaces = c.replaces, fingerprint = c.fingerprint })
   if uerr then
-    log(ngx.ERR, "renewal of ", name, " failed: ", uerr)
+    log(ngx.ERR, "renewal of ", c.name, " failed: ", uerr)
   end
 end
 
@@ -701,6 +731,76 @@ local function ari_available()
   return dir ~= nil and dir.renewalInfo ~= nil
 end
 
+local wake_at -- this worker's next early pass (the timer that keeps up with short lifetimes)
+local run_pass
+
+local function on_wake(premature, at)
+  if premature or at ~= wake_at then
+    return
+  end
+  wake_at = nil
+  run_pass()
+end
+
+-- Wake at the earliest due time when it comes before the next periodic pass, never sooner
+-- than renew_min_interval from now (a store full of due certificates does not spin).
+function schedule_wake(earliest)
+  local conf = AUTOSSL.config
+  if not earliest then
+    return
+  end
+  local t = now()
+  local at = math_max(earliest, t + conf.renew_min_interval)
+  if at >= t + conf.renew_check_interval or (wake_at and wake_at <= at and wake_at > t) then
+    return
+  end
+  wake_at = at
+  local ok, err = ngx_timer_at(at - t, on_wake, at)
+  if not ok then
+    wake_at = nil
+    log(ngx.WARN, "renewal: cannot schedule the next check: ", err)
+  end
+end
+
+-- A renewal pass: every stored entry is evaluated, then the due ones are renewed, those whose
+-- CA window ended in the past (revocation) first, then by due time.
+function run_pass()
+  local keys, err = AUTOSSL.storage:list("domain:")
+  if err then
+    log(ngx.ERR, "renewal: cannot list certificates: ", err)
+    return
+  end
+  local ari = #keys > 0 and ari_available()
+  local due, earliest = {}, nil
+  for _, key in ipairs(keys) do
+    local ok, c, next_at = pcall(evaluate, key, ari)
+    if not ok then
+      log(ngx.ERR, "renewal: ", key, ": ", c)
+    elseif c then
+      due[#due + 1] = c
+    elseif next_at then
+      earliest = earliest and math_min(earliest, next_at) or next_at
+    end
+  end
+  table_sort(due, function(x, y)
+    if x.urgent ~= y.urgent then
+      return x.urgent == true
+    end
+    return x.due_at < y.due_at
+  end)
+  for _, c in ipairs(due) do
+    local ok, perr = pcall(renew_candidate, c)
+    if not ok then
+      log(ngx.ERR, "renewal: ", c.name, ": ", perr)
+    end
+  end
+  if #due > 0 then
+    -- what failed (cooloff, CA error) is looked at again soon
+    earliest = now()
+  end
+  schedule_wake(earliest)
+end
+
 function AUTOSSL.check_renew(premature)
   if premature then
     return
@@ -710,18 +810,7 @@ function AUTOSSL.check_renew(premature)
   if count > 1 and math_floor(ngx_now() / interval) % count ~= ngx_worker_id() then
     return
   end
-  local keys, err = AUTOSSL.storage:list("domain:")
-  if err then
-    log(ngx.ERR, "renewal: cannot list certificates: ", err)
-    return
-  end
-  local ari = ari_available()
-  for _, key in ipairs(keys) do
-    local ok, perr = pcall(renew_one, key, ari)
-    if not ok then
-      log(ngx.ERR, "renewal: ", key, ": ", perr)
-    end
-  end
+  run_pass()
 end
 
 local function background_update(premature, domain, types, ctx)
@@ -898,7 +987,14 @@ local function certificate_facts(expiry_only)
       fact.serial = leaf.serial
       fact.sans = leaf.sans
       fact.fingerprint_sha256 = leaf.fingerprint_sha256
-      fact.renewal_due = leaf.not_after - t < AUTOSSL.config.renew_threshold
+      local due_at = renewal.due_at(entry, AUTOSSL.config.renew_threshold)
+      fact.renewal_due_at = due_at
+      fact.renewal_due = due_at ~= nil and t >= due_at
+      local win = renewal.shared_window(storage, leaf.fingerprint_sha256)
+      if win then
+        fact.ari = { start = win.start, ["end"] = win["end"], explanation_url = win.explanation_url,
+                     next_query = win.next_query, error = win.error }
+      end
     else
       fact.error = gerr or perr or "unparsable certificate"
     end
@@ -1063,6 +1159,17 @@ function AUTOSSL.init(autossl_config, acme_config)
     error("native_serving must be true or false, got " .. tostring(autossl_config.native_serving))
   end
 
+  local rmi = autossl_config.renew_min_interval
+  if type(rmi) ~= "number" or rmi <= 0 then
+    error("renew_min_interval must be a positive number of seconds, got " .. tostring(rmi))
+  end
+  local prof = autossl_config.profile
+  if prof ~= nil and type(prof) ~= "string" and type(prof) ~= "function" then
+    error("profile must be a profile name or a function of the domain, got " .. type(prof))
+  end
+  if autossl_config.ip_profile ~= nil and type(autossl_config.ip_profile) ~= "string" then
+    error("ip_profile must be a profile name, got " .. type(autossl_config.ip_profile))
+  end
   local lock_ttl = autossl_config.update_lock_ttl
   if type(lock_ttl) ~= "number" or lock_ttl <= 0 then
     error("update_lock_ttl must be a positive number of seconds, got " .. tostring(lock_ttl))
@@ -1213,14 +1320,7 @@ function AUTOSSL.init_worker()
           log(ngx.ERR, kerr)
         end
       end
-      local keys = storage:list("domain:")
-      local ari = keys and #keys > 0 and ari_available()
-      for _, key in ipairs(keys or {}) do
-        local rok, rerr = pcall(renew_one, key, ari)
-        if not rok then
-          log(ngx.ERR, "renewal: ", key, ": ", rerr)
-        end
-      end
+      run_pass()
     end)
   end
 end

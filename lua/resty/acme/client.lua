@@ -567,6 +567,21 @@ function _M:renewal_info(cert_pem)
   return res
 end
 
+-- Whether a failed order was refused for its `replaces` field: alreadyReplaced (409), or the
+-- 403 unauthorized / 400 malformed a CA answers when the certificate is another account's or
+-- another CA's (an account or CA change since it was issued).
+local function replacement_refused(act)
+  if type(act) ~= "table" or act.category ~= "problem" then
+    return false
+  end
+  local ptype = act.problem_type or ""
+  if find(ptype, "alreadyReplaced", 1, true) then
+    return true
+  end
+  return (act.status == 403 and find(ptype, "unauthorized", 1, true) ~= nil)
+    or (act.status == 400 and find(ptype, "malformed", 1, true) ~= nil)
+end
+
 -- order_certificate(domain_key_pem, name, ..., opts?): pem chain | nil, err. A trailing table
 -- holds options beyond the original: `replaces` (RFC 9773 §5, the ARI id of the certificate
 -- this one replaces).
@@ -608,7 +623,26 @@ function _M:order_certificate(domain_key, ...)
   if not op then
     return nil, operr
   end
-  local res, rerr = run(self, op)
+  local res, rerr, act = run(self, op)
+  if not res and opts.replaces and replacement_refused(act) then
+    -- RFC 9773 §5: the CA would not take this order as the replacement (already replaced,
+    -- another account, another CA): the certificate is still needed, so order it once more
+    -- as a plain order.
+    log(ngx.WARN, "the CA refused the order as a replacement of ", opts.replaces, " (",
+      act.status or "?", " ", act.problem_type or "?", ": ", act.problem_detail or rerr,
+      "), ordering without replaces")
+    op, operr = self.core:op_order({
+      identifiers = names,
+      challenge_types = challenge_types(self),
+      csr = csr,
+      preferred_chain = self.conf.preferred_chain,
+      profile = profile,
+    })
+    if not op then
+      return nil, operr
+    end
+    res, rerr = run(self, op)
+  end
   if not res then
     return nil, rerr
   end

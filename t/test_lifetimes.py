@@ -1,0 +1,407 @@
+"""Certificates of every lifetime (5 minutes to 90 days) against Pebble 2.10.1: one order per
+name and key type on first issue, one renewal per certificate per renewal window across a
+cluster, the 90-day boundary of the original's renew_threshold, and ARI (RFC 9773) incidents.
+
+Pebble 2.10.1 is built from ../shared/pebble (scripts/build-pebble.sh, cached); without it these
+tests are skipped. Its profiles give each lifetime: an order names the profile.
+"""
+
+import base64
+import datetime
+import json
+import os
+import re
+import threading
+import time
+import urllib.request
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from fakes.ari_proxy import AriProxy
+from harness import AutoSSL, ChallTestSrv2, Pebble2, Redis, TestCA, free_port, pebble2_bin_dir
+
+pytestmark = pytest.mark.skipif(pebble2_bin_dir() is None,
+                                reason="Pebble 2.10.1 source (../shared/pebble) is absent")
+
+DAY = 86400
+PROFILES = {
+    "fiveminute": 300,
+    "twominute": 120,
+    "twelvehour": 12 * 3600,
+    "shortlived": 6 * DAY,
+    "classic": 90 * DAY,
+}
+LIFETIMES = [("fiveminute", 300), ("twelvehour", 12 * 3600), ("shortlived", 6 * DAY),
+             ("classic", 90 * DAY)]
+
+
+@pytest.fixture
+def challtestsrv(workdir):
+    srv = ChallTestSrv2(workdir).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def pebble(workdir, challtestsrv, request):
+    p = Pebble2(workdir, challtestsrv=challtestsrv, profiles=PROFILES,
+                retry_after={"authz": 1, "order": 1}).start()
+    yield p
+    p.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print("---- pebble 2.10 log tail ----\n" + p.log_tail(60))
+
+
+@pytest.fixture
+def redis(workdir):
+    r = Redis(workdir)
+    r.start()
+    yield r
+    r.stop()
+
+
+def redis_conf(r):
+    return 'storage_adapter = "redis", storage_config = { port = %d },' % r.port
+
+
+def crowd(nodes, name, n=200):
+    errors = []
+
+    def hit(node):
+        try:
+            node.handshake(name, timeout=60)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=hit, args=(nodes[i % len(nodes)],)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+
+
+def validity(cert):
+    return cert.not_valid_after - cert.not_valid_before
+
+
+def check_first_issue(nodes, pebble, name, profile, lifetime, key_types):
+    crowd(nodes, name)
+    for kind in key_types:
+        cert = nodes[0].wait_issued(name, kind=kind, timeout=90)
+        # Pebble's notAfter is notBefore + validity - 1 s
+        assert abs(validity(cert).total_seconds() - lifetime) <= 1, (profile, validity(cert))
+    # renewal passes every 2 s on every node meanwhile: nothing just issued is ordered again
+    time.sleep(8)
+    for n in nodes:
+        for _ in range(5):
+            n.handshake(name)
+    assert pebble.orders_count() == len(key_types), "\n".join(
+        n.nginx.log_tail(30) for n in nodes)
+
+
+@pytest.mark.parametrize("profile,lifetime", LIFETIMES, ids=[p for p, _ in LIFETIMES])
+def test_first_issue_one_order_per_name_and_key_type(pebble, challtestsrv, nginx_factory,
+                                                     workdir, profile, lifetime):
+    name = "first-%s.example.test" % profile
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=[name],
+                key_types=("rsa", "ecc"), workers=2,
+                extra='profile = "%s", renew_check_interval = 2, renew_min_interval = 1,'
+                      % profile)
+    check_first_issue([a], pebble, name, profile, lifetime, ("rsa", "ecc"))
+
+
+def cluster(nginx_factory, pebble, challtestsrv, workdir, r, domains, extra,
+            key_types=("rsa", "ecc")):
+    nodes = [AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=domains, workers=1,
+                     key_types=key_types,
+                     http_port=pebble.http_port if i == 0 else free_port(),
+                     extra=redis_conf(r) + extra, start=False)
+             for i in range(3)]
+    for n in nodes:
+        n.nginx.start()
+    return nodes
+
+
+@pytest.mark.parametrize("profile,lifetime", LIFETIMES, ids=[p for p, _ in LIFETIMES])
+def test_first_issue_one_order_per_name_and_key_type_on_three_nodes(
+        pebble, challtestsrv, nginx_factory, workdir, redis, profile, lifetime):
+    name = "nodes-%s.example.test" % profile
+    nodes = cluster(nginx_factory, pebble, challtestsrv, workdir, redis, [name],
+                    'profile = "%s", renew_check_interval = 2, renew_min_interval = 1,'
+                    % profile)
+    check_first_issue(nodes, pebble, name, profile, lifetime, ("rsa", "ecc"))
+
+
+def stored_cert(r, typ, name):
+    raw = r.command("GET", "domain:%s:%s" % (typ, name))
+    if not raw:
+        return None
+    return x509.load_pem_x509_certificate(json.loads(raw)["cert"].encode())
+
+
+def test_two_minute_certificates_renew_once_per_window_across_three_nodes(
+        pebble, challtestsrv, nginx_factory, workdir, redis):
+    """Only the timer that wakes at each certificate's due point renews here (the periodic
+    pass is an hour away): each renewal falls inside its window (half the lifetime, spread by
+    at most a tenth of it), and every order Pebble saw is a certificate that was stored."""
+    lifetime = PROFILES["twominute"]
+    names = ["r1.example.test", "r2.example.test"]
+    nodes = cluster(nginx_factory, pebble, challtestsrv, workdir, redis, names,
+                    'profile = "twominute", renew_check_interval = 3600, '
+                    'renew_min_interval = 2,', key_types=("ecc",))
+    for i, name in enumerate(names):
+        nodes[i].handshake(name)
+    seen = {name: [] for name in names}  # distinct stored certificates, in order
+    deadline = time.monotonic() + 140
+    while time.monotonic() < deadline:
+        for name in names:
+            c = stored_cert(redis, "ecc", name)
+            if c is not None and (not seen[name] or seen[name][-1].serial_number
+                                  != c.serial_number):
+                seen[name].append(c)
+        time.sleep(0.25)
+    for name in names:
+        certs = seen[name]
+        # issued, then renewed every 40-60 s: at least twice in 140 s
+        assert len(certs) >= 3, (name, [c.not_valid_before for c in certs])
+        for old, new in zip(certs, certs[1:]):
+            age = (new.not_valid_before - old.not_valid_before).total_seconds()
+            # due at half the lifetime (spread earlier by at most a tenth of it), or at the
+            # moment chosen in Pebble's ARI window (which opens at issuance) but not before a
+            # third of the lifetime; renewed within a few seconds of that
+            assert lifetime / 3 - 1 <= age <= lifetime / 2 + 10, (name, age)
+    # no order beyond those: one renewal per certificate per window, whichever node woke
+    assert pebble.orders_count() == sum(len(c) for c in seen.values())
+    for n in nodes:
+        n.nginx.stop()
+
+
+def make_cert(ca_cert, ca_key, name, not_before, not_after):
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+
+
+def put_entry(store, name, cert_pem, key_pem, typ="ecc", updated=None):
+    """`domain:<typ>:<name>` in a file store, as lua-resty-acme writes it."""
+    value = json.dumps({"domain": name, "pkey": key_pem, "cert": cert_pem, "type": typ,
+                        "updated": updated}).replace("/", "\\/")
+    path = os.path.join(store, base64.b64encode(("domain:%s:%s" % (typ, name)).encode()).decode())
+    with open(path, "w") as f:
+        f.write("0::" + value)
+
+
+def read_entry(store, name, typ="ecc"):
+    path = os.path.join(store, base64.b64encode(("domain:%s:%s" % (typ, name)).encode()).decode())
+    with open(path) as f:
+        return json.loads(f.read().split("::", 1)[1])
+
+
+def file_store(store, more=""):
+    return 'storage_adapter = "file", storage_config = { dir = %s }, %s' % (json.dumps(store),
+                                                                            more)
+
+
+def test_ninety_day_certificate_is_renewed_at_6_days_left_not_at_8(pebble, challtestsrv,
+                                                                  nginx_factory, workdir):
+    """The original's renew_threshold (7 days) for 90-day certificates, exactly."""
+    ca = TestCA(os.path.join(str(workdir), "oldca"))
+    with open(ca.ca_pem, "rb") as f:
+        ca_cert = x509.load_pem_x509_certificate(f.read())
+    ca_key = ca._ca_key
+    store = os.path.join(str(workdir), "store")
+    os.makedirs(store)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    entries = {}
+    for name, left in (("eight.example.test", 8), ("six.example.test", 6)):
+        nb = now - datetime.timedelta(days=90 - left)
+        cert_pem, key_pem = make_cert(ca_cert, ca_key, name, nb, nb + datetime.timedelta(days=90))
+        put_entry(store, name, cert_pem, key_pem, updated=nb.timestamp())
+        entries[name] = cert_pem
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
+                domains=list(entries), key_types=("ecc",), workers=2,
+                extra=file_store(store, 'profile = "classic", renew_check_interval = 2,'))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and read_entry(store, "six.example.test")["cert"] == \
+            entries["six.example.test"]:
+        time.sleep(0.5)
+    renewed = x509.load_pem_x509_certificate(read_entry(store, "six.example.test")["cert"]
+                                             .encode())
+    assert validity(renewed) >= datetime.timedelta(days=89)
+    # several passes later: the 8-day one stays, nothing else was ordered
+    time.sleep(6)
+    assert read_entry(store, "eight.example.test")["cert"] == entries["eight.example.test"]
+    assert pebble.orders_count() == 1
+    # the renewal named the certificate it replaces, which this CA never issued (a CA change):
+    # Pebble's 400 malformed, then the same order without `replaces`
+    assert re.search(r"refused the order as a replacement of \S+ \(400 \S+malformed",
+                     a.nginx.error_log()), a.nginx.log_tail(20)
+
+
+def eval_admin(port):
+    with urllib.request.urlopen("http://127.0.0.1:%d/admin" % port, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def admin_server(port):
+    return """
+    server {
+      listen 127.0.0.1:%d;
+      location = /admin { content_by_lua_block { require("resty.acme.autossl").serve_admin() } }
+    }""" % port
+
+
+def shared_windows(store, locks=False):
+    prefixes = (b"ari_window:", b"ari_query_lock:") if locks else (b"ari_window:",)
+    return [f for f in os.listdir(store) if base64.b64decode(f).startswith(prefixes)]
+
+
+def forget_windows(store):
+    """What the CA's Retry-After expiring does: the shared window (and its query lock) go."""
+    for f in shared_windows(store, locks=True):
+        os.unlink(os.path.join(store, f))
+
+
+def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factory, workdir):
+    """A window moved into the past (mass revocation) renews at once with `replaces`; its
+    explanationURL reaches the log and the admin view. Then the old certificate comes back (a
+    restored backup) and is found due again: Pebble answers the `replaces` order 409
+    alreadyReplaced, and the certificate is ordered once more without `replaces`."""
+    name = "ari.example.test"
+    store = os.path.join(str(workdir), "store")
+    os.makedirs(store)
+    admin_port = free_port()
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=[name],
+                key_types=("ecc",), workers=1, extra_http=admin_server(admin_port),
+                extra=file_store(store, 'profile = "twelvehour", renew_check_interval = 1, '
+                                        'cache_ttl = 1,'))
+    a.wait_issued(name)
+    first = read_entry(store, name)
+    deadline = time.monotonic() + 10
+    while not shared_windows(store) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert shared_windows(store), "the renewal window was never asked for"
+    time.sleep(2)
+    assert pebble.orders_count() == 1  # Pebble's own window: not due yet
+    t = time.time()
+
+    def iso(x):
+        return datetime.datetime.fromtimestamp(x, datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+
+    url = "https://ca.example.test/incident-42"
+    # first the CA explains a window that is still ahead: logged, in the admin view, no order
+    pebble.set_renewal_info(first["cert"], {
+        "suggestedWindow": {"start": iso(t + 3 * 3600), "end": iso(t + 4 * 3600)},
+        "explanationURL": url})
+    off = a.nginx.log_offset()
+    forget_windows(store)
+    a.nginx.wait_log(r"incident-42", since=off, timeout=15)
+    view = json.dumps(eval_admin(admin_port))
+    assert url in view, view
+    assert pebble.orders_count() == 1
+    # then the window moves into the past (mass revocation): renewed at once, with replaces
+    pebble.set_renewal_info(first["cert"], {
+        "suggestedWindow": {"start": iso(t - 7200), "end": iso(t - 3600)},
+        "explanationURL": url})
+    off = a.nginx.log_offset()
+    forget_windows(store)
+    deadline = time.monotonic() + 30
+    while read_entry(store, name)["cert"] == first["cert"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    second = read_entry(store, name)
+    assert second["cert"] != first["cert"], a.nginx.log_tail(30)
+    assert pebble.orders_count() == 2
+    a.nginx.wait_log(r"ended in the past", since=off)
+
+    # the replaced certificate is back in the store and its window still says "now"
+    put_entry(store, name, first["cert"], first["pkey"], updated=first["updated"])
+    off = a.nginx.log_offset()
+    forget_windows(store)
+    a.nginx.wait_log(r"refused the order as a replacement.*alreadyReplaced", timeout=30,
+                     since=off)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and read_entry(store, name)["cert"] in (first["cert"],
+                                                                              second["cert"]):
+        time.sleep(0.2)
+    third = read_entry(store, name)
+    assert third["cert"] not in (first["cert"], second["cert"]), a.nginx.log_tail(30)
+    assert pebble.orders_count() == 3
+
+
+def test_ari_asked_once_per_certificate_per_retry_after_on_three_nodes(
+        pebble, challtestsrv, nginx_factory, workdir, redis):
+    """Every node runs a renewal pass every second; Pebble's renewalInfo (Retry-After 6 h)
+    is asked once per certificate for the whole cluster, counted at a proxy."""
+    ca = TestCA(os.path.join(str(workdir), "proxyca"))
+    proxy = AriProxy(pebble, ca.cert_pem, ca.key_pem, None)
+
+    class Via:
+        directory_url = proxy.directory_url
+        ca_pem = ca.ca_pem
+        http_port = pebble.http_port
+
+        def __getattr__(self, attr):
+            return getattr(pebble, attr)
+
+    names = ["q1.example.test", "q2.example.test"]
+    try:
+        nodes = cluster(nginx_factory, Via(), challtestsrv, workdir, redis, names,
+                        'profile = "twelvehour", renew_check_interval = 1,', key_types=("ecc",))
+        for name in names:
+            nodes[0].handshake(name)
+            nodes[0].wait_issued(name)
+        time.sleep(10)
+        ids = proxy.ari_queries
+        assert len(set(ids)) == 2, ids
+        assert len(ids) == 2, ids
+        assert len(redis.keys("ari_window:*")) == 2
+    finally:
+        proxy.stop()
+
+
+def test_profile_per_name_from_a_function_and_the_allow_list_callback(pebble, challtestsrv,
+                                                                      nginx_factory, workdir):
+    """`profile` as a function of the domain, a `profile` in what domain_whitelist_callback
+    returns, and a profile the CA does not offer (checked against the directory: no order)."""
+    extra = '''
+      profile = function(domain)
+        if domain:find("^six%.") then return "shortlived" end
+        if domain:find("^nope%.") then return "no-such-profile" end
+      end,
+      domain_whitelist_callback = function(domain)
+        if domain:find("^half%.") then return { profile = "twelvehour" } end
+        return domain:find("%.example%.test$") ~= nil
+      end,
+      renew_check_interval = 2,'''
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
+                domains=["unused.example.test"], key_types=("ecc",), workers=1, extra=extra)
+    six = a.wait_issued("six.example.test")
+    half = a.wait_issued("half.example.test")
+    assert abs(validity(six).total_seconds() - 6 * DAY) <= 1
+    assert abs(validity(half).total_seconds() - 12 * 3600) <= 1
+    assert a.is_fallback(a.handshake("nope.example.test"))
+    a.nginx.wait_log(r"profile no-such-profile is not offered by the CA", timeout=15)
+    time.sleep(2)
+    assert a.is_fallback(a.handshake("nope.example.test"))
+    assert pebble.orders_count() == 2
