@@ -184,12 +184,16 @@ def test_pebble_flood_orders_only_allowed_names_within_budget(pebble, challtests
     time.sleep(1.5)  # the other worker's "not found" expires
     workers = sorted(a.nginx.workers())
 
-    idle = []
-    for _ in range(200):
-        dt, cert = timed_handshake(a, "static.test")
-        assert not a.is_fallback(cert)
-        idle.append(dt)
-        time.sleep(0.005)
+    def idle_samples(n=200):
+        out = []
+        for _ in range(n):
+            dt, cert = timed_handshake(a, "static.test")
+            assert not a.is_fallback(cert)
+            out.append(dt)
+            time.sleep(0.005)
+        return out
+
+    idle = idle_samples()
 
     procs, total = 3, 10000
     with multiprocessing.get_context("fork").Pool(procs) as pool:
@@ -250,12 +254,13 @@ def test_pebble_flood_orders_only_allowed_names_within_budget(pebble, challtests
     assert sorted(a.nginx.workers()) == workers
     assert "exited on signal" not in log and "[alert]" not in log
 
+    # idle before and after the flood (the orders have settled): the machine's own load drifts
+    idle += idle_samples()
     idle_p99, busy_p99 = p99(idle), p99(busy)
     print("handshake p99 idle %.2f ms, during the flood %.2f ms (%d samples)" % (
         idle_p99 * 1000, busy_p99 * 1000, len(busy)))
-    # measured on a shared 2-core machine where the flood's own clients take most of the CPU:
-    # 1.5x of idle plus a 10 ms allowance for scheduling noise
-    assert busy_p99 <= 1.5 * idle_p99 + 0.010, (idle_p99, busy_p99)
+    # a shared 2-core machine: 1.5x of idle, plus 5 ms for scheduling noise
+    assert busy_p99 <= 1.5 * idle_p99 + 0.005, (idle_p99, busy_p99)
 
 
 def test_pebble_renewal_goes_on_when_the_budget_is_spent(short_pebble, challtestsrv,
