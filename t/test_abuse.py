@@ -333,7 +333,7 @@ def test_pebble_ask_cached_and_denial_without_answer(pebble, challtestsrv, nginx
     ask_port = free_port()
     ask_log = os.path.join(str(workdir), "ask.log")
     extra = """
-      ask = "http://127.0.0.1:%d/ask?key=v", ask_ttl = 2, ask_negative_ttl = 2,
+      ask = "http://127.0.0.1:%d/ask?key=v", ask_ttl = 60, ask_negative_ttl = 2,
     """ % ask_port
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["*.example.test"],
                 key_types=("ecc",), extra=extra,
@@ -374,7 +374,7 @@ def test_pebble_preflight_spares_validation_when_port_80_is_closed(pebble, chall
                 extra="preflight_check = true, preflight_port = %d, failure_cooloff = 60,"
                       % pebble.http_port)
     assert a.is_fallback(a.handshake("closed.example.test"))
-    a.nginx.wait_log(r"pre-flight check failed", timeout=30)
+    a.nginx.wait_log(r"pre-flight check failed", timeout=60)
     for _ in range(4):
         assert a.is_fallback(a.handshake("closed.example.test"))
         time.sleep(0.5)
