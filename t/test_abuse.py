@@ -482,3 +482,20 @@ def test_pebble_budget_is_shared_by_a_cluster(pebble, challtestsrv, nginx_factor
         assert logs.count("on-demand budget budget_global (3 new names) spent") == 1
     finally:
         redis.stop()
+
+
+def test_pebble_blocking_mode_asks_before_ordering(pebble, challtestsrv, nginx_factory,
+                                                  workdir):
+    ask_port = free_port()
+    ask_log = os.path.join(str(workdir), "ask.log")
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["*.example.test"],
+                key_types=("ecc",),
+                extra='blocking = true, ask = "http://127.0.0.1:%d/ask",' % ask_port,
+                extra_http=ask_server(ask_port, ["yes.example.test"], ask_log))
+    # the first handshake waits for the answer and the order, and gets the real certificate
+    cert = a.handshake("yes.example.test", timeout=90)
+    assert not a.is_fallback(cert)
+    assert a.is_fallback(a.handshake("no.example.test"))
+    assert a.is_fallback(a.handshake("no.example.test"))
+    assert asked(ask_log) == {"yes.example.test": 1, "no.example.test": 1}
+    assert pebble.orders_count() == 1
