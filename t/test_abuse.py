@@ -185,12 +185,16 @@ def test_pebble_flood_orders_only_allowed_names_within_budget(pebble, challtests
     time.sleep(1.5)  # the other worker's "not found" expires
     workers = sorted(a.nginx.workers())
 
-    idle = []
-    for _ in range(200):
-        dt, cert = timed_handshake(a, "static.test")
-        assert not a.is_fallback(cert)
-        idle.append(dt)
-        time.sleep(0.005)
+    def idle_samples(n=200):
+        out = []
+        for _ in range(n):
+            dt, cert = timed_handshake(a, "static.test")
+            assert not a.is_fallback(cert)
+            out.append(dt)
+            time.sleep(0.005)
+        return out
+
+    idle = idle_samples()
 
     procs, total = 3, 10000
     with multiprocessing.get_context("fork").Pool(procs) as pool:
@@ -251,12 +255,13 @@ def test_pebble_flood_orders_only_allowed_names_within_budget(pebble, challtests
     assert sorted(a.nginx.workers()) == workers
     assert "exited on signal" not in log and "[alert]" not in log
 
+    # idle before and after the flood (the orders have settled): the machine's own load drifts
+    idle += idle_samples()
     idle_p99, busy_p99 = p99(idle), p99(busy)
     print("handshake p99 idle %.2f ms, during the flood %.2f ms (%d samples)" % (
         idle_p99 * 1000, busy_p99 * 1000, len(busy)))
-    # measured on a shared 2-core machine where the flood's own clients take most of the CPU:
-    # 1.5x of idle plus a 10 ms allowance for scheduling noise
-    assert busy_p99 <= 1.5 * idle_p99 + 0.010, (idle_p99, busy_p99)
+    # a shared 2-core machine: 1.5x of idle, plus 5 ms for scheduling noise
+    assert busy_p99 <= 1.5 * idle_p99 + 0.005, (idle_p99, busy_p99)
 
 
 def test_pebble_renewal_goes_on_when_the_budget_is_spent(short_pebble, challtestsrv,
@@ -329,7 +334,7 @@ def test_pebble_ask_cached_and_denial_without_answer(pebble, challtestsrv, nginx
     ask_port = free_port()
     ask_log = os.path.join(str(workdir), "ask.log")
     extra = """
-      ask = "http://127.0.0.1:%d/ask?key=v", ask_ttl = 2, ask_negative_ttl = 2,
+      ask = "http://127.0.0.1:%d/ask?key=v", ask_ttl = 60, ask_negative_ttl = 2,
     """ % ask_port
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["*.example.test"],
                 key_types=("ecc",), extra=extra,
@@ -370,7 +375,7 @@ def test_pebble_preflight_spares_validation_when_port_80_is_closed(pebble, chall
                 extra="preflight_check = true, preflight_port = %d, failure_cooloff = 60,"
                       % pebble.http_port)
     assert a.is_fallback(a.handshake("closed.example.test"))
-    a.nginx.wait_log(r"pre-flight check failed", timeout=30)
+    a.nginx.wait_log(r"pre-flight check failed", timeout=60)
     for _ in range(4):
         assert a.is_fallback(a.handshake("closed.example.test"))
         time.sleep(0.5)
@@ -478,3 +483,20 @@ def test_pebble_budget_is_shared_by_a_cluster(pebble, challtestsrv, nginx_factor
         assert logs.count("on-demand budget budget_global (3 new names) spent") == 1
     finally:
         redis.stop()
+
+
+def test_pebble_blocking_mode_asks_before_ordering(pebble, challtestsrv, nginx_factory,
+                                                  workdir):
+    ask_port = free_port()
+    ask_log = os.path.join(str(workdir), "ask.log")
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["*.example.test"],
+                key_types=("ecc",),
+                extra='blocking = true, ask = "http://127.0.0.1:%d/ask",' % ask_port,
+                extra_http=ask_server(ask_port, ["yes.example.test"], ask_log))
+    # the first handshake waits for the answer and the order, and gets the real certificate
+    cert = a.handshake("yes.example.test", timeout=90)
+    assert not a.is_fallback(cert)
+    assert a.is_fallback(a.handshake("no.example.test"))
+    assert a.is_fallback(a.handshake("no.example.test"))
+    assert asked(ask_log) == {"yes.example.test": 1, "no.example.test": 1}
+    assert pebble.orders_count() == 1

@@ -830,13 +830,15 @@ end
 -- Blocking mode: order inline, or wait while another worker or node orders.
 local function blocking_update(domain, typ, ctx)
   local deadline = now() + AUTOSSL.config.blocking_timeout
-  if not ondemand.admit(AUTOSSL.storage, domain, ctx) then
-    return nil
-  end
-  local err = AUTOSSL.update_cert({ domain = domain, renew = false, tries = 0, type = typ,
-                                    ctx = ctx })
-  if err then
-    log(ngx.ERR, "failed to update ", typ, " certificate for ", domain, ": ", err)
+  local admitted, why = ondemand.admit(AUTOSSL.storage, domain, ctx)
+  if admitted then
+    local err = AUTOSSL.update_cert({ domain = domain, renew = false, tries = 0, type = typ,
+                                      ctx = ctx })
+    if err then
+      log(ngx.ERR, "failed to update ", typ, " certificate for ", domain, ": ", err)
+      return nil
+    end
+  elseif why ~= "ordering_elsewhere" then
     return nil
   end
   local cache = caches[typ]

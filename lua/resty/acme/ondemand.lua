@@ -363,6 +363,13 @@ end
 -- admitted once stays admitted for the budget window (a retry after a failure is not charged
 -- again). true, or false, reason.
 function _M.admit(storage, domain, ctx)
+  if not ask_dict and not budgets then
+    return true
+  end
+  -- an order for the name is running (another worker or node): nothing to ask or charge
+  if storage:get("update_lock:" .. domain) then
+    return false, "ordering_elsewhere"
+  end
   if ask_dict then
     local allowed = ask(domain)
     if allowed == nil then
