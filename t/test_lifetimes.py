@@ -57,6 +57,27 @@ def pebble(workdir, challtestsrv, request):
         print("---- pebble 2.10 log tail ----\n" + p.log_tail(60))
 
 
+@pytest.fixture(autouse=True)
+def account_key(workdir):
+    """One EC account key for every node of a test: no RSA-4096 account key per node (seconds
+    of CPU each on a loaded machine, which would eat into the renewal windows measured)."""
+    path = os.path.join(str(workdir), "account.pem")
+    key = ec.generate_private_key(ec.SECP256R1())
+    with open(path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    ACCOUNT_KEY[0] = path
+    return path
+
+
+ACCOUNT_KEY = [None]
+
+
+def node(*args, extra="", **kw):
+    """AutoSSL with this test's account key."""
+    return AutoSSL(*args, extra='account_key_path = "%s", ' % ACCOUNT_KEY[0] + extra, **kw)
+
+
 @pytest.fixture
 def redis(workdir):
     r = Redis(workdir)
@@ -109,7 +130,7 @@ def check_first_issue(nodes, pebble, name, profile, lifetime, key_types):
 def test_first_issue_one_order_per_name_and_key_type(pebble, challtestsrv, nginx_factory,
                                                      workdir, profile, lifetime):
     name = "first-%s.example.test" % profile
-    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=[name],
+    a = node(nginx_factory, pebble, challtestsrv, workdir, domains=[name],
                 key_types=("rsa", "ecc"), workers=2,
                 extra='profile = "%s", renew_check_interval = 2, renew_min_interval = 1,'
                       % profile)
@@ -118,7 +139,7 @@ def test_first_issue_one_order_per_name_and_key_type(pebble, challtestsrv, nginx
 
 def cluster(nginx_factory, pebble, challtestsrv, workdir, r, domains, extra,
             key_types=("rsa", "ecc")):
-    nodes = [AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=domains, workers=1,
+    nodes = [node(nginx_factory, pebble, challtestsrv, workdir, domains=domains, workers=1,
                      key_types=key_types,
                      http_port=pebble.http_port if i == 0 else free_port(),
                      extra=redis_conf(r) + extra, start=False)
@@ -157,8 +178,11 @@ def test_two_minute_certificates_renew_once_per_window_across_three_nodes(
                     'renew_min_interval = 2,', key_types=("ecc",))
     for i, name in enumerate(names):
         nodes[i].handshake(name)
+    for i, name in enumerate(names):
+        nodes[i].wait_issued(name, timeout=60)
     seen = {name: [] for name in names}  # distinct stored certificates, in order
-    deadline = time.monotonic() + 140
+    # two renewals each: the second at most 2 x (60 s + order time) after the first issue
+    deadline = time.monotonic() + 135
     while time.monotonic() < deadline:
         for name in names:
             c = stored_cert(redis, "ecc", name)
@@ -238,7 +262,7 @@ def test_ninety_day_certificate_is_renewed_at_6_days_left_not_at_8(pebble, chall
         cert_pem, key_pem = make_cert(ca_cert, ca_key, name, nb, nb + datetime.timedelta(days=90))
         put_entry(store, name, cert_pem, key_pem, updated=nb.timestamp())
         entries[name] = cert_pem
-    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
+    a = node(nginx_factory, pebble, challtestsrv, workdir,
                 domains=list(entries), key_types=("ecc",), workers=2,
                 extra=file_store(store, 'profile = "classic", renew_check_interval = 2,'))
     deadline = time.monotonic() + 60
@@ -291,7 +315,7 @@ def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factor
     store = os.path.join(str(workdir), "store")
     os.makedirs(store)
     admin_port = free_port()
-    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=[name],
+    a = node(nginx_factory, pebble, challtestsrv, workdir, domains=[name],
                 key_types=("ecc",), workers=1, extra_http=admin_server(admin_port),
                 extra=file_store(store, 'profile = "twelvehour", renew_check_interval = 1, '
                                         'cache_ttl = 1,'))
@@ -401,7 +425,7 @@ def test_profile_per_name_from_a_function_and_the_allow_list_callback(pebble, ch
         return domain:find("%.example%.test$") ~= nil
       end,
       renew_check_interval = 2,'''
-    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
+    a = node(nginx_factory, pebble, challtestsrv, workdir,
                 domains=["unused.example.test"], key_types=("ecc",), workers=1, extra=extra)
     six = a.wait_issued("six.example.test")
     half = a.wait_issued("half.example.test")
