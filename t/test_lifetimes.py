@@ -436,3 +436,48 @@ def test_profile_per_name_from_a_function_and_the_allow_list_callback(pebble, ch
     time.sleep(2)
     assert a.is_fallback(a.handshake("nope.example.test"))
     assert pebble.orders_count() == 2
+
+
+def eval_server(port):
+    return """
+    server {
+      listen 127.0.0.1:%d;
+      location = /eval { content_by_lua_block { require("acme_t").eval() } }
+    }""" % port
+
+
+def lua_eval(port, code):
+    req = urllib.request.Request("http://127.0.0.1:%d/eval" % port, data=code.encode(),
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=90) as r:
+        res = json.loads(r.read())
+    assert "error" not in res, res["error"]
+    return res
+
+
+def test_ip_address_certificate_asks_for_ip_profile(pebble, challtestsrv, nginx_factory,
+                                                    workdir):
+    """`ip_profile`: IP-address names (RFC 8738, ordered through update_cert: SNI carries no
+    IP) get the profile a CA requires for them (Let's Encrypt: `shortlived`), other names the
+    configured one."""
+    store = os.path.join(str(workdir), "store")
+    os.makedirs(store)
+    port = free_port()
+    node(nginx_factory, pebble, challtestsrv, workdir,
+         domains=["127.0.0.1", "dns.example.test"], key_types=("ecc",), workers=1,
+         extra_http=eval_server(port),
+         extra=file_store(store, 'profile = function(d) if not d:find("^%d") then '
+                                 'return "twelvehour" end end, ip_profile = "shortlived",'))
+    res = lua_eval(port, 'return { err = require("resty.acme.autossl").update_cert('
+                         '{ domain = "127.0.0.1", type = "ecc" }) or "" }')
+    assert res["err"] == "", res
+    cert = x509.load_pem_x509_certificate(read_entry(store, "127.0.0.1")["cert"].encode())
+    assert abs(validity(cert).total_seconds() - 6 * DAY) <= 1
+    ips = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(i) for i in ips.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    res = lua_eval(port, 'return { err = require("resty.acme.autossl").update_cert('
+                         '{ domain = "dns.example.test", type = "ecc" }) or "" }')
+    assert res["err"] == "", res
+    cert = x509.load_pem_x509_certificate(read_entry(store, "dns.example.test")["cert"]
+                                          .encode())
+    assert abs(validity(cert).total_seconds() - 12 * 3600) <= 1
