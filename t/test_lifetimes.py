@@ -481,3 +481,34 @@ def test_ip_address_certificate_asks_for_ip_profile(pebble, challtestsrv, nginx_
     cert = x509.load_pem_x509_certificate(read_entry(store, "dns.example.test")["cert"]
                                           .encode())
     assert abs(validity(cert).total_seconds() - 12 * 3600) <= 1
+
+
+def test_retry_after_clamp_and_ari_moment(pebble, challtestsrv, nginx_factory, workdir):
+    """resty.acme.renewal in nginx: Retry-After kept in [60 s, 24 h] (6 h when absent); the
+    moment in a window opening at issuance is not before a third of the lifetime; a window
+    that ended is due at once and urgent; a failed query is never due."""
+    port = free_port()
+    node(nginx_factory, pebble, challtestsrv, workdir, domains=["x.example.test"],
+         key_types=("ecc",), workers=1, extra_http=eval_server(port))
+    res = lua_eval(port, '''
+      local r = require("resty.acme.renewal")
+      local now = 1e9
+      local nb, na = now, now + 300
+      local win = { start = nb, ["end"] = na, next_query = 0 }
+      local d1, u1, at1 = r.ari_due(win, "00", nb, na, nb + 10)
+      local d2, _, at2 = r.ari_due(win, "80000000", nb, na, nb + 201)
+      local d3, u3 = r.ari_due({ start = nb - 100, ["end"] = nb - 1, next_query = 0 }, "00",
+                               nb, na, nb)
+      local d4 = r.ari_due({ error = "x", next_query = 0 }, "00", nb, na, na)
+      return {
+        low = r.next_query(now + 1, now) - now,
+        high = r.next_query(now + 1e7, now) - now,
+        none = r.next_query(nil, now) - now,
+        mid = r.next_query(now + 3600, now) - now,
+        d1 = d1, u1 = u1, at1 = at1 - nb, d2 = d2, at2 = at2 - nb, d3 = d3, u3 = u3, d4 = d4,
+      }''')
+    assert (res["low"], res["high"], res["none"], res["mid"]) == (60, 86400, 21600, 3600)
+    assert res["d1"] is False and res["u1"] is False and res["at1"] == 100
+    assert res["d2"] is True and 199.9 <= res["at2"] <= 200.1
+    assert res["d3"] is True and res["u3"] is True
+    assert res["d4"] is False
