@@ -512,3 +512,39 @@ def test_retry_after_clamp_and_ari_moment(pebble, challtestsrv, nginx_factory, w
     assert res["d2"] is True and 199.9 <= res["at2"] <= 200.1
     assert res["d3"] is True and res["u3"] is True
     assert res["d4"] is False
+
+
+def test_ari_replacement_refused_after_an_account_change(pebble, challtestsrv, nginx_factory,
+                                                         workdir):
+    """The store outlives the account: the certificate was ordered by another account, so
+    Pebble answers the `replaces` order 403 unauthorized; the renewal orders without it."""
+    name = "moved.example.test"
+    store = os.path.join(str(workdir), "store")
+    os.makedirs(store)
+    a = node(nginx_factory, pebble, challtestsrv, workdir, domains=[name], key_types=("ecc",),
+             workers=1, extra=file_store(store, 'profile = "twelvehour",'))
+    a.wait_issued(name)
+    a.nginx.stop()
+    first = read_entry(store, name)
+    t = time.time()
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    pebble.set_renewal_info(first["cert"], {"suggestedWindow": {
+        "start": datetime.datetime.fromtimestamp(t - 7200, datetime.timezone.utc).strftime(iso),
+        "end": datetime.datetime.fromtimestamp(t - 3600, datetime.timezone.utc).strftime(iso)}})
+    forget_windows(store)
+    other = os.path.join(str(workdir), "other-account.pem")
+    key = ec.generate_private_key(ec.SECP256R1())
+    with open(other, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    b = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=[name], key_types=("ecc",),
+                workers=1, extra=file_store(store, 'account_key_path = "%s", profile = '
+                                                   '"twelvehour", renew_check_interval = 1,'
+                                            % other))
+    b.nginx.wait_log(r"refused the order as a replacement of \S+ \(403 \S+unauthorized",
+                     timeout=30)
+    deadline = time.monotonic() + 30
+    while read_entry(store, name)["cert"] == first["cert"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert read_entry(store, name)["cert"] != first["cert"], b.nginx.log_tail(30)
+    assert pebble.orders_count() == 2
