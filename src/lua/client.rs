@@ -37,6 +37,13 @@ fn task_table(lua: &Lua, kind: &str, task: &ChallengeTask) -> LuaResult<LuaTable
     t.set("key_authorization", task.key_authorization.clone())?;
     t.set("url", task.url.clone())?;
     t.set("authz_url", task.authz_url.clone())?;
+    if !task.issuer_domain_names.is_empty() {
+        t.set(
+            "issuer_domain_names",
+            lua.create_sequence_from(task.issuer_domain_names.iter().cloned())?,
+        )?;
+    }
+    t.set("account_uri", task.account_uri.clone())?;
     Ok(t)
 }
 

@@ -7,6 +7,7 @@ mod dns;
 mod ffi;
 mod fs;
 mod http;
+mod persist;
 
 use mlua::prelude::*;
 
@@ -19,5 +20,6 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     dns::register(lua, &t)?;
     fs::register(lua, &t)?;
     http::register(lua, &t)?;
+    persist::register(lua, &t)?;
     Ok(t)
 }
