@@ -373,6 +373,7 @@ local function ensure_client()
   end
   account_ready = true
   AUTOSSL.client_initialized = true
+  require("resty.acme.dns_persist_log").announce(AUTOSSL.client, AUTOSSL.config)
   return true
 end
 
@@ -990,7 +991,8 @@ function AUTOSSL.serve_admin()
     end
   end
   ngx.header["Content-Type"] = "application/json"
-  ngx.say(json.encode({ certificates = certs, failures = failures }))
+  ngx.say(json.encode({ certificates = certs, failures = failures,
+    dns_persist = require("resty.acme.dns_persist_log").records(AUTOSSL.storage) }))
   return ngx.exit(ngx.HTTP_OK)
 end
 
@@ -1190,6 +1192,7 @@ function AUTOSSL.init(autossl_config, acme_config)
   acme_config.storage_config = autossl_config.storage_config
   acme_config.dns_provider_accounts = autossl_config.dns_provider_accounts
   acme_config.enabled_challenge_handlers = autossl_config.enabled_challenge_handlers
+  acme_config.dns_persist = autossl_config.dns_persist
 
   local delay = tonumber(autossl_config.challenge_start_delay) or 0
   acme_config.challenge_start_callback = function()
@@ -1200,7 +1203,7 @@ function AUTOSSL.init(autossl_config, acme_config)
   end
 
   for _, name in ipairs(autossl_config.enabled_challenge_handlers) do
-    if name == "dns-01" then
+    if name == "dns-01" or name == "dns-persist-01" then
       AUTOSSL.dns_01_enabled = true
     end
   end

@@ -31,6 +31,8 @@ local match = string.match
 local _M = { _VERSION = "0.16.0" }
 local mt = { __index = _M }
 
+local persist_record -- defined below
+
 local default_config = {
   api_uri = "https://acme-v02.api.letsencrypt.org/directory",
   account_email = nil,
@@ -45,6 +47,8 @@ local default_config = {
   preferred_chain = nil,
   challenge_start_callback = nil,
   dns_provider_accounts = {},
+  -- Beyond the original: dns-persist-01 (see challenge/dns-persist-01.lua).
+  dns_persist = nil,
   -- Beyond the original: transport and protocol tuning.
   ssl_verify = true,
   timeout = 10000,
@@ -88,6 +92,25 @@ local function authz_name(act)
   return act.wildcard and ("*." .. act.identifier) or act.identifier
 end
 
+-- The dns-persist-01 record a name needs with this account and CA, or nil, err.
+persist_record = function(self, name, issuers, account_url)
+  local conf = self.conf.dns_persist or {}
+  local issuer = conf.issuer
+  if not issuer then
+    local meta = self.directory and self.directory.meta
+    local caa = type(meta) == "table" and meta.caaIdentities
+    issuer = type(issuers) == "table" and issuers[1] or (type(caa) == "table" and caa[1])
+  end
+  if not issuer then
+    return nil, "the CA names no issuer domain name (directory meta.caaIdentities); set dns_persist.issuer"
+  end
+  account_url = account_url or self.account_kid
+  if not account_url then
+    return nil, "the account URL is not known yet"
+  end
+  return require("resty.acme.challenge.dns-persist-01").record_for(conf, name, issuer, account_url)
+end
+
 -- Publishes one challenge through its handler.
 local function publish(self, act)
   local handler = self.challenge_handlers[act.type]
@@ -95,9 +118,17 @@ local function publish(self, act)
     return false, "challenge handler " .. act.type .. " is not enabled"
   end
   local name = authz_name(act)
-  local err = handler:register_challenge(act.token, act.key_authorization, { name })
+  act.account_url = self.account_kid
+  local err = handler:register_challenge(act.token, act.key_authorization, { name }, act)
   if err then
     return false, "error registering challenge: " .. tostring(err)
+  end
+  if act.type == "dns-persist-01" then
+    -- named in the error should the CA not accept the record
+    local rec = persist_record(self, name, act.issuer_domain_names, act.account_uri)
+    if rec then
+      self.persist_expected[#self.persist_expected + 1] = rec
+    end
   end
   local cb = self.conf.challenge_start_callback
   if cb then
@@ -179,6 +210,7 @@ function _M.new(conf)
     eab_hmac_key = nil,
     eab_handler = conf.eab_handler,
     challenge_handlers = {},
+    persist_expected = {},
   }, mt)
 
   if conf.eab_hmac_key then
@@ -222,8 +254,8 @@ function _M.new(conf)
   end
   for _, name in ipairs(conf.enabled_challenge_handlers) do
     local handler = require("resty.acme.challenge." .. name)
-    self.challenge_handlers[name] = handler.new(self.storage)
-    if name == "dns-01" and handler.update_dns_provider_info then
+    self.challenge_handlers[name] = handler.new(self.storage, conf.dns_persist)
+    if (name == "dns-01" or name == "dns-persist-01") and handler.update_dns_provider_info then
       local ok, derr = handler.update_dns_provider_info(conf.dns_provider_accounts)
       if not ok then
         return nil, derr
@@ -611,6 +643,7 @@ function _M:order_certificate(domain_key, ...)
   if not op then
     return nil, operr
   end
+  self.persist_expected = {}
   local res, rerr, act = run(self, op)
   if not res and opts.replaces and replacement_refused(act) then
     -- RFC 9773 §5: the CA would not take this order as the replacement (already replaced,
@@ -632,9 +665,27 @@ function _M:order_certificate(domain_key, ...)
     res, rerr = run(self, op)
   end
   if not res then
+    if #self.persist_expected > 0 and find(rerr, "dns-persist-01", 1, true) then
+      local want = {}
+      for _, rec in ipairs(self.persist_expected) do
+        want[#want + 1] = rec.name .. ' TXT "' .. rec.value .. '"'
+      end
+      rerr = rerr .. " (the CA checks the dns-persist-01 record: expected " .. concat(want, ", ") .. ")"
+    end
     return nil, rerr
   end
   return res.pem
+end
+
+-- dns_persist_record(name): { name =, value = } | nil, err. The TXT record that authorizes
+-- this account at this CA for `name` through dns-persist-01 (the issuer domain name is
+-- dns_persist.issuer or the directory's first meta.caaIdentities entry).
+function _M:dns_persist_record(name)
+  local ok, err = ensure_account(self)
+  if not ok then
+    return nil, err
+  end
+  return persist_record(self, name)
 end
 
 -- revoke_certificate(cert_pem, opts?): true | nil, err. opts.reason (RFC 5280 code);
