@@ -147,6 +147,9 @@ function _M:register_challenge(_, _, names, task)
     end
     local spec = { issuer = issuer, account_uri = account_url, wildcard = sub(name, 1, 2) == "*." }
     local handler, herr, account = dns01.provider_handler(name)
+    if not handler and account then
+      return dns01.provider_error(account, "cannot be used", herr)
+    end
     local servers = as_list(conf.nameservers)
     if (not servers or #servers == 0) and handler then
       servers = dns01.servers_for(account, handler)
@@ -188,7 +191,7 @@ function _M:register_challenge(_, _, names, task)
 end
 
 -- The record stays: it is what later validations use (unlike dns-01).
-function _M:cleanup_challenge()
+function _M.cleanup_challenge()
   return nil
 end
 
