@@ -1271,6 +1271,13 @@ function AUTOSSL.init_worker()
           log(ngx.ERR, kerr)
         end
       end
+      -- dns-persist-01: the account is needed to show the records to publish (logged then)
+      if type(conf.dns_persist) == "table" and conf.dns_persist.domains then
+        local cok, cerr = ensure_client()
+        if not cok then
+          log(ngx.WARN, "cannot show the dns-persist-01 records yet: ", cerr)
+        end
+      end
       run_pass()
     end)
   end
