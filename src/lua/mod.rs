@@ -4,6 +4,7 @@
 mod client;
 mod crypto;
 mod dns;
+mod exec;
 mod ffi;
 mod fs;
 mod http;
@@ -18,6 +19,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     client::register(lua, &t)?;
     crypto::register(lua, &t)?;
     dns::register(lua, &t)?;
+    exec::register(lua, &t)?;
     fs::register(lua, &t)?;
     http::register(lua, &t)?;
     persist::register(lua, &t)?;
