@@ -417,3 +417,147 @@ def test_cloudflare_order_through_pebble(pebble, challtestsrv, nginx_factory, wo
         no_secrets_logged(n)
     finally:
         fake.stop()
+
+
+# --- the generic providers: exec (a command) and webhook (an HTTPS endpoint) ---------------
+# Both publish into a real BIND through t/hooks/nsupdate-hook.sh; Pebble validates there.
+
+HOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks", "nsupdate-hook.sh")
+WEBHOOK_TOKEN = "wh-token-0123456789abcdef"
+
+
+@pytest.fixture
+def bind(workdir):
+    from harness import Bind
+    b = Bind(workdir).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def pebble_bind(workdir, bind):
+    from harness import Pebble
+    p = Pebble(workdir, dns_server=bind.server).start()
+    yield p
+    p.stop()
+
+
+def hook_argv(bind, workdir):
+    keyfile = os.path.join(str(workdir), "hook.key")
+    with open(keyfile, "w") as f:
+        f.write('key "%s" { algorithm %s; secret "%s"; };\n'
+                % (bind.key_name, bind.algorithm, bind.secret))
+    calllog = os.path.join(str(workdir), "hook-calls.log")
+    open(calllog, "w").close()
+    return [HOOK, bind.server, keyfile, calllog], calllog
+
+
+def calls(calllog):
+    with open(calllog) as f:
+        return [line.split() for line in f.read().splitlines()]
+
+
+def sans_of(pem):
+    from cryptography import x509
+    cert = load_certs(pem)[0]
+    ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    return sorted(ext.value.get_values_for_type(x509.DNSName))
+
+
+def generic_order(n, acct, names):
+    return post(n, "/order", {"names": names, "key_type": "EC", "curve": "prime256v1",
+                              "conf": {"dns_provider_accounts": [acct]}}, timeout=120)
+
+
+def test_exec_provider_issues_wildcard_and_cleans_up(bind, pebble_bind, nginx_factory, workdir,
+                                                     core_so):
+    argv, calllog = hook_argv(bind, workdir)
+    n = dns_control_nginx(nginx_factory, workdir, [pebble_bind.ca_pem],
+                          api_uri=pebble_bind.directory_url)
+    acct = {"name": "hook", "provider": "exec", "domains": ["example.test"],
+            "secret": {"command": argv + ["ok"], "timeout": 20}, "nameservers": [bind.server]}
+    res = generic_order(n, acct, ["*.example.test", "example.test"])
+    assert res.get("err") is None, res
+    assert sans_of(res["cert"]) == ["*.example.test", "example.test"]
+    c = calls(calllog)
+    assert [x[:2] for x in c] == [["add", "_acme-challenge.example.test"]] * 2 + [
+        ["remove", "_acme-challenge.example.test"]] * 2, c
+    assert bind.txt("_acme-challenge.example.test") == []
+    log = n.error_log()
+    assert log.count("is visible on %s" % bind.server) == 2, log
+    assert bind.secret not in log
+
+
+def test_exec_provider_failure_output_and_timeout(bind, pebble_bind, nginx_factory, workdir,
+                                                  core_so):
+    import time
+    argv, calllog = hook_argv(bind, workdir)
+    n = dns_control_nginx(nginx_factory, workdir, [pebble_bind.ca_pem],
+                          api_uri=pebble_bind.directory_url)
+    acct = {"name": "hook", "provider": "exec", "domains": ["example.test"],
+            "secret": {"command": argv + ["fail"], "timeout": 20}, "nameservers": [bind.server]}
+    res = generic_order(n, acct, ["*.example.test"])
+    err = res.get("err") or ""
+    assert ("dns provider exec (account hook) failed to create TXT record "
+            "_acme-challenge.example.test: %s add _acme-challenge.example.test exited with "
+            "status 4: the zone is frozen" % HOOK) in err, res
+    assert "the zone is frozen for _acme-challenge.example.test" in err, err
+    # cleaned up after the failure: remove was called and the record is gone
+    assert [x[0] for x in calls(calllog)] == ["add", "remove"]
+    assert bind.txt("_acme-challenge.example.test") == []
+    assert "output: the zone is frozen" in n.error_log()
+    # a hung command is killed at its timeout, nginx goes on meanwhile
+    acct["secret"] = {"command": argv + ["slow"], "timeout": 1}
+    t0 = time.time()
+    res = generic_order(n, acct, ["*.example.test"])
+    took = time.time() - t0
+    assert "timed out after 1s (killed)" in (res.get("err") or ""), res
+    assert "sleeping" in res["err"]
+    assert took < 15, took
+    assert bind.secret not in n.error_log()
+
+
+def test_webhook_provider_issues_wildcard_and_cleans_up(bind, pebble_bind, nginx_factory,
+                                                        workdir, core_so):
+    from fakes.webhook import Webhook
+    argv, _ = hook_argv(bind, workdir)
+    ca = TestCA(os.path.join(str(workdir), "webhook-ca"), name="webhook test CA")
+    wh = Webhook(ca, WEBHOOK_TOKEN, argv).start()
+    other_ca = TestCA(os.path.join(str(workdir), "other-ca"), name="untrusted CA")
+    untrusted = Webhook(other_ca, WEBHOOK_TOKEN, argv).start()
+    try:
+        n = dns_control_nginx(nginx_factory, workdir, [pebble_bind.ca_pem, ca.ca_pem],
+                              api_uri=pebble_bind.directory_url)
+        acct = {"name": "wh", "provider": "webhook", "domains": ["example.test"],
+                "secret": {"url": wh.url, "token": WEBHOOK_TOKEN}, "nameservers": [bind.server]}
+        res = generic_order(n, acct, ["*.example.test", "example.test"])
+        assert res.get("err") is None, res
+        assert sans_of(res["cert"]) == ["*.example.test", "example.test"]
+        import json as _json
+        seen = [(r.method, _json.loads(r.body)) for r in wh.requests]
+        assert [m for m, _ in seen] == ["POST", "POST", "DELETE", "DELETE"], seen
+        assert all(b["name"] == "_acme-challenge.example.test" and
+                   b["fqdn"] == "_acme-challenge.example.test." and b["value"] for _, b in seen)
+        assert all(r.headers["authorization"] == "Bearer " + WEBHOOK_TOKEN and
+                   r.headers["content-type"] == "application/json" for r in wh.requests)
+        assert bind.txt("_acme-challenge.example.test") == []
+        # the endpoint fails after adding: the order fails, the record is still removed
+        wh.fail_post = True
+        res = generic_order(n, acct, ["*.example.test"])
+        assert "(account wh) failed to create TXT record _acme-challenge.example.test: POST %s " \
+            "for _acme-challenge.example.test returned HTTP 500" % wh.url \
+            in (res.get("err") or ""), res
+        assert wh.requests[-1].method == "DELETE"
+        assert bind.txt("_acme-challenge.example.test") == []
+        # TLS is verified: an endpoint whose CA is not trusted is refused before any request
+        acct["secret"] = {"url": untrusted.url, "token": WEBHOOK_TOKEN}
+        res = generic_order(n, acct, ["*.example.test"])
+        assert "(account wh) failed to create TXT record _acme-challenge.example.test: POST %s " \
+            "failed" % untrusted.url in (res.get("err") or ""), res
+        assert untrusted.requests == []
+        log = n.error_log()
+        assert WEBHOOK_TOKEN not in log and bind.secret not in log
+        assert wh.violations == []
+    finally:
+        wh.stop()
+        untrusted.stop()
