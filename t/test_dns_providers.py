@@ -561,3 +561,37 @@ def test_webhook_provider_issues_wildcard_and_cleans_up(bind, pebble_bind, nginx
     finally:
         wh.stop()
         untrusted.stop()
+
+
+def test_propagation_waits_for_the_authoritative_servers(bind, pebble_bind, nginx_factory,
+                                                         workdir, core_so):
+    """No nameservers configured: the zone's servers are found from the SOA and NS of the
+    name (asked at a resolver: here BIND itself), and the order waits until they answer the
+    record (added 3 s after the command returned), or gives up at propagation_timeout."""
+    import time
+    argv, calllog = hook_argv(bind, workdir)
+    n = dns_control_nginx(nginx_factory, workdir, [pebble_bind.ca_pem],
+                          api_uri=pebble_bind.directory_url)
+    acct = {"name": "hook", "provider": "exec", "domains": ["example.test"],
+            "secret": {"command": argv + ["late"], "timeout": 20},
+            "propagation_resolver": bind.server, "propagation_port": bind.port,
+            "propagation_timeout": 20, "propagation_interval": 0.5}
+    t0 = time.time()
+    res = generic_order(n, acct, ["*.example.test"])
+    assert res.get("err") is None, res
+    assert time.time() - t0 >= 3
+    log = n.error_log()
+    assert "authoritative servers of _acme-challenge.example.test: 127.0.0.1:%d" % bind.port \
+        in log, log
+    assert "is visible on 127.0.0.1:%d" % bind.port in log
+    assert bind.txt("_acme-challenge.example.test") == []
+    # never published: the wait ends at its bound, the record is cleaned up (remove called)
+    acct["secret"] = {"command": argv + ["never"], "timeout": 20}
+    acct["propagation_timeout"] = 2
+    t0 = time.time()
+    res = generic_order(n, acct, ["*.example.test"])
+    took = time.time() - t0
+    assert ("timeout (2s) exceeded waiting for TXT record _acme-challenge.example.test on "
+            "127.0.0.1:%d" % bind.port) in (res.get("err") or ""), res
+    assert took < 12, took
+    assert calls(calllog)[-1][0] == "remove"

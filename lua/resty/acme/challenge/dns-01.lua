@@ -161,7 +161,13 @@ local function wait_propagation(fqdn, content, servers, account)
   end
 end
 
-local function servers_for(account, handler)
+-- The servers to check: the account's nameservers, the provider's, or the zone's
+-- authoritative servers found through a resolver (the account's propagation_resolver, the
+-- module's, or the system's); nil when none can be found (then nothing is checked).
+local function servers_for(account, handler, fqdn)
+  if account.propagation_check == false or _M.propagation_check == false then
+    return nil
+  end
   local list = account.nameservers
   if type(list) == "string" then
     list = { list }
@@ -175,7 +181,22 @@ local function servers_for(account, handler)
       return list
     end
   end
-  return nil
+  if not fqdn then
+    return nil
+  end
+  local resolver = account.propagation_resolver or _M.propagation_resolver
+    or dns_client.system_resolver()
+  if not resolver then
+    return nil
+  end
+  local found, err = dns_client.authoritative_servers(fqdn, resolver,
+    { port = account.propagation_port or _M.propagation_port })
+  if not found then
+    log(ngx.INFO, "cannot find the authoritative servers of ", fqdn, ": ", err)
+    return nil
+  end
+  log(ngx.INFO, "authoritative servers of ", fqdn, ": ", concat(found, ", "))
+  return found
 end
 
 -- update_dns_provider_info(accounts): true or nil, err. Called by client.new when dns-01 is
@@ -277,7 +298,7 @@ function _M:register_challenge(_, key_authorization, names)
       return provider_error(account, "failed to create TXT record " .. fqdn, perr)
     end
     log(ngx.INFO, "created TXT record ", fqdn, " through ", account.provider)
-    local servers = servers_for(account, handler)
+    local servers = servers_for(account, handler, fqdn)
     if servers then
       local vok, verr = wait_propagation(fqdn, content, servers, account)
       if not vok then
@@ -285,7 +306,7 @@ function _M:register_challenge(_, key_authorization, names)
       end
       log(ngx.INFO, "TXT record ", fqdn, " is visible on ", concat(servers, ", "))
     else
-      log(ngx.INFO, "no nameservers configured for dns provider account ", account.name,
+      log(ngx.INFO, "no nameservers known for dns provider account ", account.name,
         ": not checking that ", fqdn, " is visible before validation")
     end
   end

@@ -152,7 +152,7 @@ function _M:register_challenge(_, _, names, task)
     end
     local servers = as_list(conf.nameservers)
     if (not servers or #servers == 0) and handler then
-      servers = dns01.servers_for(account, handler)
+      servers = dns01.servers_for(account, handler, rec.name)
     end
     local published_key = "dns-persist:" .. name
     local ok, why
