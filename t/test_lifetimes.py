@@ -10,6 +10,7 @@ import base64
 import datetime
 import json
 import os
+import re
 import threading
 import time
 import urllib.request
@@ -96,7 +97,7 @@ def check_first_issue(nodes, pebble, name, profile, lifetime, key_types):
         # Pebble's notAfter is notBefore + validity - 1 s
         assert abs(validity(cert).total_seconds() - lifetime) <= 1, (profile, validity(cert))
     # renewal passes every 2 s on every node meanwhile: nothing just issued is ordered again
-    time.sleep(8)
+    time.sleep(5)
     for n in nodes:
         for _ in range(5):
             n.handshake(name)
@@ -237,9 +238,9 @@ def test_ninety_day_certificate_is_renewed_at_6_days_left_not_at_8(pebble, chall
         cert_pem, key_pem = make_cert(ca_cert, ca_key, name, nb, nb + datetime.timedelta(days=90))
         put_entry(store, name, cert_pem, key_pem, updated=nb.timestamp())
         entries[name] = cert_pem
-    AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
-            domains=list(entries), key_types=("ecc",), workers=2,
-            extra=file_store(store, 'profile = "classic", renew_check_interval = 2,'))
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
+                domains=list(entries), key_types=("ecc",), workers=2,
+                extra=file_store(store, 'profile = "classic", renew_check_interval = 2,'))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and read_entry(store, "six.example.test")["cert"] == \
             entries["six.example.test"]:
@@ -251,6 +252,10 @@ def test_ninety_day_certificate_is_renewed_at_6_days_left_not_at_8(pebble, chall
     time.sleep(6)
     assert read_entry(store, "eight.example.test")["cert"] == entries["eight.example.test"]
     assert pebble.orders_count() == 1
+    # the renewal named the certificate it replaces, which this CA never issued (a CA change):
+    # Pebble's 400 malformed, then the same order without `replaces`
+    assert re.search(r"refused the order as a replacement of \S+ \(400 \S+malformed",
+                     a.nginx.error_log()), a.nginx.log_tail(20)
 
 
 def eval_admin(port):
@@ -304,6 +309,13 @@ def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factor
         return datetime.datetime.fromtimestamp(x, datetime.timezone.utc).strftime(
             "%Y-%m-%dT%H:%M:%SZ")
 
+    # a malformed answer is a warning and a retry after 60 s, never a renewal
+    pebble.set_renewal_info(first["cert"], '{"suggestedWindow": {"start": "soon"')
+    off = a.nginx.log_offset()
+    forget_windows(store)
+    a.nginx.wait_log(r"renewal information for .*renewalInfo", since=off, timeout=15)
+    time.sleep(2)
+    assert pebble.orders_count() == 1
     url = "https://ca.example.test/incident-42"
     # first the CA explains a window that is still ahead: logged, in the admin view, no order
     pebble.set_renewal_info(first["cert"], {
@@ -373,3 +385,30 @@ def test_ari_asked_once_per_certificate_per_retry_after_on_three_nodes(
         assert len(redis.keys("ari_window:*")) == 2
     finally:
         proxy.stop()
+
+
+def test_profile_per_name_from_a_function_and_the_allow_list_callback(pebble, challtestsrv,
+                                                                      nginx_factory, workdir):
+    """`profile` as a function of the domain, a `profile` in what domain_whitelist_callback
+    returns, and a profile the CA does not offer (checked against the directory: no order)."""
+    extra = '''
+      profile = function(domain)
+        if domain:find("^six%.") then return "shortlived" end
+        if domain:find("^nope%.") then return "no-such-profile" end
+      end,
+      domain_whitelist_callback = function(domain)
+        if domain:find("^half%.") then return { profile = "twelvehour" } end
+        return domain:find("%.example%.test$") ~= nil
+      end,
+      renew_check_interval = 2,'''
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
+                domains=["unused.example.test"], key_types=("ecc",), workers=1, extra=extra)
+    six = a.wait_issued("six.example.test")
+    half = a.wait_issued("half.example.test")
+    assert abs(validity(six).total_seconds() - 6 * DAY) <= 1
+    assert abs(validity(half).total_seconds() - 12 * 3600) <= 1
+    assert a.is_fallback(a.handshake("nope.example.test"))
+    a.nginx.wait_log(r"profile no-such-profile is not offered by the CA", timeout=15)
+    time.sleep(2)
+    assert a.is_fallback(a.handshake("nope.example.test"))
+    assert pebble.orders_count() == 2

@@ -38,7 +38,7 @@ pub fn renewal_due_at(
         _ => not_before,
     };
     let lifetime = not_after - start;
-    if !(lifetime > 0.0) {
+    if lifetime.is_nan() || lifetime <= 0.0 {
         // notAfter at or before notBefore: nothing to wait for
         return not_after.min(not_before);
     }

@@ -604,8 +604,9 @@ function AUTOSSL.update_cert(data)
   return err
 end
 
--- One stored entry of a renewal pass: a candidate { name, typ, replaces, fingerprint, urgent,
--- due_at, not_after } when due, else nil and the time it becomes due (for the wake timer).
+-- One stored entry of a renewal pass (`ari()`: whether to ask the CA's window): a candidate
+-- { name, typ, replaces, fingerprint, urgent, due_at, not_after } when due, else nil and the
+-- time it becomes due (for the wake timer).
 local function evaluate(key, ari)
   local storage = AUTOSSL.storage
   local conf = AUTOSSL.config
@@ -643,7 +644,8 @@ local function evaluate(key, ari)
   end
   local t = now()
   local due = t >= due_at
-  if not due and not ari then
+  local use_ari = ari()
+  if not due and not use_ari then
     return nil, due_at
   end
   local info, cerr = core.cert_parse(entry.cert)
@@ -652,7 +654,7 @@ local function evaluate(key, ari)
     return
   end
   local replaces, urgent
-  if ari then
+  if use_ari then
     local fp = info[1].fingerprint_sha256
     local win = renewal.window(storage, AUTOSSL.client, entry.cert, info[1], t)
     local ari_due, ari_urgent, at = renewal.ari_due(win, fp, not_before, not_after, t)
@@ -738,7 +740,14 @@ function run_pass()
     log(ngx.ERR, "renewal: cannot list certificates: ", err)
     return
   end
-  local ari = #keys > 0 and ari_available()
+  -- the client (and its account) only once an entry needs the CA's window
+  local ari_state
+  local function ari()
+    if ari_state == nil then
+      ari_state = ari_available()
+    end
+    return ari_state
+  end
   local due, earliest = {}, nil
   for _, key in ipairs(keys) do
     local ok, c, next_at = pcall(evaluate, key, ari)
