@@ -595,3 +595,117 @@ def test_propagation_waits_for_the_authoritative_servers(bind, pebble_bind, ngin
             "127.0.0.1:%d" % bind.port) in (res.get("err") or ""), res
     assert took < 12, took
     assert calls(calllog)[-1][0] == "remove"
+
+
+# --- route53 against moto's server (PyPI moto[server], installed by scripts/setup-moto.sh) --
+
+MOTO_SETUP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "scripts", "setup-moto.sh")
+AWS_KEY_ID = "AKIAMOTOTEST00000000"
+AWS_SECRET = "moto-secret-key-0123456789abcdefghijklmn"
+# moto's server picks the service from the credential scope of the Authorization header
+MOTO_AUTH = {"Authorization": "AWS4-HMAC-SHA256 Credential=%s/20260101/us-east-1/route53/"
+             "aws4_request, SignedHeaders=host, Signature=0" % AWS_KEY_ID}
+
+
+@pytest.fixture
+def moto(workdir):
+    import subprocess
+    import urllib.request
+    from harness import proc
+    r = subprocess.run([MOTO_SETUP], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0 or not r.stdout.strip():
+        pytest.skip("moto[server] cannot be installed: %s" % r.stderr.strip()[-300:])
+    port = free_port()
+    log = os.path.join(str(workdir), "moto.log")
+    p = proc.spawn([r.stdout.strip(), "-H", "127.0.0.1", "-p", str(port)], log)
+    proc.wait_ports([port], p, 60, "moto_server", lambda n=20: open(log).read()[-3000:])
+    base = "http://127.0.0.1:%d" % port
+    body = ('<?xml version="1.0" encoding="UTF-8"?><CreateHostedZoneRequest '
+            'xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Name>example.test.</Name>'
+            '<CallerReference>t-%d</CallerReference></CreateHostedZoneRequest>' % port)
+    req = urllib.request.Request(base + "/2013-04-01/hostedzone", data=body.encode(),
+                                 method="POST", headers=dict(MOTO_AUTH, **{"Content-Type": "application/xml"}))
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        text = resp.read().decode()
+    import re
+    zone_id = re.search(r"<Id>/hostedzone/([^<]+)</Id>", text).group(1)
+    yield {"base": base, "zone_id": zone_id, "log": log}
+    proc.stop(p)
+
+
+def moto_txt(moto):
+    """{name: [values]} of the TXT record sets in moto's zone (quotes stripped)."""
+    import urllib.request
+    import xml.etree.ElementTree as ET
+    url = "%s/2013-04-01/hostedzone/%s/rrset" % (moto["base"], moto["zone_id"])
+    with urllib.request.urlopen(urllib.request.Request(url, headers=MOTO_AUTH),
+                                timeout=10) as resp:
+        root = ET.fromstring(resp.read())
+    out = {}
+    for s in root.iter():
+        if s.tag.endswith("ResourceRecordSet"):
+            f = {c.tag.split("}")[-1]: c for c in s}
+            if f["Type"].text == "TXT":
+                out[f["Name"].text.rstrip(".")] = [
+                    v.text.strip('"') for v in s.iter() if v.tag.endswith("Value")]
+    return out
+
+
+def test_route53_issues_wildcard_against_moto(moto, pebble, challtestsrv, nginx_factory,
+                                              workdir, core_so):
+    """route53 signs with SigV4, writes the record set through a change batch and waits for
+    INSYNC; a mirror copies moto's TXT sets into challtestsrv, where Pebble's VA reads them
+    (and the propagation check waits for them)."""
+    import threading
+    import time
+    stop = threading.Event()
+
+    def mirror():
+        last = {}
+        while not stop.is_set():
+            try:
+                now = moto_txt(moto)
+            except Exception:  # noqa: BLE001 - moto busy; next round
+                now = last
+            for name in set(last) | set(now):
+                if last.get(name) != now.get(name):
+                    challtestsrv.clear_txt(name)
+                    for v in now.get(name, []):
+                        challtestsrv.set_txt(name, v)
+            last = now
+            time.sleep(0.2)
+
+    t = threading.Thread(target=mirror, daemon=True)
+    t.start()
+    try:
+        n = dns_control_nginx(nginx_factory, workdir, [pebble.ca_pem], api_uri=pebble.directory_url)
+        secret = {"access_key_id": AWS_KEY_ID, "secret_access_key": AWS_SECRET,
+                  "api_base": moto["base"]}
+        acct = {"name": "aws", "provider": "route53", "domains": ["example.test"],
+                "secret": secret, "nameservers": [challtestsrv.dns_server],
+                "propagation_timeout": 30, "propagation_interval": 0.5}
+        res = generic_order(n, acct, ["*.example.test", "example.test"])
+        assert res.get("err") is None, res
+        assert sans_of(res["cert"]) == ["*.example.test", "example.test"]
+        assert "_acme-challenge.example.test" not in moto_txt(moto)  # cleaned up
+        # a failure after publishing (the record never shows where it is checked): cleaned up
+        acct["nameservers"] = ["127.0.0.1:%d" % free_port()]
+        acct["propagation_timeout"] = 1
+        res = generic_order(n, acct, ["*.example.test"])
+        assert "did not show" in (res.get("err") or ""), res
+        assert "_acme-challenge.example.test" not in moto_txt(moto)
+        # a bad zone id: the API's own error
+        r = post(n, "/provider", {"provider": "route53",
+                                  "secret": dict(secret, hosted_zone_id="NOPE"),
+                                  "method": "post_txt_record",
+                                  "args": ["_acme-challenge.example.test", "v"]})
+        assert r["err"].startswith("route53: GET /2013-04-01/hostedzone/NOPE/rrset returned HTTP 404"), r
+        log = n.error_log()
+        assert AWS_SECRET not in log
+        with open(moto["log"]) as f:
+            mlog = f.read()
+        assert "ChangeResourceRecordSets" in mlog or "/rrset" in mlog
+    finally:
+        stop.set()
+        t.join(timeout=5)
