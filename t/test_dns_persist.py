@@ -200,3 +200,32 @@ def test_autossl_wrong_record_clear_error_no_tight_retry(bind, pebble, nginx_fac
     time.sleep(2)
     assert pebble.orders_count() == orders
     assert "POST /chalZ/" not in pebble.log()
+
+
+def test_client_falls_back_where_the_record_is_not_in_place(bind, pebble, nginx_factory,
+                                                            core_so):
+    """{dns-persist-01, http-01}: dns-persist-01 for the name whose record is in place,
+    http-01 (served by this nginx) for the one without."""
+    n = control_nginx(
+        nginx_factory, api_uri=pebble.directory_url, ca_pem=pebble.ca_pem,
+        extra='enabled_challenge_handlers = { "dns-persist-01", "http-01" },',
+        http_ports=[pebble.http_port],
+        endpoints=["acme_t.order", "acme_t.call", "dns_t.provider"],
+        servers="""
+    server {
+      listen 127.0.0.1:%d;
+      location /.well-known/acme-challenge/ {
+        content_by_lua_block { require("acme_t").client():serve_http_challenge() }
+      }
+    }""" % pebble.http_port)
+    conf = {"account_key": account_key(), "dns_persist": {"nameservers": [bind.server]}}
+    www = expected_record(n, "www.example.test", conf)
+    assert "policy" not in www["value"]
+    publish(n, bind, www["name"], www["value"])
+    res = order(n, ["example.test", "www.example.test"], conf)
+    assert res.get("err") is None, res
+    assert sans(load_certs(res["cert"])[0]) == ["example.test", "www.example.test"]
+    log = n.error_log()
+    assert "dns-persist-01 is not used for example.test: the record is not in place" in log, log
+    assert "dns-persist-01 is not used for www.example.test" not in log
+    assert "dns-persist-01 for www.example.test: _validation-persist.www.example.test TXT" in log

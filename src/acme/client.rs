@@ -148,6 +148,10 @@ pub struct OrderRequest {
     pub profile: Option<String>,
     /// RFC 9773 §5: the ARI CertID of the certificate this order replaces.
     pub replaces: Option<String>,
+    /// dns-persist-01 is chosen only for authorizations of these names (as the order names
+    /// them, `*.example.com` for a wildcard): those whose record is in place or will be
+    /// published; the others take the next type of `challenge_types`. `None`: every name.
+    pub persist_names: Option<Vec<String>>,
 }
 
 /// A JWS signature the caller computes (`ClientConfig::deferred_signing`): `Send`, so it may

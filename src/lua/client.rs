@@ -421,6 +421,10 @@ impl LuaUserData for LuaClient {
                 preferred_chain: opt_field(&conf, "preferred_chain")?,
                 profile: opt_field(&conf, "profile")?,
                 replaces: opt_field(&conf, "replaces")?,
+                persist_names: match opt_field::<LuaTable>(&conf, "persist_names")? {
+                    Some(t) => Some(t.sequence_values::<String>().collect::<LuaResult<_>>()?),
+                    None => None,
+                },
             };
             Ok(Ok(this.operation(Operation::order(req))))
         });

@@ -27,6 +27,7 @@ local concat = table.concat
 local sort = table.sort
 local pairs = pairs
 local match = string.match
+local sub = string.sub
 
 local _M = { _VERSION = "0.16.0" }
 local mt = { __index = _M }
@@ -550,6 +551,45 @@ local function challenge_types(self)
   return types
 end
 
+-- dns-persist-01 is chosen for a name only when its record is in place (or will be
+-- published, or cannot be checked), unless no other enabled type could serve the name: then
+-- it is kept, and its handler's error names the record. Returns the list for the core's
+-- persist_names, or nil (every name).
+local function persist_names(self, names)
+  local enabled = self.conf.enabled_challenge_handlers
+  local has = {}
+  for _, t in ipairs(enabled) do
+    has[t] = true
+  end
+  if not has["dns-persist-01"] or #enabled < 2 then
+    return nil
+  end
+  local conf = self.conf.dns_persist or {}
+  local meta = self.directory and self.directory.meta
+  local caa = type(meta) == "table" and meta.caaIdentities
+  local issuer = conf.issuer or (type(caa) == "table" and caa[1])
+  if not issuer or not self.account_kid then
+    return nil
+  end
+  local persist = require("resty.acme.challenge.dns-persist-01")
+  local out = {}
+  for _, name in ipairs(names) do
+    local wildcard = sub(name, 1, 2) == "*."
+    local other = has["dns-01"] or (not wildcard and (has["http-01"] or has["tls-alpn-01"]))
+    local ok, why = true, nil
+    if other then
+      ok, why = persist.eligible(conf, name, issuer, self.account_kid)
+    end
+    if ok then
+      out[#out + 1] = name
+    else
+      log(ngx.INFO, "dns-persist-01 is not used for ", name, ": the record is not in place (",
+        why, ")")
+    end
+  end
+  return out
+end
+
 local function ensure_account(self)
   local derr = ensure_directory(self)
   if derr then
@@ -632,6 +672,7 @@ function _M:order_certificate(domain_key, ...)
   if not pok then
     return nil, perr
   end
+  local pnames = persist_names(self, names)
   local op, operr = self.core:op_order({
     identifiers = names,
     challenge_types = challenge_types(self),
@@ -639,6 +680,7 @@ function _M:order_certificate(domain_key, ...)
     preferred_chain = self.conf.preferred_chain,
     profile = profile,
     replaces = opts.replaces,
+    persist_names = pnames,
   })
   if not op then
     return nil, operr
@@ -658,6 +700,7 @@ function _M:order_certificate(domain_key, ...)
       csr = csr,
       preferred_chain = self.conf.preferred_chain,
       profile = profile,
+      persist_names = pnames,
     })
     if not op then
       return nil, operr

@@ -117,6 +117,37 @@ function _M.record_for(conf, name, issuer, account_url)
   return record(conf or {}, name, issuer, account_url)
 end
 
+-- eligible(conf, name, issuer, account_url): whether dns-persist-01 can answer for `name`:
+-- true when the record authorizes the account where it is checked, when a provider will
+-- publish it, or when nothing can be checked (the CA decides); else false and the reason.
+function _M.eligible(conf, name, issuer, account_url)
+  conf = conf or {}
+  local rec, rerr = record(conf, name, issuer, account_url)
+  if not rec then
+    return false, rerr
+  end
+  local handler, _, account = dns01.provider_handler(name)
+  if handler then
+    return true
+  end
+  local servers = as_list(conf.nameservers)
+  if not servers or #servers == 0 then
+    if not account then
+      return true
+    end
+    servers = dns01.servers_for(account, {}, rec.name)
+    if not servers then
+      return true
+    end
+  end
+  local spec = { issuer = issuer, account_uri = account_url, wildcard = sub(name, 1, 2) == "*." }
+  local ok, why = check_servers(servers, rec, spec, { issuer })
+  if ok then
+    return true
+  end
+  return false, why .. "; expected " .. _M.describe(rec)
+end
+
 -- Provider accounts are shared with dns-01.
 function _M.update_dns_provider_info(accounts)
   return dns01.update_dns_provider_info(accounts)
