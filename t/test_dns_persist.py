@@ -4,6 +4,7 @@ issue apex and wildcard certificates, the record is published once (by the opera
 rfc2136 provider) and later orders change nothing in DNS; a record for another account fails
 with the record name and the expected value, and autossl does not retry before its cooloff."""
 
+import json
 import re
 import time
 
@@ -12,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from harness import AutoSSL, Bind, Pebble2, pebble2_bin_dir
+from harness import AutoSSL, Bind, Pebble2, free_port, http_get, pebble2_bin_dir
 from harness.control import control_nginx, post
 from pemutil import load_certs
 
@@ -161,8 +162,14 @@ def autossl_extra(dns_persist, accounts=None, cooloff=300):
 
 
 def test_autossl_wildcard_through_provider_once(bind, pebble, nginx_factory, workdir, core_so):
+    admin_port = free_port()
+    admin = """
+    server {
+      listen 127.0.0.1:%d;
+      location = /admin { content_by_lua_block { require("resty.acme.autossl").serve_admin() } }
+    }""" % admin_port
     a = AutoSSL(nginx_factory, pebble, bind, workdir, domains=["*.example.test"],
-                key_types=("ecc",), workers=1,
+                key_types=("ecc",), workers=1, extra_http=admin,
                 extra=autossl_extra({"domains": ["*.example.test"]}, [provider_account(bind)]))
     # the start log line shows the record for the configured name
     m = a.nginx.wait_log(r'dns-persist-01 for \*\.example\.test: publish once (\S+) TXT "([^"]+)"',
@@ -178,6 +185,12 @@ def test_autossl_wildcard_through_provider_once(bind, pebble, nginx_factory, wor
     assert pebble.orders_count() == 1
     assert updates(bind) == mid
     assert bind.secret not in a.nginx.error_log()
+    # the admin view lists the record to publish
+    status, _, body = http_get("http://127.0.0.1:%d/admin" % admin_port)
+    assert status == 200
+    view = json.loads(body)
+    assert view["dns_persist"] == [{"domain": "*.example.test", "name": RECORD,
+                                    "value": m.group(2)}], view
 
 
 def test_autossl_wrong_record_clear_error_no_tight_retry(bind, pebble, nginx_factory, workdir,
