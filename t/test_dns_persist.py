@@ -5,7 +5,10 @@ rfc2136 provider) and later orders change nothing in DNS; a record for another a
 with the record name and the expected value, and autossl does not retry before its cooloff."""
 
 import json
+import os
 import re
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -13,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from harness import AutoSSL, Bind, Pebble2, free_port, http_get, pebble2_bin_dir
+from harness import REPO, AutoSSL, Bind, Pebble2, free_port, http_get, pebble2_bin_dir
 from harness.control import control_nginx, post
 from pemutil import load_certs
 
@@ -91,7 +94,19 @@ def sans(cert):
     return sorted(ext.value.get_values_for_type(x509.DNSName))
 
 
-def test_client_provider_publishes_once_then_no_dns_change(bind, pebble, nginx_factory, core_so):
+def acme_rs():
+    """$ACME_RS_BIN, else target/release/acme-rs (built by cargo when missing or stale)."""
+    if os.environ.get("ACME_RS_BIN"):
+        return os.environ["ACME_RS_BIN"]
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
+    cargo = shutil.which("cargo") or os.path.expanduser("~/.cargo/bin/cargo")
+    if os.path.exists(cargo):
+        subprocess.run([cargo, "build", "--release", "--bin", "acme-rs"], cwd=REPO, check=True)
+    return os.path.join(target, "release", "acme-rs")
+
+
+def test_client_provider_publishes_once_then_no_dns_change(bind, pebble, nginx_factory, workdir,
+                                                            core_so):
     n = ctl(nginx_factory, pebble)
     until = int(time.time()) + 86400
     conf = {"account_key": account_key(), "dns_provider_accounts": [provider_account(bind)],
@@ -109,6 +124,21 @@ def test_client_provider_publishes_once_then_no_dns_change(bind, pebble, nginx_f
         ISSUER, kid, until)
     txts = bind.txt(RECORD)
     assert wild["value"] in txts, txts
+    # acme-rs shows the same records for this account
+    keyfile = os.path.join(str(workdir), "account.pem")
+    with open(keyfile, "w") as f:
+        f.write(conf["account_key"])
+    store = os.path.join(str(workdir), "cli-store")
+    os.makedirs(store, exist_ok=True)
+    r = subprocess.run([acme_rs(), "account", "persist-record", "--directory",
+                        pebble.directory_url, "--ca-bundle", pebble.ca_pem, "--store", store,
+                        "--account-key", keyfile, "--domain", "*.example.test", "--domain",
+                        "example.test", "--persist-until", str(until)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        '%s TXT "%s"' % (RECORD, wild["value"]),
+        '%s TXT "%s; accounturi=%s; persistUntil=%d"' % (RECORD, ISSUER, kid, until)], r.stdout
     # the second order, same account: the records are in place, no UPDATE at all
     mid = updates(bind)
     res2 = order(n, ["*.example.test", "example.test"], conf)
