@@ -705,10 +705,12 @@ function _M:order_certificate(domain_key, ...)
     if not op then
       return nil, operr
     end
-    res, rerr = run(self, op)
+    res, rerr, act = run(self, op)
   end
   if not res then
-    if #self.persist_expected > 0 and find(rerr, "dns-persist-01", 1, true) then
+    -- the CA refused it (the handler's own errors already name the record)
+    local by_ca = not (type(act) == "table" and act.category == "publish")
+    if by_ca and #self.persist_expected > 0 and find(rerr, "dns-persist-01", 1, true) then
       local want = {}
       for _, rec in ipairs(self.persist_expected) do
         want[#want + 1] = rec.name .. ' TXT "' .. rec.value .. '"'
