@@ -191,8 +191,8 @@ def test_pebble_autossl_concurrent_first_handshakes_make_one_order(pebble, chall
 
 @pytest.fixture
 def short_pebble(workdir, challtestsrv):
-    # renewal starts at half the lifetime for lifetimes under 10 days: 30 s here
-    p = Pebble(workdir, challtestsrv=challtestsrv, validity_period=60)
+    # renewal starts at half the lifetime for lifetimes under 10 days: 13.5 to 15 s here
+    p = Pebble(workdir, challtestsrv=challtestsrv, validity_period=30)
     p.start()
     yield p
     p.stop()

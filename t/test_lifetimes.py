@@ -57,6 +57,27 @@ def pebble(workdir, challtestsrv, request):
         print("---- pebble 2.10 log tail ----\n" + p.log_tail(60))
 
 
+@pytest.fixture(autouse=True)
+def account_key(workdir):
+    """One EC account key for every node of a test: no RSA-4096 account key per node (seconds
+    of CPU each on a loaded machine, which would eat into the renewal windows measured)."""
+    path = os.path.join(str(workdir), "account.pem")
+    key = ec.generate_private_key(ec.SECP256R1())
+    with open(path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    ACCOUNT_KEY[0] = path
+    return path
+
+
+ACCOUNT_KEY = [None]
+
+
+def node(*args, extra="", **kw):
+    """AutoSSL with this test's account key."""
+    return AutoSSL(*args, extra='account_key_path = "%s", ' % ACCOUNT_KEY[0] + extra, **kw)
+
+
 @pytest.fixture
 def redis(workdir):
     r = Redis(workdir)
@@ -109,7 +130,7 @@ def check_first_issue(nodes, pebble, name, profile, lifetime, key_types):
 def test_first_issue_one_order_per_name_and_key_type(pebble, challtestsrv, nginx_factory,
                                                      workdir, profile, lifetime):
     name = "first-%s.example.test" % profile
-    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=[name],
+    a = node(nginx_factory, pebble, challtestsrv, workdir, domains=[name],
                 key_types=("rsa", "ecc"), workers=2,
                 extra='profile = "%s", renew_check_interval = 2, renew_min_interval = 1,'
                       % profile)
@@ -118,7 +139,7 @@ def test_first_issue_one_order_per_name_and_key_type(pebble, challtestsrv, nginx
 
 def cluster(nginx_factory, pebble, challtestsrv, workdir, r, domains, extra,
             key_types=("rsa", "ecc")):
-    nodes = [AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=domains, workers=1,
+    nodes = [node(nginx_factory, pebble, challtestsrv, workdir, domains=domains, workers=1,
                      key_types=key_types,
                      http_port=pebble.http_port if i == 0 else free_port(),
                      extra=redis_conf(r) + extra, start=False)
@@ -157,8 +178,11 @@ def test_two_minute_certificates_renew_once_per_window_across_three_nodes(
                     'renew_min_interval = 2,', key_types=("ecc",))
     for i, name in enumerate(names):
         nodes[i].handshake(name)
+    for i, name in enumerate(names):
+        nodes[i].wait_issued(name, timeout=60)
     seen = {name: [] for name in names}  # distinct stored certificates, in order
-    deadline = time.monotonic() + 140
+    # two renewals each: the second at most 2 x (60 s + order time) after the first issue
+    deadline = time.monotonic() + 135
     while time.monotonic() < deadline:
         for name in names:
             c = stored_cert(redis, "ecc", name)
@@ -238,7 +262,7 @@ def test_ninety_day_certificate_is_renewed_at_6_days_left_not_at_8(pebble, chall
         cert_pem, key_pem = make_cert(ca_cert, ca_key, name, nb, nb + datetime.timedelta(days=90))
         put_entry(store, name, cert_pem, key_pem, updated=nb.timestamp())
         entries[name] = cert_pem
-    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
+    a = node(nginx_factory, pebble, challtestsrv, workdir,
                 domains=list(entries), key_types=("ecc",), workers=2,
                 extra=file_store(store, 'profile = "classic", renew_check_interval = 2,'))
     deadline = time.monotonic() + 60
@@ -291,7 +315,7 @@ def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factor
     store = os.path.join(str(workdir), "store")
     os.makedirs(store)
     admin_port = free_port()
-    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=[name],
+    a = node(nginx_factory, pebble, challtestsrv, workdir, domains=[name],
                 key_types=("ecc",), workers=1, extra_http=admin_server(admin_port),
                 extra=file_store(store, 'profile = "twelvehour", renew_check_interval = 1, '
                                         'cache_ttl = 1,'))
@@ -401,7 +425,7 @@ def test_profile_per_name_from_a_function_and_the_allow_list_callback(pebble, ch
         return domain:find("%.example%.test$") ~= nil
       end,
       renew_check_interval = 2,'''
-    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
+    a = node(nginx_factory, pebble, challtestsrv, workdir,
                 domains=["unused.example.test"], key_types=("ecc",), workers=1, extra=extra)
     six = a.wait_issued("six.example.test")
     half = a.wait_issued("half.example.test")
@@ -412,3 +436,79 @@ def test_profile_per_name_from_a_function_and_the_allow_list_callback(pebble, ch
     time.sleep(2)
     assert a.is_fallback(a.handshake("nope.example.test"))
     assert pebble.orders_count() == 2
+
+
+def eval_server(port):
+    return """
+    server {
+      listen 127.0.0.1:%d;
+      location = /eval { content_by_lua_block { require("acme_t").eval() } }
+    }""" % port
+
+
+def lua_eval(port, code):
+    req = urllib.request.Request("http://127.0.0.1:%d/eval" % port, data=code.encode(),
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=90) as r:
+        res = json.loads(r.read())
+    assert "error" not in res, res["error"]
+    return res
+
+
+def test_ip_address_certificate_asks_for_ip_profile(pebble, challtestsrv, nginx_factory,
+                                                    workdir):
+    """`ip_profile`: IP-address names (RFC 8738, ordered through update_cert: SNI carries no
+    IP) get the profile a CA requires for them (Let's Encrypt: `shortlived`), other names the
+    configured one."""
+    store = os.path.join(str(workdir), "store")
+    os.makedirs(store)
+    port = free_port()
+    node(nginx_factory, pebble, challtestsrv, workdir,
+         domains=["127.0.0.1", "dns.example.test"], key_types=("ecc",), workers=1,
+         extra_http=eval_server(port),
+         extra=file_store(store, 'profile = function(d) if not d:find("^%d") then '
+                                 'return "twelvehour" end end, ip_profile = "shortlived",'))
+    res = lua_eval(port, 'return { err = require("resty.acme.autossl").update_cert('
+                         '{ domain = "127.0.0.1", type = "ecc" }) or "" }')
+    assert res["err"] == "", res
+    cert = x509.load_pem_x509_certificate(read_entry(store, "127.0.0.1")["cert"].encode())
+    assert abs(validity(cert).total_seconds() - 6 * DAY) <= 1
+    ips = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(i) for i in ips.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    res = lua_eval(port, 'return { err = require("resty.acme.autossl").update_cert('
+                         '{ domain = "dns.example.test", type = "ecc" }) or "" }')
+    assert res["err"] == "", res
+    cert = x509.load_pem_x509_certificate(read_entry(store, "dns.example.test")["cert"]
+                                          .encode())
+    assert abs(validity(cert).total_seconds() - 12 * 3600) <= 1
+
+
+def test_retry_after_clamp_and_ari_moment(pebble, challtestsrv, nginx_factory, workdir):
+    """resty.acme.renewal in nginx: Retry-After kept in [60 s, 24 h] (6 h when absent); the
+    moment in a window opening at issuance is not before a third of the lifetime; a window
+    that ended is due at once and urgent; a failed query is never due."""
+    port = free_port()
+    node(nginx_factory, pebble, challtestsrv, workdir, domains=["x.example.test"],
+         key_types=("ecc",), workers=1, extra_http=eval_server(port))
+    res = lua_eval(port, '''
+      local r = require("resty.acme.renewal")
+      local now = 1e9
+      local nb, na = now, now + 300
+      local win = { start = nb, ["end"] = na, next_query = 0 }
+      local d1, u1, at1 = r.ari_due(win, "00", nb, na, nb + 10)
+      local d2, _, at2 = r.ari_due(win, "80000000", nb, na, nb + 201)
+      local d3, u3 = r.ari_due({ start = nb - 100, ["end"] = nb - 1, next_query = 0 }, "00",
+                               nb, na, nb)
+      local d4 = r.ari_due({ error = "x", next_query = 0 }, "00", nb, na, na)
+      return {
+        low = r.next_query(now + 1, now) - now,
+        high = r.next_query(now + 1e7, now) - now,
+        none = r.next_query(nil, now) - now,
+        mid = r.next_query(now + 3600, now) - now,
+        d1 = d1, u1 = u1, at1 = at1 - nb, d2 = d2, at2 = at2 - nb, d3 = d3, u3 = u3, d4 = d4,
+      }''')
+    assert (res["low"], res["high"], res["none"], res["mid"]) == (60, 86400, 21600, 3600)
+    assert res["d1"] is False and res["u1"] is False and res["at1"] == 100
+    assert res["d2"] is True and 199.9 <= res["at2"] <= 200.1
+    assert res["d3"] is True and res["u3"] is True
+    assert res["d4"] is False

@@ -257,7 +257,8 @@ def pebble2_bin_dir():
 
     ``$PEBBLE2_BIN`` when set (the Makefile's e2e target sets it), else the output of
     ``scripts/build-pebble.sh`` (builds once into a cache keyed by the tarball's sha256; run at
-    most once per test session). None when the shared Pebble source is absent."""
+    most once per test session). None when the shared Pebble source is absent; a build that
+    fails raises."""
     global _PEBBLE2_DIR
     if _PEBBLE2_DIR is None:
         env = os.environ.get("PEBBLE2_BIN")
@@ -268,6 +269,9 @@ def pebble2_bin_dir():
             from .paths import REPO
             r = subprocess.run([os.path.join(REPO, "scripts", "build-pebble.sh")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            if r.returncode not in (0, 3):  # 3: no source, the tests skip; else a failed build
+                raise RuntimeError("scripts/build-pebble.sh failed (%d): %s"
+                                   % (r.returncode, r.stderr[-2000:]))
             _PEBBLE2_DIR = r.stdout.strip() if r.returncode == 0 else ""
     return _PEBBLE2_DIR or None
 
