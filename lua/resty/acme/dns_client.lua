@@ -228,7 +228,8 @@ function _M.system_resolver()
 end
 
 -- authoritative_servers(name, resolver, opts?): the servers of the zone holding `name` as
--- { "ip:port", ... } (port opts.port, default 53), and the zone; or nil, err. The zone is the
+-- { "ip:port", ... } (port opts.port, default 53), and the zone; or nil, err (and true when
+-- the resolver gave no reply at all). The zone is the
 -- owner of the SOA the resolver (asked with RD set) returns for name, its servers the NS
 -- records of the zone, each host's addresses asked from the same resolver (a host without an
 -- A record is kept as a name: cosockets then resolve it through nginx's `resolver`).
@@ -238,7 +239,7 @@ function _M.authoritative_servers(name, resolver, opts)
   local port = tonumber(opts.port) or 53
   local reply, err = _M.query(resolver, name, "SOA", q)
   if not reply then
-    return nil, "SOA query for " .. name .. " at " .. resolver .. ": " .. tostring(err)
+    return nil, "SOA query for " .. name .. " at " .. resolver .. ": " .. tostring(err), true
   end
   local zone = reply.zone
   if not zone then

@@ -44,6 +44,7 @@ local TTL = 3600
 local exact = {}     -- lower-cased domains entry -> account
 local suffixes = {}  -- { suffix = ".example.com", account = a }, longest first
 local providers = {} -- provider name -> module
+local unreachable = {} -- resolver -> time until which it is not asked (it did not answer)
 
 local function now()
   ngx_update_time()
@@ -189,9 +190,17 @@ local function servers_for(account, handler, fqdn)
   if not resolver then
     return nil
   end
-  local found, err = dns_client.authoritative_servers(fqdn, resolver,
-    { port = account.propagation_port or _M.propagation_port })
+  local quiet_until = unreachable[resolver]
+  if quiet_until and quiet_until > now() then
+    return nil
+  end
+  local found, err, no_reply = dns_client.authoritative_servers(fqdn, resolver,
+    { port = account.propagation_port or _M.propagation_port, timeout = 1000, retries = 1 })
   if not found then
+    if no_reply then
+      -- not asked again for a minute: an offline host would wait at every name
+      unreachable[resolver] = now() + 60
+    end
     log(ngx.INFO, "cannot find the authoritative servers of ", fqdn, ": ", err)
     return nil
   end
