@@ -5,6 +5,7 @@
 //! with ureq outside nginx, and `lua` is the mlua glue behind `require("resty.acme.core")`.
 
 pub mod acme;
+pub mod aws;
 pub mod blocking;
 pub mod cpu_slot;
 pub mod crypto;

@@ -1,5 +1,6 @@
 //! Authorization objects (RFC 8555 §7.1.4) and the choice of a challenge (§7.5).
 use super::challenge::{token_is_valid, Challenge};
+use super::persist;
 use super::{AcmeError, ChallengeTask, ChallengeType, Identifier};
 use crate::crypto::challenge::key_authorization;
 
@@ -109,6 +110,29 @@ impl Authorization {
         }
         let (chall, kind) = self.choose(prefs)?;
         let (task, start) = match chall.status.as_str() {
+            "pending" | "processing" if kind == ChallengeType::DnsPersist01 => {
+                // draft-ietf-acme-dns-persist-01: no token; the CA lists the issuer domain
+                // names a record may name, and the client must use one of them.
+                let issuers = &chall.issuer_domain_names;
+                if issuers.is_empty() || !issuers.iter().all(|i| persist::issuer_is_valid(i)) {
+                    return Err(AcmeError::Malformed(format!(
+                        "dns-persist-01 challenge {} has no valid issuer-domain-names",
+                        chall.url
+                    )));
+                }
+                let task = ChallengeTask {
+                    kind,
+                    identifier: self.identifier.clone(),
+                    wildcard: self.wildcard,
+                    token: String::new(),
+                    key_authorization: String::new(),
+                    url: chall.url.clone(),
+                    authz_url: url.to_string(),
+                    issuer_domain_names: issuers.clone(),
+                    account_uri: chall.account_uri.clone(),
+                };
+                (Some(task), chall.status == "pending")
+            }
             "pending" | "processing" => {
                 let token = chall.token.as_deref().unwrap_or_default();
                 if !token_is_valid(token) {
@@ -126,6 +150,8 @@ impl Authorization {
                     key_authorization: key_authorization(token, thumbprint),
                     url: chall.url.clone(),
                     authz_url: url.to_string(),
+                    issuer_domain_names: Vec::new(),
+                    account_uri: None,
                 };
                 (Some(task), chall.status == "pending")
             }
@@ -211,5 +237,44 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("no status"));
+    }
+
+    #[test]
+    fn dns_persist_task() {
+        let a = Authorization::from_json(
+            &json!({
+                "identifier": {"type": "dns", "value": "example.com"},
+                "status": "pending", "wildcard": true,
+                "challenges": [{"type": "dns-persist-01", "url": "https://ca.test/c/9",
+                    "status": "pending", "accounturi": "https://ca.test/acct/1",
+                    "issuer-domain-names": ["CA.test", "other.test"]}]
+            }),
+            "https://ca.test/authz/9",
+        )
+        .unwrap();
+        let w = a
+            .work(
+                "https://ca.test/authz/9",
+                &[ChallengeType::DnsPersist01],
+                "thumb",
+            )
+            .unwrap()
+            .unwrap();
+        let t = w.task.unwrap();
+        assert_eq!(t.kind, ChallengeType::DnsPersist01);
+        assert_eq!(t.token, "");
+        assert_eq!(t.issuer_domain_names, vec!["ca.test", "other.test"]);
+        assert_eq!(t.account_uri.as_deref(), Some("https://ca.test/acct/1"));
+        assert!(w.start);
+        let mut bad = a.clone();
+        bad.challenges[0].issuer_domain_names.clear();
+        let e = bad
+            .work(
+                "https://ca.test/authz/9",
+                &[ChallengeType::DnsPersist01],
+                "thumb",
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("no valid issuer-domain-names"));
     }
 }

@@ -13,6 +13,10 @@ pub(crate) struct Challenge {
     /// §8.3, §8.4, RFC 8737 §3: the token of the three challenge types this library answers.
     pub token: Option<String>,
     pub error: Option<Problem>,
+    /// dns-persist-01: `issuer-domain-names`, the CA's names a record may carry.
+    pub issuer_domain_names: Vec<String>,
+    /// dns-persist-01: `accounturi`, the account URL the record must name.
+    pub account_uri: Option<String>,
 }
 
 impl Challenge {
@@ -27,6 +31,17 @@ impl Challenge {
                 .get("error")
                 .filter(|e| e.is_object())
                 .map(|e| Problem::from_json(e, 0, None)),
+            issuer_domain_names: v
+                .get("issuer-domain-names")
+                .and_then(|l| l.as_array())
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|x| x.as_str())
+                        .map(str::to_ascii_lowercase)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            account_uri: text("accounturi"),
         })
     }
 

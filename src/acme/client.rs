@@ -61,6 +61,8 @@ pub enum ChallengeType {
     Http01,
     Dns01,
     TlsAlpn01,
+    /// draft-ietf-acme-dns-persist-01: a standing TXT record naming the CA and the account.
+    DnsPersist01,
 }
 
 impl ChallengeType {
@@ -69,6 +71,7 @@ impl ChallengeType {
             ChallengeType::Http01 => "http-01",
             ChallengeType::Dns01 => "dns-01",
             ChallengeType::TlsAlpn01 => "tls-alpn-01",
+            ChallengeType::DnsPersist01 => "dns-persist-01",
         }
     }
 
@@ -77,6 +80,7 @@ impl ChallengeType {
             "http-01" => Some(ChallengeType::Http01),
             "dns-01" => Some(ChallengeType::Dns01),
             "tls-alpn-01" => Some(ChallengeType::TlsAlpn01),
+            "dns-persist-01" => Some(ChallengeType::DnsPersist01),
             _ => None,
         }
     }
@@ -90,10 +94,16 @@ pub struct ChallengeTask {
     pub identifier: Identifier,
     /// The authorization was for `*.` + identifier (§7.1.4 `wildcard`).
     pub wildcard: bool,
+    /// Empty for dns-persist-01, which has no token.
     pub token: String,
+    /// Empty for dns-persist-01.
     pub key_authorization: String,
     pub url: String,
     pub authz_url: String,
+    /// dns-persist-01: the challenge's `issuer-domain-names` (the CA names a record may use).
+    pub issuer_domain_names: Vec<String>,
+    /// dns-persist-01: the challenge's `accounturi` when the CA sent one.
+    pub account_uri: Option<String>,
 }
 
 /// External account binding credentials (§7.3.4).
@@ -138,6 +148,10 @@ pub struct OrderRequest {
     pub profile: Option<String>,
     /// RFC 9773 §5: the ARI CertID of the certificate this order replaces.
     pub replaces: Option<String>,
+    /// dns-persist-01 is chosen only for authorizations of these names (as the order names
+    /// them, `*.example.com` for a wildcard): those whose record is in place or will be
+    /// published; the others take the next type of `challenge_types`. `None`: every name.
+    pub persist_names: Option<Vec<String>>,
 }
 
 /// A JWS signature the caller computes (`ClientConfig::deferred_signing`): `Send`, so it may

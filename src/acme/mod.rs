@@ -42,6 +42,7 @@ mod link;
 mod nonce;
 mod operation;
 mod order;
+pub mod persist;
 mod poll;
 pub mod problem;
 pub mod renewal;

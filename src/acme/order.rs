@@ -7,7 +7,9 @@ use super::jws::{no_account_key, Signer, PEM_CHAIN};
 use super::link::links;
 use super::operation::{Call, Flow, Step};
 use super::poll::{retry_after, Poll, FIRST_POLL, MAX_DELAY, MIN_DELAY};
-use super::{AcmeError, ChallengeTask, Client, OrderRequest, Outcome, Problem, Response};
+use super::{
+    AcmeError, ChallengeTask, ChallengeType, Client, OrderRequest, Outcome, Problem, Response,
+};
 use crate::crypto::encoding::b64url;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +69,21 @@ impl OrderRequest {
             p["replaces"] = replaces.clone().into();
         }
         p
+    }
+
+    /// The challenge types for the authorization of `name`, most preferred first.
+    pub(crate) fn prefs_for(&self, name: &str) -> Vec<ChallengeType> {
+        self.challenge_types
+            .iter()
+            .copied()
+            .filter(|t| {
+                *t != ChallengeType::DnsPersist01
+                    || self
+                        .persist_names
+                        .as_ref()
+                        .is_none_or(|names| names.iter().any(|n| n.eq_ignore_ascii_case(name)))
+            })
+            .collect()
     }
 
     pub(crate) fn validate(&self) -> Result<(), AcmeError> {
@@ -424,7 +441,8 @@ impl Flow for OrderFlow {
                         self.thumbprint.insert(key.thumbprint()?).clone()
                     }
                 };
-                if let Some(work) = authz.work(&url, &self.req.challenge_types, &thumbprint)? {
+                let prefs = self.req.prefs_for(&authz.name());
+                if let Some(work) = authz.work(&url, &prefs, &thumbprint)? {
                     self.pending.push(work);
                 }
                 if i + 1 < self.authz_urls.len() {
@@ -626,6 +644,18 @@ mod tests {
         );
         let e = Order::from_json(&json!({"status": "pending"}), "u").unwrap_err();
         assert!(e.to_string().contains("no authorizations"));
+    }
+
+    #[test]
+    fn persist_only_for_listed_names() {
+        let mut r = OrderRequest {
+            challenge_types: vec![ChallengeType::DnsPersist01, ChallengeType::Dns01],
+            ..Default::default()
+        };
+        assert_eq!(r.prefs_for("*.a.test"), r.challenge_types);
+        r.persist_names = Some(vec!["*.A.test".into()]);
+        assert_eq!(r.prefs_for("*.a.test"), r.challenge_types);
+        assert_eq!(r.prefs_for("a.test"), vec![ChallengeType::Dns01]);
     }
 
     #[test]

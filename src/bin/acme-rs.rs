@@ -1,6 +1,7 @@
 //! `acme-rs`: an operator CLI over the ACME core, writing lua-resty-acme's file storage format.
 //!
 //! Exit codes: 0 success, 1 the operation failed (`error: <cause>` on stderr), 2 usage error.
+use resty_acme_core::acme::persist;
 use resty_acme_core::acme::{
     Client, ClientConfig, Eab, Identifier, NewAccount, Operation, OrderRequest, Outcome,
 };
@@ -36,6 +37,8 @@ USAGE:
                 [--account-key FILE] [--ca-bundle FILE]
   acme-rs account deactivate --directory URL --store DIR [--account-key FILE]
                 [--ca-bundle FILE]
+  acme-rs account persist-record --directory URL --store DIR --domain NAME [...]
+                [--issuer NAME] [--persist-until UNIX] [--account-key FILE] [--ca-bundle FILE]
   acme-rs --help | --version
 
 OPTIONS:
@@ -49,6 +52,9 @@ OPTIONS:
   --key-type rsa|ecc   certificate key: rsa = RSA 4096, ecc = EC P-256 (default rsa);
                        for `account rollover` the type of the new account key
   --email ADDR         account contact (mailto:)
+  --issuer NAME        dns-persist-01 issuer domain name (default: the directory's first
+                       meta.caaIdentities entry)
+  --persist-until UNIX dns-persist-01 persistUntil (Unix time)
   --http-listen A:P    answer http-01 on this address (default 0.0.0.0:80)
   --dns-hook PROGRAM   answer dns-01: runs `PROGRAM add <fqdn> <txt>` and
                        `PROGRAM del <fqdn> <txt>`; fqdn = _acme-challenge.<name>
@@ -102,6 +108,8 @@ const VALUE_OPTS: &[&str] = &[
     "preferred-chain",
     "account-key",
     "reason",
+    "issuer",
+    "persist-until",
 ];
 const FLAG_OPTS: &[&str] = &["use-cert-key", "verbose"];
 
@@ -641,8 +649,57 @@ fn cmd_account(args: &Args) -> Result<(), CliError> {
                 other => fail(format!("deactivation: unexpected outcome {other:?}")),
             }
         }
+        Some("persist-record") => {
+            args.allow(
+                "account persist-record",
+                &[
+                    "directory",
+                    "ca-bundle",
+                    "store",
+                    "account-key",
+                    "domain",
+                    "issuer",
+                    "persist-until",
+                ],
+            )?;
+            let names = args.domains()?;
+            let until = match args.get("persist-until") {
+                Some(v) => Some(
+                    v.parse::<i64>()
+                        .map_err(|_| CliError::Usage(format!("invalid --persist-until {v:?}")))?,
+                ),
+                None => None,
+            };
+            let mut ctx = Ctx::new(args)?;
+            let store = FileStore::open(args.need("store")?)?;
+            ctx.client.account_key = Some(account_key(args, &store, false)?);
+            ctx.directory()?;
+            let url = ctx.existing_account()?;
+            let issuer = match args.get("issuer") {
+                Some(i) => i.to_string(),
+                None => ctx
+                    .client
+                    .directory
+                    .as_ref()
+                    .and_then(|d| d.raw.pointer("/meta/caaIdentities/0"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        CliError::Failed(
+                            "the directory lists no meta.caaIdentities: give --issuer".into(),
+                        )
+                    })?,
+            };
+            // draft-ietf-acme-dns-persist-01: one standing TXT record per name.
+            for name in names {
+                let rec = persist::PersistRecord::new(&issuer, &url, name.starts_with("*."), until)
+                    .map_err(CliError::Failed)?;
+                println!("{} TXT \"{}\"", persist::record_name(&name), rec.value());
+            }
+            Ok(())
+        }
         Some(other) => usage(format!("unknown account command {other:?}")),
-        None => usage("account needs rollover or deactivate"),
+        None => usage("account needs rollover, deactivate or persist-record"),
     }
 }
 

@@ -338,6 +338,8 @@ mod tests {
             key_authorization: "tok_EN-1.thumb".into(),
             url: "https://ca/chall/1".into(),
             authz_url: "https://ca/authz/1".into(),
+            issuer_domain_names: Vec::new(),
+            account_uri: None,
         }
     }
 

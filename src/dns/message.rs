@@ -86,9 +86,20 @@ fn encode(message: &Message) -> Result<Vec<u8>, DnsError> {
 /// A standard query for `name`/`qtype`, class IN. RD is clear: the servers asked are the
 /// zone's authoritative ones, not resolvers (RFC 1035 §4.1.1).
 pub fn build_query(id: u16, name: &str, qtype: QueryType) -> Result<Vec<u8>, DnsError> {
+    build_query_rd(id, name, qtype, false)
+}
+
+/// A query with RD set as asked: set for a recursive resolver (finding a zone's SOA and NS
+/// before its authoritative servers are asked), clear for those servers.
+pub fn build_query_rd(
+    id: u16,
+    name: &str,
+    qtype: QueryType,
+    recursion_desired: bool,
+) -> Result<Vec<u8>, DnsError> {
     let name = parse_name(name)?;
     let mut message = Message::new(id, MessageType::Query, OpCode::Query);
-    message.metadata.recursion_desired = false;
+    message.metadata.recursion_desired = recursion_desired;
     message.add_query(Query::query(name, qtype.record_type()));
     encode(&message)
 }

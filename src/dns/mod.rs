@@ -37,6 +37,14 @@ impl Request {
         Request::query_with_id(random_id(), name, qtype)
     }
 
+    /// A query with RD set, for a recursive resolver.
+    pub fn recursive_query(name: &str, qtype: QueryType) -> Result<Request, DnsError> {
+        let id = random_id();
+        let mut r = Request::query_with_id(id, name, qtype)?;
+        r.bytes = message::build_query_rd(id, name, qtype, true)?;
+        Ok(r)
+    }
+
     pub fn query_with_id(id: u16, name: &str, qtype: QueryType) -> Result<Request, DnsError> {
         let bytes = build_query(id, name, qtype)?;
         let qname = message::name_text(&parse_name(name)?);

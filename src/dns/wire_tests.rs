@@ -463,3 +463,12 @@ fn signed_badtime_reply_is_reported_as_badtime() {
         Err(DnsError::Tsig(_))
     ));
 }
+
+#[test]
+fn recursive_query_sets_rd_only_when_asked() {
+    let plain = Request::query("example.com", QueryType::Soa).unwrap();
+    let rd = Request::recursive_query("example.com", QueryType::Ns).unwrap();
+    // header flags: octet 2, bit 0 is RD (RFC 1035 §4.1.1)
+    assert_eq!(plain.bytes()[2] & 0x01, 0);
+    assert_eq!(rd.bytes()[2] & 0x01, 1);
+}

@@ -37,6 +37,13 @@ fn task_table(lua: &Lua, kind: &str, task: &ChallengeTask) -> LuaResult<LuaTable
     t.set("key_authorization", task.key_authorization.clone())?;
     t.set("url", task.url.clone())?;
     t.set("authz_url", task.authz_url.clone())?;
+    if !task.issuer_domain_names.is_empty() {
+        t.set(
+            "issuer_domain_names",
+            lua.create_sequence_from(task.issuer_domain_names.iter().cloned())?,
+        )?;
+    }
+    t.set("account_uri", task.account_uri.clone())?;
     Ok(t)
 }
 
@@ -414,6 +421,10 @@ impl LuaUserData for LuaClient {
                 preferred_chain: opt_field(&conf, "preferred_chain")?,
                 profile: opt_field(&conf, "profile")?,
                 replaces: opt_field(&conf, "replaces")?,
+                persist_names: match opt_field::<LuaTable>(&conf, "persist_names")? {
+                    Some(t) => Some(t.sequence_values::<String>().collect::<LuaResult<_>>()?),
+                    None => None,
+                },
             };
             Ok(Ok(this.operation(Operation::order(req))))
         });

@@ -107,6 +107,19 @@ impl<T: JobOutput> ThreadJob<T> {
             .map_err(|e| format!("cannot start {} thread: {e}", T::WHAT))
     }
 
+    /// Starts `work` on a new thread of normal priority (waiting on a child process, whose
+    /// policy it would pass on).
+    pub fn spawn_plain(
+        name: &str,
+        work: impl FnOnce() -> Result<T, String> + Send + 'static,
+    ) -> Result<ThreadJob<T>, String> {
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(work)
+            .map(|h| ThreadJob(Some(h)))
+            .map_err(|e| format!("cannot start {} thread: {e}", T::WHAT))
+    }
+
     /// The result, once: `Ok(None)` while the thread runs (unless `block`, which waits for it).
     /// A panic of the thread is an error, never a raise.
     fn take(&mut self, lua: &Lua, block: bool) -> LuaResult<Result<Option<LuaValue>, String>> {

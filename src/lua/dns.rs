@@ -4,8 +4,8 @@
 //!
 //! - `core.tsig_key(name, algorithm, secret_b64)` -> key userdata or `nil, err`;
 //!   `algorithm` is `hmac-sha256` or `hmac-sha512`. `tostring(key)` never shows the secret.
-//! - `core.dns_query(name, qtype)` -> request or `nil, err` (`qtype`: TXT, SOA, NS, A; random
-//!   ID, RD clear).
+//! - `core.dns_query(name, qtype, recursive?)` -> request or `nil, err` (`qtype`: TXT, SOA, NS,
+//!   A; random ID, RD clear unless `recursive`).
 //! - `core.dns_update{ zone =, ops = { {op = "add", name =, value =, ttl =},
 //!   {op = "delete", name =, value = nil|string}, ... }, key = tsig key or nil, now = seconds }`
 //!   -> request or `nil, err`. `delete` without `value` removes the whole TXT RRset.
@@ -142,14 +142,19 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     )?;
     t.set(
         "dns_query",
-        lua.create_function(|_, (name, qtype): (String, String)| -> Ret<LuaDnsRequest> {
-            let Some(qt) = QueryType::parse(&qtype) else {
-                return Ok(Err(format!("unsupported query type {qtype:?}")));
-            };
-            Ok(Request::query(&name, qt)
-                .map(LuaDnsRequest)
-                .map_err(|e| e.to_string()))
-        })?,
+        lua.create_function(
+            |_, (name, qtype, recursive): (String, String, Option<bool>)| -> Ret<LuaDnsRequest> {
+                let Some(qt) = QueryType::parse(&qtype) else {
+                    return Ok(Err(format!("unsupported query type {qtype:?}")));
+                };
+                let req = if recursive.unwrap_or(false) {
+                    Request::recursive_query(&name, qt)
+                } else {
+                    Request::query(&name, qt)
+                };
+                Ok(req.map(LuaDnsRequest).map_err(|e| e.to_string()))
+            },
+        )?,
     )?;
     t.set(
         "dns_update",

@@ -1,13 +1,16 @@
 //! mlua glue: the `resty.acme.core` module table. Only conversions live here; the work is done
 //! in `crypto`, `acme` and `httpwire`.
 
+mod aws;
 mod client;
 mod crypto;
 mod dns;
+mod exec;
 mod ffi;
 mod fs;
 mod http;
 mod psl;
+mod persist;
 
 use mlua::prelude::*;
 
@@ -15,11 +18,14 @@ use mlua::prelude::*;
 pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     let t = lua.create_table()?;
     t.set("_VERSION", env!("CARGO_PKG_VERSION"))?;
+    aws::register(lua, &t)?;
     client::register(lua, &t)?;
     crypto::register(lua, &t)?;
     dns::register(lua, &t)?;
+    exec::register(lua, &t)?;
     fs::register(lua, &t)?;
     http::register(lua, &t)?;
     psl::register(lua, &t)?;
+    persist::register(lua, &t)?;
     Ok(t)
 }

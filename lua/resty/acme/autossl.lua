@@ -403,6 +403,7 @@ local function ensure_client()
   end
   account_ready = true
   AUTOSSL.client_initialized = true
+  require("resty.acme.dns_persist_log").announce(AUTOSSL.client, AUTOSSL.config)
   return true
 end
 
@@ -1046,7 +1047,8 @@ function AUTOSSL.serve_admin()
     end
   end
   ngx.header["Content-Type"] = "application/json"
-  ngx.say(json.encode({ certificates = certs, failures = failures }))
+  ngx.say(json.encode({ certificates = certs, failures = failures,
+    dns_persist = require("resty.acme.dns_persist_log").records(AUTOSSL.storage) }))
   return ngx.exit(ngx.HTTP_OK)
 end
 
@@ -1246,6 +1248,7 @@ function AUTOSSL.init(autossl_config, acme_config)
   acme_config.storage_config = autossl_config.storage_config
   acme_config.dns_provider_accounts = autossl_config.dns_provider_accounts
   acme_config.enabled_challenge_handlers = autossl_config.enabled_challenge_handlers
+  acme_config.dns_persist = autossl_config.dns_persist
 
   local delay = tonumber(autossl_config.challenge_start_delay) or 0
   acme_config.challenge_start_callback = function()
@@ -1256,7 +1259,7 @@ function AUTOSSL.init(autossl_config, acme_config)
   end
 
   for _, name in ipairs(autossl_config.enabled_challenge_handlers) do
-    if name == "dns-01" then
+    if name == "dns-01" or name == "dns-persist-01" then
       AUTOSSL.dns_01_enabled = true
     end
   end
@@ -1329,6 +1332,13 @@ function AUTOSSL.init_worker()
         local kok, kerr = ensure_account_key()
         if not kok then
           log(ngx.ERR, kerr)
+        end
+      end
+      -- dns-persist-01: the account is needed to show the records to publish (logged then)
+      if type(conf.dns_persist) == "table" and conf.dns_persist.domains then
+        local cok, cerr = ensure_client()
+        if not cok then
+          log(ngx.WARN, "cannot show the dns-persist-01 records yet: ", cerr)
         end
       end
       run_pass()

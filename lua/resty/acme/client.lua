@@ -27,9 +27,12 @@ local concat = table.concat
 local sort = table.sort
 local pairs = pairs
 local match = string.match
+local sub = string.sub
 
 local _M = { _VERSION = "0.16.0" }
 local mt = { __index = _M }
+
+local persist_record -- defined below
 
 local default_config = {
   api_uri = "https://acme-v02.api.letsencrypt.org/directory",
@@ -48,6 +51,8 @@ local default_config = {
   -- after a challenge is published and before the CA is asked to validate it.
   challenge_preflight = nil,
   dns_provider_accounts = {},
+  -- Beyond the original: dns-persist-01 (see challenge/dns-persist-01.lua).
+  dns_persist = nil,
   -- Beyond the original: transport and protocol tuning.
   ssl_verify = true,
   timeout = 10000,
@@ -91,6 +96,25 @@ local function authz_name(act)
   return act.wildcard and ("*." .. act.identifier) or act.identifier
 end
 
+-- The dns-persist-01 record a name needs with this account and CA, or nil, err.
+persist_record = function(self, name, issuers, account_url)
+  local conf = self.conf.dns_persist or {}
+  local issuer = conf.issuer
+  if not issuer then
+    local meta = self.directory and self.directory.meta
+    local caa = type(meta) == "table" and meta.caaIdentities
+    issuer = type(issuers) == "table" and issuers[1] or (type(caa) == "table" and caa[1])
+  end
+  if not issuer then
+    return nil, "the CA names no issuer domain name (directory meta.caaIdentities); set dns_persist.issuer"
+  end
+  account_url = account_url or self.account_kid
+  if not account_url then
+    return nil, "the account URL is not known yet"
+  end
+  return require("resty.acme.challenge.dns-persist-01").record_for(conf, name, issuer, account_url)
+end
+
 -- Publishes one challenge through its handler.
 local function publish(self, act)
   local handler = self.challenge_handlers[act.type]
@@ -98,9 +122,17 @@ local function publish(self, act)
     return false, "challenge handler " .. act.type .. " is not enabled"
   end
   local name = authz_name(act)
-  local err = handler:register_challenge(act.token, act.key_authorization, { name })
+  act.account_url = self.account_kid
+  local err = handler:register_challenge(act.token, act.key_authorization, { name }, act)
   if err then
     return false, "error registering challenge: " .. tostring(err)
+  end
+  if act.type == "dns-persist-01" then
+    -- named in the error should the CA not accept the record
+    local rec = persist_record(self, name, act.issuer_domain_names, act.account_uri)
+    if rec then
+      self.persist_expected[#self.persist_expected + 1] = rec
+    end
   end
   local cb = self.conf.challenge_start_callback
   if cb then
@@ -191,6 +223,7 @@ function _M.new(conf)
     eab_hmac_key = nil,
     eab_handler = conf.eab_handler,
     challenge_handlers = {},
+    persist_expected = {},
   }, mt)
 
   if conf.eab_hmac_key then
@@ -234,8 +267,8 @@ function _M.new(conf)
   end
   for _, name in ipairs(conf.enabled_challenge_handlers) do
     local handler = require("resty.acme.challenge." .. name)
-    self.challenge_handlers[name] = handler.new(self.storage)
-    if name == "dns-01" and handler.update_dns_provider_info then
+    self.challenge_handlers[name] = handler.new(self.storage, conf.dns_persist)
+    if (name == "dns-01" or name == "dns-persist-01") and handler.update_dns_provider_info then
       local ok, derr = handler.update_dns_provider_info(conf.dns_provider_accounts)
       if not ok then
         return nil, derr
@@ -530,6 +563,45 @@ local function challenge_types(self)
   return types
 end
 
+-- dns-persist-01 is chosen for a name only when its record is in place (or will be
+-- published, or cannot be checked), unless no other enabled type could serve the name: then
+-- it is kept, and its handler's error names the record. Returns the list for the core's
+-- persist_names, or nil (every name).
+local function persist_names(self, names)
+  local enabled = self.conf.enabled_challenge_handlers
+  local has = {}
+  for _, t in ipairs(enabled) do
+    has[t] = true
+  end
+  if not has["dns-persist-01"] or #enabled < 2 then
+    return nil
+  end
+  local conf = self.conf.dns_persist or {}
+  local meta = self.directory and self.directory.meta
+  local caa = type(meta) == "table" and meta.caaIdentities
+  local issuer = conf.issuer or (type(caa) == "table" and caa[1])
+  if not issuer or not self.account_kid then
+    return nil
+  end
+  local persist = require("resty.acme.challenge.dns-persist-01")
+  local out = {}
+  for _, name in ipairs(names) do
+    local wildcard = sub(name, 1, 2) == "*."
+    local other = has["dns-01"] or (not wildcard and (has["http-01"] or has["tls-alpn-01"]))
+    local ok, why = true, nil
+    if other then
+      ok, why = persist.eligible(conf, name, issuer, self.account_kid)
+    end
+    if ok then
+      out[#out + 1] = name
+    else
+      log(ngx.INFO, "dns-persist-01 is not used for ", name, ": the record is not in place (",
+        why, ")")
+    end
+  end
+  return out
+end
+
 local function ensure_account(self)
   local derr = ensure_directory(self)
   if derr then
@@ -612,6 +684,7 @@ function _M:order_certificate(domain_key, ...)
   if not pok then
     return nil, perr
   end
+  local pnames = persist_names(self, names)
   local op, operr = self.core:op_order({
     identifiers = names,
     challenge_types = challenge_types(self),
@@ -619,10 +692,12 @@ function _M:order_certificate(domain_key, ...)
     preferred_chain = self.conf.preferred_chain,
     profile = profile,
     replaces = opts.replaces,
+    persist_names = pnames,
   })
   if not op then
     return nil, operr
   end
+  self.persist_expected = {}
   local res, rerr, act = run(self, op)
   if not res and opts.replaces and replacement_refused(act) then
     -- RFC 9773 §5: the CA would not take this order as the replacement (already replaced,
@@ -637,16 +712,37 @@ function _M:order_certificate(domain_key, ...)
       csr = csr,
       preferred_chain = self.conf.preferred_chain,
       profile = profile,
+      persist_names = pnames,
     })
     if not op then
       return nil, operr
     end
-    res, rerr = run(self, op)
+    res, rerr, act = run(self, op)
   end
   if not res then
+    -- the CA refused it (the handler's own errors already name the record)
+    local by_ca = not (type(act) == "table" and act.category == "publish")
+    if by_ca and #self.persist_expected > 0 and find(rerr, "dns-persist-01", 1, true) then
+      local want = {}
+      for _, rec in ipairs(self.persist_expected) do
+        want[#want + 1] = rec.name .. ' TXT "' .. rec.value .. '"'
+      end
+      rerr = rerr .. " (the CA checks the dns-persist-01 record: expected " .. concat(want, ", ") .. ")"
+    end
     return nil, rerr
   end
   return res.pem
+end
+
+-- dns_persist_record(name): { name =, value = } | nil, err. The TXT record that authorizes
+-- this account at this CA for `name` through dns-persist-01 (the issuer domain name is
+-- dns_persist.issuer or the directory's first meta.caaIdentities entry).
+function _M:dns_persist_record(name)
+  local ok, err = ensure_account(self)
+  if not ok then
+    return nil, err
+  end
+  return persist_record(self, name)
 end
 
 -- revoke_certificate(cert_pem, opts?): true | nil, err. opts.reason (RFC 5280 code);

@@ -15,6 +15,8 @@ local char = string.char
 local find = string.find
 local match = string.match
 local math_floor = math.floor
+local ipairs = ipairs
+local io_open = io.open
 local tonumber = tonumber
 local tostring = tostring
 local type = type
@@ -164,7 +166,7 @@ end
 
 -- query(server, name, qtype, opts?): reply table (see core.dns_query) or nil, err.
 function _M.query(server, name, qtype, opts)
-  local req, err = core.dns_query(name, qtype)
+  local req, err = core.dns_query(name, qtype, opts and opts.recursive or false)
   if not req then
     return nil, err
   end
@@ -205,6 +207,69 @@ function _M.find_zone(server, name, opts)
   end
   return nil, server .. " did not name a zone for " .. name .. " (" .. reply.rcode
     .. (reply.authoritative and "" or ", not authoritative") .. ")"
+end
+
+-- The first nameserver of /etc/resolv.conf (the system's resolver), or nil.
+function _M.system_resolver()
+  local f = io_open("/etc/resolv.conf", "r")
+  if not f then
+    return nil
+  end
+  local found
+  for line in f:lines() do
+    local addr = match(line, "^%s*nameserver%s+([^%s#;]+)")
+    if addr then
+      found = find(addr, ":", 1, true) and ("[" .. addr .. "]") or addr
+      break
+    end
+  end
+  f:close()
+  return found
+end
+
+-- authoritative_servers(name, resolver, opts?): the servers of the zone holding `name` as
+-- { "ip:port", ... } (port opts.port, default 53), and the zone; or nil, err (and true when
+-- the resolver gave no reply at all). The zone is the
+-- owner of the SOA the resolver (asked with RD set) returns for name, its servers the NS
+-- records of the zone, each host's addresses asked from the same resolver (a host without an
+-- A record is kept as a name: cosockets then resolve it through nginx's `resolver`).
+function _M.authoritative_servers(name, resolver, opts)
+  opts = opts or {}
+  local q = { timeout = opts.timeout or 2000, retries = opts.retries or 1, recursive = true }
+  local port = tonumber(opts.port) or 53
+  local reply, err = _M.query(resolver, name, "SOA", q)
+  if not reply then
+    return nil, "SOA query for " .. name .. " at " .. resolver .. ": " .. tostring(err), true
+  end
+  local zone = reply.zone
+  if not zone then
+    return nil, resolver .. " named no zone for " .. name .. " (" .. tostring(reply.rcode) .. ")"
+  end
+  reply, err = _M.query(resolver, zone, "NS", q)
+  if not reply then
+    return nil, "NS query for " .. zone .. " at " .. resolver .. ": " .. tostring(err)
+  end
+  local servers = {}
+  for _, rr in ipairs(reply.answers or {}) do
+    if rr.type == "NS" and type(rr.data) == "string" then
+      local host = rr.data:gsub("%.$", "")
+      local a = _M.query(resolver, host, "A", q)
+      local added = false
+      for _, arr in ipairs(a and a.answers or {}) do
+        if arr.type == "A" then
+          servers[#servers + 1] = arr.data .. ":" .. port
+          added = true
+        end
+      end
+      if not added then
+        servers[#servers + 1] = host .. ":" .. port
+      end
+    end
+  end
+  if #servers == 0 then
+    return nil, resolver .. " returned no NS records for zone " .. zone
+  end
+  return servers, zone
 end
 
 return _M

@@ -44,6 +44,7 @@ local TTL = 3600
 local exact = {}     -- lower-cased domains entry -> account
 local suffixes = {}  -- { suffix = ".example.com", account = a }, longest first
 local providers = {} -- provider name -> module
+local unreachable = {} -- resolver -> time until which it is not asked (it did not answer)
 
 local function now()
   ngx_update_time()
@@ -161,7 +162,13 @@ local function wait_propagation(fqdn, content, servers, account)
   end
 end
 
-local function servers_for(account, handler)
+-- The servers to check: the account's nameservers, the provider's, or the zone's
+-- authoritative servers found through a resolver (the account's propagation_resolver, the
+-- module's, or the system's); nil when none can be found (then nothing is checked).
+local function servers_for(account, handler, fqdn)
+  if account.propagation_check == false or _M.propagation_check == false then
+    return nil
+  end
   local list = account.nameservers
   if type(list) == "string" then
     list = { list }
@@ -175,7 +182,30 @@ local function servers_for(account, handler)
       return list
     end
   end
-  return nil
+  if not fqdn then
+    return nil
+  end
+  local resolver = account.propagation_resolver or _M.propagation_resolver
+    or dns_client.system_resolver()
+  if not resolver then
+    return nil
+  end
+  local quiet_until = unreachable[resolver]
+  if quiet_until and quiet_until > now() then
+    return nil
+  end
+  local found, err, no_reply = dns_client.authoritative_servers(fqdn, resolver,
+    { port = account.propagation_port or _M.propagation_port, timeout = 1000, retries = 1 })
+  if not found then
+    if no_reply then
+      -- not asked again for a minute: an offline host would wait at every name
+      unreachable[resolver] = now() + 60
+    end
+    log(ngx.INFO, "cannot find the authoritative servers of ", fqdn, ": ", err)
+    return nil
+  end
+  log(ngx.INFO, "authoritative servers of ", fqdn, ": ", concat(found, ", "))
+  return found
 end
 
 -- update_dns_provider_info(accounts): true or nil, err. Called by client.new when dns-01 is
@@ -246,6 +276,13 @@ function _M.update_dns_provider_info(accounts)
   return true
 end
 
+-- Shared with challenge/dns-persist-01: the account serving a name, the servers to check and
+-- the propagation wait.
+_M.provider_handler = provider_handler
+_M.provider_error = provider_error
+_M.servers_for = servers_for
+_M.wait_propagation = wait_propagation
+
 function _M.new(storage)
   return setmetatable({ storage = storage }, mt)
 end
@@ -270,7 +307,7 @@ function _M:register_challenge(_, key_authorization, names)
       return provider_error(account, "failed to create TXT record " .. fqdn, perr)
     end
     log(ngx.INFO, "created TXT record ", fqdn, " through ", account.provider)
-    local servers = servers_for(account, handler)
+    local servers = servers_for(account, handler, fqdn)
     if servers then
       local vok, verr = wait_propagation(fqdn, content, servers, account)
       if not vok then
@@ -278,7 +315,7 @@ function _M:register_challenge(_, key_authorization, names)
       end
       log(ngx.INFO, "TXT record ", fqdn, " is visible on ", concat(servers, ", "))
     else
-      log(ngx.INFO, "no nameservers configured for dns provider account ", account.name,
+      log(ngx.INFO, "no nameservers known for dns provider account ", account.name,
         ": not checking that ", fqdn, " is visible before validation")
     end
   end
