@@ -1,0 +1,213 @@
+"""The operator's control paths of resty.acme.autossl against a real Pebble: the admin API
+(nginx-conf/admin.conf: list with filters and pages, one name, order / renew now, delete +
+revoke, why), declared names issued at start, the events callback, and the metrics parsed with
+prometheus_client."""
+
+import time
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from harness import AutoSSL
+
+TOKEN = "t0ken-for-tests"
+
+EVENTS = """
+      events_callback = function(event, data)
+        ngx.log(ngx.NOTICE, "t: event ", event, " ", data.domain, " ", data.type)
+        if event == "issued" then error("the callback is broken") end
+      end,
+"""
+
+
+def samples(text):
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def sample(metrics, name, **labels):
+    return metrics.get((name, tuple(sorted(labels.items()))))
+
+
+def wait_served(a, name, serial, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cert = a.handshake(name, kind="ecc")
+        if cert.serial_number == serial:
+            return cert
+        time.sleep(0.2)
+    raise AssertionError("%s is not served serial %x" % (name, serial))
+
+
+def test_admin_api_order_renew_delete_why_events_metrics(pebble, challtestsrv, nginx_factory,
+                                                         workdir):
+    challtestsrv.add_a("down.example.test", "127.0.0.2")
+    challtestsrv.add_a("selftest.example.test", "127.0.0.2")
+    domains = ["a.example.test", "b.example.test", "c.example.test", "down.example.test",
+               "selftest.example.test"]
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=domains,
+                key_types=("ecc",), admin_token=TOKEN,
+                extra="cache_ttl = 1, preflight_port = %d, %s" % (pebble.http_port, EVENTS))
+
+    # the token is required, and compared whole
+    assert a.admin("GET", "/acme/certificates", token="")[0] == 401
+    assert a.admin("GET", "/acme/certificates", token=TOKEN + "x")[0] == 401
+    assert a.admin("GET", "/acme/certificates", token=TOKEN[:-1])[0] == 401
+    status, view = a.admin("GET", "/acme/certificates")
+    assert status == 200 and view["total"] == 0 and view["certificates"] == []
+
+    # order now: no handshake needed; the first one is served the real certificate
+    orders0 = pebble.orders_count()
+    status, res = a.admin("POST", "/acme/certificates/a.example.test")
+    assert status == 200, res
+    (r,) = res["results"]
+    assert r["action"] == "order" and r["type"] == "ecc" and r["serial"]
+    first = int(r["serial"], 16)
+    assert a.handshake("a.example.test", kind="ecc").serial_number == first
+    for name in ("b.example.test", "c.example.test"):
+        assert a.admin("POST", "/acme/certificates/" + name)[0] == 200
+    assert pebble.orders_count() == orders0 + 3
+
+    # one name: every key type's facts, the CA, no backoff, no lock
+    status, one = a.admin("GET", "/acme/certificates/A.example.test")
+    assert status == 200, one
+    c = one["certificates"]["ecc"]
+    assert int(c["serial"], 16) == first and c["issuer"] and c["not_after"] > time.time()
+    assert c["renewal_due_at"] < c["not_after"] and c["renewal_due"] is False
+    assert "pkey" not in c and "cert" not in c  # no secrets
+    assert one["allowed"] is True and one["rule"] == "domain_whitelist entry a.example.test"
+    assert one["attempts"] == 0 and one["in_cooloff"] is False and one["lock_holder"] is None
+    assert one["ca"] == pebble.directory_url
+    assert a.admin("GET", "/acme/certificates/zzz.example.test")[0] == 404
+
+    # list: filters and pages
+    status, page = a.admin("GET", "/acme/certificates?limit=2")
+    assert status == 200 and page["total"] == 3 and page["next_offset"] == 2
+    assert [x["name"] for x in page["certificates"]] == ["a.example.test", "b.example.test"]
+    status, page = a.admin("GET", "/acme/certificates?limit=2&offset=2")
+    assert [x["name"] for x in page["certificates"]] == ["c.example.test"]
+    assert "next_offset" not in page or page["next_offset"] is None
+    status, page = a.admin("GET", "/acme/certificates?name=b.exa")
+    assert page["total"] == 1 and page["certificates"][0]["name"] == "b.example.test"
+    assert a.admin("GET", "/acme/certificates?type=rsa")[1]["total"] == 0
+    assert a.admin("GET", "/acme/certificates?due=1")[1]["total"] == 0
+    assert a.admin("GET", "/acme/certificates?expiring_within=%d" % (10 * 365 * 86400))[1][
+        "total"] == 3
+    for x in page["certificates"]:
+        assert "pkey" not in x and "cert" not in x
+
+    # renew now: the old serial is replaced, in the store and on the wire
+    status, res = a.admin("POST", "/acme/certificates/a.example.test")
+    assert status == 200, res
+    (r,) = res["results"]
+    assert r["action"] == "renew" and int(r["old_serial"], 16) == first
+    second = int(r["serial"], 16)
+    assert second != first
+    wait_served(a, "a.example.test", second)
+
+    # why: allowed and stored, refused, in backoff
+    status, why = a.admin("GET", "/acme/why/a.example.test")
+    assert why["allowed"] is True and why["stored"] == {"ecc": True}
+    assert why["answer"] == "served from the store" and why["backoff"]["in_cooloff"] is False
+    assert why["cached"]["ecc"] in ("cached", "no")
+    status, why = a.admin("GET", "/acme/why/nope.other.test")
+    assert status == 200 and why["allowed"] is False
+    assert why["rule"] == "not in domain_whitelist" and why["answer"].startswith("fallback: not allowed")
+    assert a.admin("POST", "/acme/certificates/nope.other.test")[0] == 403
+    status, why = a.admin("GET", "/acme/why/bad_name!")
+    assert why["valid_name"] is False
+
+    # the self-test of the http-01 path fails before the CA is asked anything
+    orders1 = pebble.orders_count()
+    status, res = a.admin("POST", "/acme/certificates/selftest.example.test?self_test=1")
+    assert status == 502 and "self-test failed" in res["error"], res
+    assert pebble.orders_count() == orders1
+    # ... and passes where the name reaches us (then the order runs)
+    status, res = a.admin("POST", "/acme/certificates/c.example.test?self_test=1")
+    assert status == 200, res
+
+    # a failing order: 502, then the name is in backoff and a second POST is refused
+    status, res = a.admin("POST", "/acme/certificates/down.example.test")
+    assert status == 502 and res["results"][0]["error"], res
+    status, why = a.admin("GET", "/acme/why/down.example.test")
+    b = why["backoff"]
+    assert b["in_cooloff"] is True and b["attempts"] == 1 and b["cooloff_until"] > time.time()
+    assert b["last_error"] and why["answer"].startswith("fallback: in backoff")
+    status, one = a.admin("GET", "/acme/certificates/down.example.test")
+    assert status == 200 and one["stored"] is False and one["in_cooloff"] is True
+    assert one["last_problem"] is None or one["last_problem"]["type"].startswith("urn:ietf")
+    assert a.admin("POST", "/acme/certificates/down.example.test")[0] == 409
+    status, view = a.admin("GET", "/acme/certificates")
+    assert [f["name"] for f in view["failures"]] == ["down.example.test"]
+
+    # delete + revoke: gone from the store, Pebble says revoked, the fallback is served
+    status, res = a.admin("DELETE", "/acme/certificates/b.example.test?revoke=1")
+    assert status == 200 and res["revoked"] == ["ecc"] and res["deleted"] == ["ecc"], res
+    b_serial = page["certificates"][0]["serial"]
+    assert pebble.cert_status(b_serial)["Status"] == "Revoked"
+    assert a.admin("GET", "/acme/certificates/b.example.test")[0] == 404
+    deadline = time.monotonic() + 10
+    while not a.is_fallback(a.handshake("b.example.test", kind="ecc")):
+        assert time.monotonic() < deadline, "b.example.test still served after DELETE"
+        time.sleep(0.2)
+    assert a.admin("DELETE", "/acme/certificates/b.example.test")[0] == 404
+
+    # events: the broken callback was logged once and serving went on
+    a.nginx.wait_log(r"t: event renewed a\.example\.test ecc", timeout=10)
+    a.nginx.wait_log(r"t: event failed down\.example\.test ecc", timeout=10)
+    a.nginx.wait_log(r"t: event revoked b\.example\.test ecc", timeout=10)
+    log = a.nginx.error_log()
+    assert log.count("events_callback failed for event issued") == 1, log[-3000:]
+    assert a.handshake("c.example.test", kind="ecc") is not None
+
+    # metrics, parsed as Prometheus parses them
+    time.sleep(1.5)  # counters are folded into the shared dict once a second
+    m = samples(a.metrics_text())
+    ok_orders = sample(m, "acme_orders_total", type="ecc", result="success")
+    assert ok_orders == 5  # a, b, c, a renewed, c renewed
+    assert sample(m, "acme_orders_total", type="ecc", result="failure") == 1
+    assert sample(m, "acme_issue_duration_seconds_count", type="ecc") == ok_orders
+    assert sample(m, "acme_issue_duration_seconds_bucket", type="ecc", le="+Inf") == ok_orders
+    assert 0 < sample(m, "acme_issue_duration_seconds_sum", type="ecc") < 60 * ok_orders
+    assert sample(m, "acme_certificates", type="ecc") == 2
+    by_issuer = {dict(k[1])["issuer"]: v for k, v in m.items()
+                 if k[0] == "acme_certificates_by_issuer"}
+    assert sum(by_issuer.values()) == 2 and all("Pebble" in i or i for i in by_issuer)
+    assert sample(m, "acme_certificates_by_days_left", days="30+") == 2
+    assert sample(m, "acme_certificates_by_days_left", days="0-1") == 0
+    assert sample(m, "acme_backoff_names", state="cooloff") == 1
+    assert sample(m, "acme_backoff_names", state="failing") == 1
+    assert sample(m, "acme_renewal_lag_max_seconds") == 0
+    assert "[alert]" not in log and "[crit]" not in log
+
+
+def test_declared_names_are_served_on_the_first_handshake(pebble, challtestsrv, nginx_factory,
+                                                          workdir):
+    """declared_names = "domain_whitelist": its exact entries are ordered at start, once
+    across two workers, without any handshake and without blocking; the first handshake is
+    served the real certificate; a restart orders nothing again."""
+    domains = ["d1.example.test", "d2.example.test", "*.wild.example.test"]
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=domains,
+                key_types=("ecc",), admin_token=TOKEN, workers=2,
+                extra='declared_names = "domain_whitelist", renew_min_interval = 1,')
+    deadline = time.monotonic() + 60
+    while True:
+        status, view = a.admin("GET", "/acme/certificates")
+        if status == 200 and view["total"] == 2:
+            break
+        assert time.monotonic() < deadline, a.nginx.log_tail(40)
+        time.sleep(0.3)
+    assert sorted(c["name"] for c in view["certificates"]) == ["d1.example.test",
+                                                               "d2.example.test"]
+    assert "ssl_certificate" not in a.nginx.error_log()
+    for name in ("d1.example.test", "d2.example.test"):
+        cert = a.handshake(name, kind="ecc")
+        assert not a.is_fallback(cert), name
+    assert pebble.orders_count() == 2
+    a.nginx.stop()
+    a.nginx.start()
+    time.sleep(6)  # the first pass after start runs within 1-5 s
+    assert pebble.orders_count() == 2
+    assert not a.is_fallback(a.handshake("d1.example.test", kind="ecc"))
