@@ -23,6 +23,7 @@ local bit = require("bit")
 
 local ngx = ngx
 local ngx_var = ngx.var
+local ngx_null = ngx.null
 local ngx_now = ngx.now
 local ngx_update_time = ngx.update_time
 local ngx_unescape_uri = ngx.unescape_uri
@@ -32,6 +33,7 @@ local bxor = bit.bxor
 local bor = bit.bor
 local byte = string.byte
 local find = string.find
+local gsub = string.gsub
 local lower = string.lower
 local match = string.match
 local sub = string.sub
@@ -51,7 +53,6 @@ local type = type
 local _M = { _VERSION = "0.1.0" }
 
 local json = cjson.new()
-json.encode_empty_table_as_object(false)
 
 local LIST_LIMIT = 100
 local LIST_LIMIT_MAX = 1000
@@ -61,15 +62,27 @@ local function now()
   return ngx_now()
 end
 
+-- An empty list encodes as [] with OpenResty's cjson (array_mt); Debian's lua-cjson has no
+-- array_mt, and an empty table there stands for this placeholder until after encoding.
+local EMPTY = "\0empty array\0"
+local EMPTY_JSON = json.encode(EMPTY)
+
+local function array(t)
+  if cjson.array_mt then
+    return setmetatable(t, cjson.array_mt)
+  end
+  return #t == 0 and EMPTY or t
+end
+
 local function reply(status, body)
   ngx.status = status
   ngx.header["Content-Type"] = "application/json"
-  ngx.say(json.encode(body))
+  local text = json.encode(body)
+  if not cjson.array_mt then
+    text = gsub(text, EMPTY_JSON, "[]", nil)
+  end
+  ngx.say(text)
   return ngx.exit(status)
-end
-
-local function array(t)
-  return setmetatable(t, cjson.array_mt)
 end
 
 -- Constant time in the length of the expected token.
@@ -119,10 +132,10 @@ local function backoff(autossl, name)
   local t = now()
   return {
     attempts = attempts,
-    cooloff_until = until_t,
+    cooloff_until = until_t or ngx_null,
     in_cooloff = until_t ~= nil and until_t > t,
-    last_error = last_error,
-    last_problem = problem_of(last_error),
+    last_error = last_error or ngx_null,
+    last_problem = problem_of(last_error) or ngx_null,
   }
 end
 
@@ -242,7 +255,7 @@ local function show(autossl, name)
   out.rule = rule
   out.stored = any
   out.certificates = types
-  out.lock_holder = storage:get("update_lock:" .. name)
+  out.lock_holder = storage:get("update_lock:" .. name) or ngx_null
   out.ca = ca_of(autossl)
   if not any and not out.in_cooloff and out.attempts == 0 then
     return reply(404, out)
@@ -417,7 +430,7 @@ local function why(autossl, name)
     out.answer = "served from the store"
   elseif b.in_cooloff then
     out.answer = "fallback: in backoff after a failed order until " .. tostring(b.cooloff_until)
-  elseif out.lock_holder then
+  elseif out.lock_holder ~= nil then
     out.answer = "fallback: an order is running"
   else
     out.answer = "fallback: not issued yet; the next handshake orders it"
