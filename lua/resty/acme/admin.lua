@@ -162,6 +162,18 @@ local function rule_for(autossl, name, is_renewal)
   return true, "domain_whitelist entry " .. tostring(allowed)
 end
 
+-- The CA's renewal window (ARI) of a certificate as every worker shares it, when known.
+local function with_ari(storage, f)
+  if f.fingerprint_sha256 then
+    local win = renewal.shared_window(storage, f.fingerprint_sha256)
+    if win then
+      f.ari = { start = win.start, ["end"] = win["end"], explanation_url = win.explanation_url,
+                next_query = win.next_query, error = win.error }
+    end
+  end
+  return f
+end
+
 local function list(autossl, args)
   local storage = autossl.storage
   local conf = autossl.config
@@ -195,7 +207,7 @@ local function list(autossl, args)
       if f and ((not due_f or f.renewal_due) and (not within or (f.expires_in and f.expires_in <= within))) then
         matched = matched + 1
         if matched > offset and #certs < limit then
-          certs[#certs + 1] = f
+          certs[#certs + 1] = with_ari(storage, f)
         end
       end
     end
@@ -205,7 +217,7 @@ local function list(autossl, args)
     for i = offset + 1, math_min(#selected, offset + limit) do
       local f = inventory.facts(storage, selected[i], conf.renew_threshold, t)
       if f then
-        certs[#certs + 1] = f
+        certs[#certs + 1] = with_ari(storage, f)
       end
     end
   end
@@ -238,14 +250,7 @@ local function show(autossl, name)
     if f then
       any = true
       f.name, f.type = nil, nil
-      if f.fingerprint_sha256 then
-        local win = renewal.shared_window(storage, f.fingerprint_sha256)
-        if win then
-          f.ari = { start = win.start, ["end"] = win["end"], explanation_url = win.explanation_url,
-                    next_query = win.next_query, error = win.error }
-        end
-      end
-      types[typ] = f
+      types[typ] = with_ari(storage, f)
     end
   end
   local allowed, rule = rule_for(autossl, name, any)
