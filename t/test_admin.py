@@ -3,11 +3,20 @@
 revoke, why), declared names issued at start, the events callback, and the metrics parsed with
 prometheus_client."""
 
+import json
+import os
+import re
+import subprocess
 import time
+import urllib.error
+import urllib.request
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import AutoSSL
+from pemutil import load_certs
 
 TOKEN = "t0ken-for-tests"
 
@@ -208,3 +217,109 @@ def test_declared_names_are_served_on_the_first_handshake(pebble, challtestsrv, 
     time.sleep(6)  # the first pass after start runs within 1-5 s
     assert pebble.orders_count() == 2
     assert not a.is_fallback(a.handshake("d1.example.test", kind="ecc"))
+
+
+def pem_key(key):
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def post_order(a, body, content_type, token=TOKEN):
+    req = urllib.request.Request("http://127.0.0.1:%d/acme/order" % a.admin_port, data=body,
+                                 method="POST", headers={"Content-Type": content_type})
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode()
+
+
+def multipart(fields):
+    boundary = "----acme-t-boundary-42"
+    parts = []
+    for name, value in fields:
+        parts.append('--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n'
+                     % (boundary, name, value))
+    body = "".join(parts) + "--%s--\r\n" % boundary
+    return body.encode(), "multipart/form-data; boundary=" + boundary
+
+
+def verify_bundle(workdir, pebble, bundle, names):
+    """openssl verify of the bundle's leaf against Pebble's root; returns (leaf, key PEM)."""
+    certs = load_certs(bundle)
+    assert len(certs) >= 2, bundle
+    key_pem = re.search(r"-----BEGIN (?:RSA |EC )?PRIVATE KEY-----.+?-----END (?:RSA |EC )?"
+                        r"PRIVATE KEY-----\n", bundle, re.S).group(0)
+    d = os.path.join(str(workdir), "verify%d" % len(os.listdir(str(workdir))))
+    os.makedirs(d)
+    paths = {}
+    for what, pem in (("root", pebble.roots()[0]),
+                      ("leaf", certs[0].public_bytes(serialization.Encoding.PEM).decode()),
+                      ("chain", "".join(c.public_bytes(serialization.Encoding.PEM).decode()
+                                        for c in certs[1:]))):
+        paths[what] = os.path.join(d, what + ".pem")
+        with open(paths[what], "w") as f:
+            f.write(pem)
+    out = subprocess.run(["openssl", "verify", "-CAfile", paths["root"], "-untrusted",
+                          paths["chain"], paths["leaf"]], capture_output=True, text=True)
+    assert out.returncode == 0 and ": OK" in out.stdout, out.stdout + out.stderr
+    key = serialization.load_pem_private_key(key_pem.encode(), None)
+    pub = serialization.PublicFormat.SubjectPublicKeyInfo
+    assert (key.public_key().public_bytes(serialization.Encoding.PEM, pub)
+            == certs[0].public_key().public_bytes(serialization.Encoding.PEM, pub))
+    from cryptography import x509
+    sans = certs[0].extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert sorted(sans.value.get_values_for_type(x509.DNSName)) == sorted(names)
+    return certs[0], key_pem
+
+
+def test_order_endpoint_returns_a_verified_bundle(pebble, challtestsrv, nginx_factory, workdir):
+    """The HAProxy seed's endpoint: POST names (+ keys), get the chain + key. Uploaded RSA
+    domain and account keys (JSON), generated keys (multipart); `openssl verify` accepts the
+    chain against Pebble's root; nothing is stored; refusals before any order."""
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
+                domains=["lb1.example.test", "www.lb1.example.test", "lb2.example.test"],
+                key_types=("ecc",), admin_token=TOKEN)
+    domain_key = pem_key(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    account_key = pem_key(ec.generate_private_key(ec.SECP256R1()))
+    accounts0 = pebble.accounts_count()
+    body = json.dumps({"names": ["lb1.example.test", "www.lb1.example.test"],
+                       "domain_key": domain_key, "account_key": account_key}).encode()
+    status, ctype, bundle = post_order(a, body, "application/json")
+    assert status == 200, bundle
+    assert ctype == "application/x-pem-file"
+    leaf, key = verify_bundle(workdir, pebble, bundle, ["lb1.example.test", "www.lb1.example.test"])
+    assert key.strip() == domain_key.strip()
+    assert pebble.accounts_count() == accounts0 + 1  # the uploaded account key's own account
+
+    # multipart, names only: an EC key is generated and returned, autossl's account is used
+    body, ctype = multipart([("names", "lb2.example.test"), ("key_type", "ecc")])
+    status, _, bundle = post_order(a, body, ctype)
+    assert status == 200, bundle
+    _, key = verify_bundle(workdir, pebble, bundle, ["lb2.example.test"])
+    assert "PRIVATE KEY" in key
+    # and an RSA key when no key type is named
+    body, ctype = multipart([("names", "lb2.example.test")])
+    status, _, bundle = post_order(a, body, ctype)
+    assert status == 200, bundle
+    _, key = verify_bundle(workdir, pebble, bundle, ["lb2.example.test"])
+    assert isinstance(serialization.load_pem_private_key(key.encode(), None),
+                      rsa.RSAPrivateKey)
+
+    # nothing was stored: the endpoint's certificates belong to its callers
+    assert a.admin("GET", "/acme/certificates")[1]["total"] == 0
+    orders = pebble.orders_count()
+    assert post_order(a, body, ctype, token="")[0] == 401
+    assert post_order(a, b'{"names": []}', "application/json")[0] == 400
+    assert post_order(a, b'{"names": ["evil.other.test"]}', "application/json")[0] == 403
+    assert post_order(a, b'{"names": ["lb2.example.test"], "domain_key": "junk"}',
+                      "application/json")[0] == 400
+    assert pebble.orders_count() == orders
+    log = a.nginx.error_log()
+    assert domain_key.splitlines()[1] not in log  # keys never logged
+    time.sleep(1.5)
+    m = samples(a.metrics_text())
+    assert sample(m, "acme_endpoint_orders_total", result="success") == 3
+    assert sample(m, "acme_endpoint_orders_total", result="refused") == 4

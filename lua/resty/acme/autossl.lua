@@ -996,6 +996,9 @@ function AUTOSSL._forget(domain, typ)
 end
 
 AUTOSSL._log = log
+AUTOSSL._ensure_client = function()
+  return ensure_client()
+end
 
 -- Admin API (content phase; resty.acme.admin): opts { token = } requires a bearer token.
 -- Protect the location (allow/deny) too: it names every certificate this server holds.
