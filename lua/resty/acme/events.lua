@@ -1,6 +1,7 @@
 -- Events of autossl for a user callback (config `events_callback = function(event, data)`):
 -- "issued", "renewed", "failed", "expiring" (a certificate due for renewal expires within
--- `events_expiring_within` seconds) and "revoked". data: { domain =, type =, error =,
+-- `events_expiring_within` seconds; at most once an hour per name, key type and worker) and
+-- "revoked". data: { domain =, type =, error =,
 -- not_after =, serial = } as far as known. The callback runs in a timer of its own, never in
 -- the handshake or the order; what it raises is caught and logged once per event name and
 -- minute, so a broken callback cannot break serving.
@@ -21,6 +22,10 @@ local EVENTS = { issued = true, renewed = true, failed = true, expiring = true, 
 
 local callback
 local quiet = {} -- event -> time before which its failures are not logged again
+-- "expiring" is emitted by every renewal attempt of a due certificate (every pass while the
+-- CA fails): once per name, key type and hour per worker is enough
+local EXPIRING_EVERY = 3600
+local expiring_sent = {}
 
 local function run(premature, cb, event, data)
   if premature then
@@ -53,6 +58,14 @@ end
 function _M.emit(event, data)
   if not callback or not EVENTS[event] then
     return
+  end
+  if event == "expiring" then
+    local k = tostring(data.domain) .. ":" .. tostring(data.type)
+    local t = ngx_now()
+    if (expiring_sent[k] or 0) > t then
+      return
+    end
+    expiring_sent[k] = t + EXPIRING_EVERY
   end
   local ok, err = ngx_timer_at(0, run, callback, event, data)
   if not ok then
