@@ -28,6 +28,15 @@ EVENTS = """
 """
 
 
+def ec_account(workdir):
+    """An EC account key file for account_key_path: its signatures are made inline, so the
+    tests never wait for the machine-wide RSA slot that parallel suites share."""
+    path = os.path.join(str(workdir), "account-ec.pem")
+    with open(path, "w") as f:
+        f.write(pem_key(ec.generate_private_key(ec.SECP256R1())))
+    return 'account_key_path = "%s", ' % path
+
+
 def samples(text):
     out = {}
     for fam in text_string_to_metric_families(text):
@@ -58,7 +67,8 @@ def test_admin_api_order_renew_delete_why_events_metrics(pebble, challtestsrv, n
                "selftest.example.test"]
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=domains,
                 key_types=("ecc",), admin_token=TOKEN,
-                extra="cache_ttl = 1, preflight_port = %d, %s" % (pebble.http_port, EVENTS))
+                extra=ec_account(workdir) + "cache_ttl = 1, preflight_port = %d, %s"
+                % (pebble.http_port, EVENTS))
 
     # the token is required, and compared whole
     assert a.admin("GET", "/acme/certificates", token="")[0] == 401
@@ -198,7 +208,8 @@ def test_declared_names_are_served_on_the_first_handshake(pebble, challtestsrv, 
     domains = ["d1.example.test", "d2.example.test", "*.wild.example.test"]
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=domains,
                 key_types=("ecc",), admin_token=TOKEN, workers=2,
-                extra='declared_names = "domain_whitelist", renew_min_interval = 1,')
+                extra=ec_account(workdir)
+                + 'declared_names = "domain_whitelist", renew_min_interval = 1,')
     deadline = time.monotonic() + 60
     while True:
         status, view = a.admin("GET", "/acme/certificates")
@@ -281,7 +292,7 @@ def test_order_endpoint_returns_a_verified_bundle(pebble, challtestsrv, nginx_fa
     chain against Pebble's root; nothing is stored; refusals before any order."""
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
                 domains=["lb1.example.test", "www.lb1.example.test", "lb2.example.test"],
-                key_types=("ecc",), admin_token=TOKEN)
+                key_types=("ecc",), admin_token=TOKEN, extra=ec_account(workdir))
     domain_key = pem_key(rsa.generate_private_key(public_exponent=65537, key_size=2048))
     account_key = pem_key(ec.generate_private_key(ec.SECP256R1()))
     accounts0 = pebble.accounts_count()

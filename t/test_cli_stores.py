@@ -2,11 +2,25 @@
 expiry, check for entries the library cannot read, revoke from a redis store, renew into an
 etcd store that nginx then serves."""
 
+import os
 import re
 import time
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from harness import AutoSSL, Etcd, Redis
 from test_cli_pebble import ca_args, cli, http_args, run  # noqa: F401 (cli is a fixture)
+
+
+def ec_account(workdir):
+    """An EC account key file (inline signatures: no wait for the machine-wide RSA slot)."""
+    path = os.path.join(str(workdir), "account-ec.pem")
+    key = ec.generate_private_key(ec.SECP256R1())
+    with open(path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return path
 
 
 def listed(out):
@@ -25,7 +39,8 @@ def test_cli_lists_checks_and_revokes_a_redis_store_written_by_nginx(
         a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
                     domains=["r1.example.test", "r2.example.test"], key_types=("ecc",),
                     extra='storage_adapter = "redis", storage_config = { port = %d, '
-                          'namespace = "n1_" },' % r.port)
+                          'namespace = "n1_" }, account_key_path = "%s",'
+                          % (r.port, ec_account(workdir)))
         certs = {n: a.wait_issued(n) for n in ("r1.example.test", "r2.example.test")}
         store = "redis://127.0.0.1:%d?namespace=n1_" % r.port
         out = run(cli, "list", "--store", store, check=0).out
@@ -50,9 +65,10 @@ def test_cli_lists_checks_and_revokes_a_redis_store_written_by_nginx(
         lst = run(cli, "list", "--store", store, check=1)
         assert "bad.example.test\tecc\tunreadable" in lst.out
 
-        # revoke with the account nginx created in that store
+        # revoke with nginx's account
         rv = run(cli, "revoke", *ca_args(pebble), "--store", store, "--domain",
-                 "r1.example.test", "--key-type", "ecc", check=0)
+                 "r1.example.test", "--key-type", "ecc", "--account-key",
+                 os.path.join(str(workdir), "account-ec.pem"), check=0)
         serial = "%x" % certs["r1.example.test"].serial_number
         assert serial in rv.out.lower(), rv
         assert pebble.cert_status(serial)["Status"] == "Revoked"
@@ -68,7 +84,8 @@ def test_cli_renews_into_an_etcd_store_that_nginx_serves(cli, pebble, challtests
         conf = ('storage_adapter = "etcd", storage_config = { http_host = "%s", timeout = 2 },'
                 % e.client_url)
         a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["e1.example.test"],
-                    key_types=("ecc",), extra=conf + " cache_ttl = 1,")
+                    key_types=("ecc",),
+                    extra=conf + ' cache_ttl = 1, account_key_path = "%s",' % ec_account(workdir))
         first = a.wait_issued("e1.example.test")
         store = "etcd://%s" % re.sub(r"^http://", "", e.client_url)
         rows = listed(run(cli, "list", "--store", store, check=0).out)
@@ -77,7 +94,8 @@ def test_cli_renews_into_an_etcd_store_that_nginx_serves(cli, pebble, challtests
         # the http-01 port is nginx's: the CLI answers there while nginx is down
         a.nginx.stop()
         rn = run(cli, "renew", *ca_args(pebble), *http_args(pebble), "--store", store,
-                 "--domain", "e1.example.test", "--key-type", "ecc", check=0)
+                 "--domain", "e1.example.test", "--key-type", "ecc", "--account-key",
+                 os.path.join(str(workdir), "account-ec.pem"), check=0)
         assert "stored domain:ecc:e1.example.test" in rn.out, rn
         a.nginx.start()
         deadline = time.monotonic() + 15
