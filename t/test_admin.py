@@ -179,11 +179,25 @@ def test_admin_api_order_renew_delete_why_events_metrics(pebble, challtestsrv, n
     assert 1 <= log.count("events_callback failed for event issued") <= 2, log[-3000:]
     assert a.handshake("c.example.test", kind="ecc") is not None
 
+    # PATCH: nothing is due; all=1 renews every stored certificate in the background
+    assert a.admin("PATCH", "/acme/certificates") == (202, {"scheduled": 0})
+    before = {c["name"]: c["serial"] for c in a.admin("GET", "/acme/certificates")[1][
+        "certificates"]}
+    assert a.admin("PATCH", "/acme/certificates?all=1") == (202, {"scheduled": 2})
+    deadline = time.monotonic() + 30
+    while True:
+        now_serials = {c["name"]: c["serial"] for c in a.admin("GET", "/acme/certificates")[1][
+            "certificates"]}
+        if all(now_serials[n] != before[n] for n in before):
+            break
+        assert time.monotonic() < deadline, a.nginx.log_tail(20)
+        time.sleep(0.3)
+
     # metrics, parsed as Prometheus parses them
     time.sleep(1.5)  # counters are folded into the shared dict once a second
     m = samples(a.metrics_text())
     ok_orders = sample(m, "acme_orders_total", type="ecc", result="success")
-    assert ok_orders == 5  # a, b, c, a renewed, c renewed
+    assert ok_orders == 7  # a, b, c, a renewed, c renewed, a and c renewed by PATCH
     assert sample(m, "acme_orders_total", type="ecc", result="failure") == 1
     assert sample(m, "acme_issue_duration_seconds_count", type="ecc") == ok_orders
     assert sample(m, "acme_issue_duration_seconds_bucket", type="ecc", le="+Inf") == ok_orders

@@ -8,6 +8,7 @@
 --   GET    .../certificates/<name>
 --   POST   .../certificates/<name>[?type=rsa|ecc&self_test=1&force=1]
 --   DELETE .../certificates/<name>[?type=rsa|ecc&revoke=1&reason=N]
+--   PATCH  .../certificates[?all=1]   renew every due (every) certificate in the background
 --   GET    .../why/<name>
 -- opts: { token = "..." } requires `Authorization: Bearer <token>` (compared in constant time).
 -- Off unless a location calls it; protect that location (allow/deny) as well.
@@ -25,6 +26,7 @@ local ngx = ngx
 local ngx_var = ngx.var
 local ngx_null = ngx.null
 local ngx_now = ngx.now
+local ngx_timer_at = ngx.timer.at
 local ngx_update_time = ngx.update_time
 local ngx_unescape_uri = ngx.unescape_uri
 local ngx_req = ngx.req
@@ -358,6 +360,49 @@ local function order_now(autossl, name, args)
   return reply(failed and 502 or 200, { name = name, results = array(results) })
 end
 
+-- Kong's PATCH: renew now, in a background job, every stored certificate that is due (all of
+-- them with all=1), one at a time; answers at once with how many were scheduled.
+local function renew_job(premature, autossl, list_of)
+  if premature then
+    return
+  end
+  for _, c in ipairs(list_of) do
+    local ok, err = pcall(autossl.update_cert, c)
+    if not ok or err then
+      log(ngx.ERR, "admin: renewal of ", c.domain, " (", c.type, ") failed: ", tostring(err))
+    end
+  end
+end
+
+local function renew_all(autossl, args)
+  local storage = autossl.storage
+  local conf = autossl.config
+  local all = args.all == "1" or args.all == "true"
+  local keys, err = storage:list("domain:")
+  if err then
+    return reply(500, { error = "cannot list certificates: " .. tostring(err) })
+  end
+  local t = now()
+  local todo = {}
+  for _, key in ipairs(keys) do
+    local f = inventory.facts(storage, key, conf.renew_threshold, t)
+    if f and f.fingerprint_sha256 and (all or f.renewal_due) then
+      local entry = inventory.entry(storage, key)
+      todo[#todo + 1] = { domain = f.name, type = f.type, renew = true, tries = 0,
+                          fingerprint = f.fingerprint_sha256,
+                          replaces = entry and core.ari_cert_id(entry.cert) or nil,
+                          ctx = { renewal = true, admin = true } }
+    end
+  end
+  if #todo > 0 then
+    local ok, terr = ngx_timer_at(0, renew_job, autossl, todo)
+    if not ok then
+      return reply(500, { error = "cannot start the renewal job: " .. tostring(terr) })
+    end
+  end
+  return reply(202, { scheduled = #todo })
+end
+
 local function delete(autossl, name, args)
   local storage = autossl.storage
   local types, terr = key_types(autossl, args)
@@ -470,7 +515,9 @@ function _M.serve(autossl, opts)
     kind, raw = match(uri, "/(why)/([^/]+)/?$")
   end
   if not kind then
-    if method ~= "GET" and method ~= "HEAD" then
+    if method == "PATCH" then
+      return renew_all(autossl, args)
+    elseif method ~= "GET" and method ~= "HEAD" then
       return reply(405, { error = "method not allowed" })
     end
     return list(autossl, args)
