@@ -1,6 +1,6 @@
 """The `acme-rs` CLI on the stores nginx writes with the redis and etcd adapters: list with
 expiry, check for entries the library cannot read, revoke from a redis store, renew into an
-etcd store that nginx then serves."""
+etcd store and a Consul store (the fake Consul) that nginx then serves."""
 
 import os
 import re
@@ -9,6 +9,8 @@ import time
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+import pytest
+from fakes.consul import FakeConsul
 from harness import AutoSSL, Etcd, Redis
 from test_cli_pebble import ca_args, cli, http_args, run  # noqa: F401 (cli is a fixture)
 
@@ -76,24 +78,50 @@ def test_cli_lists_checks_and_revokes_a_redis_store_written_by_nginx(
         r.stop()
 
 
-def test_cli_renews_into_an_etcd_store_that_nginx_serves(cli, pebble, challtestsrv,
-                                                          nginx_factory, workdir):  # noqa: F811
-    e = Etcd(workdir)
-    e.start()
+class EtcdBackend:
+    def __init__(self, workdir, monkeypatch):
+        self.server = Etcd(workdir)
+        self.server.start()
+        self.conf = ('storage_adapter = "etcd", storage_config = { http_host = "%s", '
+                     'timeout = 2 },' % self.server.client_url)
+        self.store = "etcd://%s" % re.sub(r"^http://", "", self.server.client_url)
+
+    def stop(self):
+        self.server.stop()
+
+
+class ConsulBackend:
+    TOKEN = "consul-cli-token"
+
+    def __init__(self, workdir, monkeypatch):
+        self.server = FakeConsul(token=self.TOKEN).start()
+        self.conf = ('storage_adapter = "consul", storage_config = { port = %d, token = "%s", '
+                     'kv_path = "/acme/prod" },' % (self.server.port, self.TOKEN))
+        self.store = "consul://127.0.0.1:%d/acme/prod" % self.server.port
+        monkeypatch.setenv("CONSUL_HTTP_TOKEN", self.TOKEN)
+
+    def stop(self):
+        self.server.stop()
+        assert self.server.violations == []
+
+
+@pytest.mark.parametrize("backend", [EtcdBackend, ConsulBackend], ids=["etcd", "consul"])
+def test_cli_renews_into_a_store_that_nginx_serves(backend, cli, pebble, challtestsrv,
+                                                    nginx_factory, workdir,
+                                                    monkeypatch):  # noqa: F811
+    b = backend(workdir, monkeypatch)
     try:
-        conf = ('storage_adapter = "etcd", storage_config = { http_host = "%s", timeout = 2 },'
-                % e.client_url)
         a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["e1.example.test"],
                     key_types=("ecc",),
-                    extra=conf + ' cache_ttl = 1, account_key_path = "%s",' % ec_account(workdir))
+                    extra=b.conf + ' cache_ttl = 1, account_key_path = "%s",'
+                    % ec_account(workdir))
         first = a.wait_issued("e1.example.test")
-        store = "etcd://%s" % re.sub(r"^http://", "", e.client_url)
-        rows = listed(run(cli, "list", "--store", store, check=0).out)
+        rows = listed(run(cli, "list", "--store", b.store, check=0).out)
         assert list(rows) == [("e1.example.test", "ecc")]
-        assert "0 unreadable" in run(cli, "check", "--store", store, check=0).out
+        assert "0 unreadable" in run(cli, "check", "--store", b.store, check=0).out
         # the http-01 port is nginx's: the CLI answers there while nginx is down
         a.nginx.stop()
-        rn = run(cli, "renew", *ca_args(pebble), *http_args(pebble), "--store", store,
+        rn = run(cli, "renew", *ca_args(pebble), *http_args(pebble), "--store", b.store,
                  "--domain", "e1.example.test", "--key-type", "ecc", "--account-key",
                  os.path.join(str(workdir), "account-ec.pem"), check=0)
         assert "stored domain:ecc:e1.example.test" in rn.out, rn
@@ -105,6 +133,6 @@ def test_cli_renews_into_an_etcd_store_that_nginx_serves(cli, pebble, challtests
                 break
             assert time.monotonic() < deadline, a.nginx.log_tail(20)
             time.sleep(0.3)
-        assert "0 unreadable" in run(cli, "check", "--store", store, check=0).out
+        assert "0 unreadable" in run(cli, "check", "--store", b.store, check=0).out
     finally:
-        e.stop()
+        b.stop()

@@ -1,9 +1,11 @@
 //! The storage adapters of the Lua library outside nginx, for the CLI: the file store, Redis
 //! (`resty.acme.storage.redis`: `<namespace><key>` as a Redis string, expiry with PX) and etcd
 //! (`resty.acme.storage.etcd`: `<key_prefix>/<key>` through the v3 HTTP/JSON gateway, the
-//! value as the JSON text of the Lua string). A store is named by `--store`: a directory, or
-//! `redis://[user:password@]host:port[/db][?namespace=NS]`, or
-//! `etcd://host:port[?prefix=P]`.
+//! value as the JSON text of the Lua string) and Consul (`resty.acme.storage.consul`:
+//! `<kv_path>/<key with "/" as "-">`, the raw value, expiry as `flags` = Unix ms). A store is
+//! named by `--store`: a directory, or `redis://[user:password@]host:port[/db][?namespace=NS]`,
+//! `etcd://host:port[?prefix=P]`, or `consul://host:port[/kv_path]` (default `/acme`; the
+//! token from `$CONSUL_HTTP_TOKEN`).
 use super::store::{CertEntry, FileStore};
 use super::BlockingError;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -412,11 +414,170 @@ impl EtcdStore {
     }
 }
 
+/// Percent-encoding as the Lua adapters' `http_api.escape`: all but `[A-Za-z0-9-._~:]`.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Consul's KV store over its HTTP API (plain HTTP).
+pub struct ConsulStore {
+    agent: ureq::Agent,
+    base: String,
+    kv_prefix: String,
+    token: Option<String>,
+}
+
+impl ConsulStore {
+    fn open(rest: &str) -> Result<ConsulStore, BlockingError> {
+        let (userinfo, hostport, path, query) = split_url(rest);
+        if userinfo.is_some() || !query.is_empty() {
+            return Err(store_err(
+                "consul store: give the token in $CONSUL_HTTP_TOKEN, no options in the url",
+            ));
+        }
+        let hostport = if hostport.contains(':') {
+            hostport
+        } else {
+            format!("{hostport}:8500")
+        };
+        let kv_path = if path.is_empty() {
+            "acme".to_string()
+        } else {
+            path.trim_end_matches('/').to_string()
+        };
+        let escaped: Vec<String> = kv_path.split('/').map(escape).collect();
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build();
+        Ok(ConsulStore {
+            agent: ureq::Agent::new_with_config(config),
+            base: format!("http://{hostport}/v1/kv/{}/", escaped.join("/")),
+            kv_prefix: format!("{kv_path}/"),
+            token: std::env::var("CONSUL_HTTP_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+        })
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<(u16, String), BlockingError> {
+        let url = format!("{}{path}", self.base);
+        let mut b = ureq::http::Request::builder()
+            .method(method)
+            .uri(url.as_str());
+        if let Some(t) = &self.token {
+            b = b.header("X-Consul-Token", t.as_str());
+        }
+        let req = b
+            .body(body.unwrap_or("").to_string())
+            .map_err(|e| store_err(format!("consul {method} {url}: {e}")))?;
+        let mut resp = self
+            .agent
+            .run(req)
+            .map_err(|e| store_err(format!("consul {method} {url}: {e}")))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_to_string()
+            .map_err(|e| store_err(format!("consul {method} {url}: {e}")))?;
+        if status != 200 && status != 404 {
+            return Err(store_err(format!(
+                "consul {method} {url}: status {status}: {}",
+                text.chars().take(200).collect::<String>()
+            )));
+        }
+        Ok((status, text))
+    }
+
+    fn name(key: &str) -> String {
+        escape(&key.replace('/', "-"))
+    }
+
+    fn get(&self, key: &str) -> Result<Option<String>, BlockingError> {
+        let (status, text) = self.request("GET", &Self::name(key), None)?;
+        if status == 404 {
+            return Ok(None);
+        }
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|_| store_err("consul: unable to decode response body"))?;
+        let entry = &v[0];
+        let flags = entry["Flags"].as_f64().unwrap_or(0.0);
+        if flags > 0.0 && flags <= super::unix_now() * 1000.0 {
+            return Ok(None);
+        }
+        let Some(b64) = entry["Value"].as_str() else {
+            return Ok(None);
+        };
+        let raw = B64
+            .decode(b64)
+            .map_err(|_| store_err(format!("consul value of {key:?} is not base64")))?;
+        String::from_utf8(raw)
+            .map(Some)
+            .map_err(|_| store_err(format!("consul value of {key:?} is not UTF-8 text")))
+    }
+
+    fn set(&self, key: &str, value: &str, ttl: Option<f64>) -> Result<(), BlockingError> {
+        let mut path = Self::name(key);
+        if let Some(t) = ttl {
+            path.push_str(&format!(
+                "?flags={:.0}",
+                ((super::unix_now() + t) * 1000.0).floor()
+            ));
+        }
+        let (status, text) = self.request("PUT", &path, Some(value))?;
+        if status != 200 || text.trim() != "true" {
+            return Err(store_err(format!("consul: PUT of {key:?} was refused")));
+        }
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<(), BlockingError> {
+        self.request("DELETE", &Self::name(key), None)?;
+        Ok(())
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, BlockingError> {
+        let (status, text) = self.request("GET", &format!("{}?keys", Self::name(prefix)), None)?;
+        if status == 404 {
+            return Ok(Vec::new());
+        }
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|_| store_err("consul: unable to decode the key list"))?;
+        let mut out = Vec::new();
+        for k in v.as_array().into_iter().flatten() {
+            if let Some(rest) = k.as_str().and_then(|k| k.strip_prefix(&self.kv_prefix)) {
+                // only keys directly under kv_path are the library's
+                if !rest.contains('/') {
+                    out.push(rest.to_string());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
 /// A store of any adapter the CLI reads and writes.
 pub enum AnyStore {
     File(FileStore),
     Redis(Box<RedisStore>),
     Etcd(EtcdStore),
+    Consul(ConsulStore),
 }
 
 impl AnyStore {
@@ -429,10 +590,13 @@ impl AnyStore {
         if let Some(rest) = spec.strip_prefix("etcd://") {
             return Ok(AnyStore::Etcd(EtcdStore::open(rest)?));
         }
+        if let Some(rest) = spec.strip_prefix("consul://") {
+            return Ok(AnyStore::Consul(ConsulStore::open(rest)?));
+        }
         if let Some((scheme, _)) = spec.split_once("://") {
             if scheme != "file" {
                 return Err(store_err(format!(
-                    "store {spec}: {scheme} is not supported here (a directory, redis:// or etcd://)"
+                    "store {spec}: {scheme} is not supported here (a directory, redis://, etcd:// or consul://)"
                 )));
             }
         }
@@ -450,6 +614,7 @@ impl AnyStore {
             AnyStore::File(f) => f.dir().display().to_string(),
             AnyStore::Redis(r) => r.url.clone(),
             AnyStore::Etcd(e) => format!("{}kv (prefix {:?})", e.base, e.prefix),
+            AnyStore::Consul(c) => c.base.clone(),
         }
     }
 
@@ -458,6 +623,7 @@ impl AnyStore {
             AnyStore::File(f) => f.get(key),
             AnyStore::Redis(r) => r.get(key),
             AnyStore::Etcd(e) => e.get(key),
+            AnyStore::Consul(c) => c.get(key),
         }
     }
 
@@ -466,6 +632,7 @@ impl AnyStore {
             AnyStore::File(f) => f.set(key, value, ttl),
             AnyStore::Redis(r) => r.set(key, value, ttl),
             AnyStore::Etcd(e) => e.set(key, value, ttl),
+            AnyStore::Consul(c) => c.set(key, value, ttl),
         }
     }
 
@@ -474,6 +641,7 @@ impl AnyStore {
             AnyStore::File(f) => f.delete(key),
             AnyStore::Redis(r) => r.delete(key),
             AnyStore::Etcd(e) => e.delete(key),
+            AnyStore::Consul(c) => c.delete(key),
         }
     }
 
@@ -483,6 +651,7 @@ impl AnyStore {
             AnyStore::File(f) => f.list(prefix),
             AnyStore::Redis(r) => r.list(prefix),
             AnyStore::Etcd(e) => e.list(prefix),
+            AnyStore::Consul(c) => c.list(prefix),
         }
     }
 
@@ -539,6 +708,8 @@ mod tests {
 
     #[test]
     fn unknown_schemes_are_refused() {
-        assert!(AnyStore::open("consul://x", false).is_err());
+        assert!(AnyStore::open("vault://x", false).is_err());
+        assert_eq!(escape("domain:ecc:a b/c#"), "domain:ecc:a%20b%2Fc%23");
+        assert_eq!(ConsulStore::name("x/y"), "x-y");
     }
 }
