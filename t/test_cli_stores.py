@@ -1,6 +1,6 @@
 """The `acme-rs` CLI on the stores nginx writes with the redis and etcd adapters: list with
 expiry, check for entries the library cannot read, revoke from a redis store, renew into an
-etcd store and a Consul store (the fake Consul) that nginx then serves."""
+etcd store, a Consul store and a Vault store (the fakes) that nginx then serves."""
 
 import os
 import re
@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 import pytest
 from fakes.consul import FakeConsul
+from fakes.vault import FakeVault
 from harness import AutoSSL, Etcd, Redis
 from test_cli_pebble import ca_args, cli, http_args, run  # noqa: F401 (cli is a fixture)
 
@@ -105,7 +106,23 @@ class ConsulBackend:
         assert self.server.violations == []
 
 
-@pytest.mark.parametrize("backend", [EtcdBackend, ConsulBackend], ids=["etcd", "consul"])
+class VaultBackend:
+    TOKEN = "vault-cli-token"
+
+    def __init__(self, workdir, monkeypatch):
+        self.server = FakeVault(token=self.TOKEN, mounts={"secret": 2}).start()
+        self.conf = ('storage_adapter = "vault", storage_config = { port = %d, token = "%s", '
+                     'kv_path = "/secret/acme" },' % (self.server.port, self.TOKEN))
+        self.store = "vault://127.0.0.1:%d/secret/acme" % self.server.port
+        monkeypatch.setenv("VAULT_TOKEN", self.TOKEN)
+
+    def stop(self):
+        self.server.stop()
+        assert self.server.violations == []
+
+
+@pytest.mark.parametrize("backend", [EtcdBackend, ConsulBackend, VaultBackend],
+                         ids=["etcd", "consul", "vault"])
 def test_cli_renews_into_a_store_that_nginx_serves(backend, cli, pebble, challtestsrv,
                                                     nginx_factory, workdir,
                                                     monkeypatch):  # noqa: F811

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 const HELP: &str = "\
 acme-rs - ACME (RFC 8555) certificates from the command line, stored in
-lua-resty-acme's storage formats (file, redis, etcd, consul).
+lua-resty-acme's storage formats (file, redis, etcd, consul, vault).
 
 USAGE:
   acme-rs issue --directory URL --store DIR --domain NAME [--domain NAME ...]
@@ -49,7 +49,8 @@ OPTIONS:
   --store DIR          directory of the file store (created for `issue` if missing),
                        or redis://[user:password@]host:port[/db][?namespace=NS],
                        or etcd://host:port[?prefix=P] (storage_config.key_prefix),
-                       or consul://host:port[/kv_path] (token: $CONSUL_HTTP_TOKEN)
+                       or consul://host:port[/kv_path] (token: $CONSUL_HTTP_TOKEN),
+                       or vault://host:port[/mount[/path]] (KV v2; $VAULT_TOKEN)
   --domain NAME        certificate name; repeat for more names (the first one names
                        the store entry domain:<type>:<first name>); `*.` for wildcards
                        (needs --dns-hook)

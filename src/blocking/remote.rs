@@ -4,8 +4,9 @@
 //! value as the JSON text of the Lua string) and Consul (`resty.acme.storage.consul`:
 //! `<kv_path>/<key with "/" as "-">`, the raw value, expiry as `flags` = Unix ms). A store is
 //! named by `--store`: a directory, or `redis://[user:password@]host:port[/db][?namespace=NS]`,
-//! `etcd://host:port[?prefix=P]`, or `consul://host:port[/kv_path]` (default `/acme`; the
-//! token from `$CONSUL_HTTP_TOKEN`).
+//! `etcd://host:port[?prefix=P]`, `consul://host:port[/kv_path]` (default `/acme`; the token
+//! from `$CONSUL_HTTP_TOKEN`), or `vault://host:port[/mount[/path]]` (a KV v2 mount,
+//! `resty.acme.storage.vault`'s layout; the token from `$VAULT_TOKEN`, `$VAULT_NAMESPACE`).
 use super::store::{CertEntry, FileStore};
 use super::BlockingError;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -572,12 +573,186 @@ impl ConsulStore {
     }
 }
 
+/// A Vault KV version 2 mount (plain HTTP, token auth).
+pub struct VaultStore {
+    agent: ureq::Agent,
+    origin: String,
+    data_path: String,
+    metadata_path: String,
+    token: Option<String>,
+    namespace: Option<String>,
+}
+
+impl VaultStore {
+    fn open(rest: &str) -> Result<VaultStore, BlockingError> {
+        let (userinfo, hostport, path, query) = split_url(rest);
+        if userinfo.is_some() || !query.is_empty() {
+            return Err(store_err(
+                "vault store: give the token in $VAULT_TOKEN, no options in the url",
+            ));
+        }
+        let hostport = if hostport.contains(':') {
+            hostport
+        } else {
+            format!("{hostport}:8200")
+        };
+        let kv_path = if path.is_empty() {
+            "acme".to_string()
+        } else {
+            path.trim_end_matches('/').to_string()
+        };
+        let (mount, sub) = match kv_path.split_once('/') {
+            Some((m, s)) => (m.to_string(), format!("/{s}")),
+            None => (kv_path.clone(), String::new()),
+        };
+        let sub_e: String = sub.split('/').map(escape).collect::<Vec<_>>().join("/");
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .allow_non_standard_methods(true)
+            .build();
+        let env = |k: &str| std::env::var(k).ok().filter(|t| !t.is_empty());
+        Ok(VaultStore {
+            agent: ureq::Agent::new_with_config(config),
+            origin: format!("http://{hostport}"),
+            data_path: format!("/v1/{}/data{sub_e}/", escape(&mount)),
+            metadata_path: format!("/v1/{}/metadata{sub_e}/", escape(&mount)),
+            token: env("VAULT_TOKEN"),
+            namespace: env("VAULT_NAMESPACE"),
+        })
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value), BlockingError> {
+        let url = format!("{}{path}", self.origin);
+        let mut b = ureq::http::Request::builder()
+            .method(method)
+            .uri(url.as_str());
+        if let Some(t) = &self.token {
+            b = b.header("X-Vault-Token", t.as_str());
+        }
+        if let Some(n) = &self.namespace {
+            b = b.header("X-Vault-Namespace", n.as_str());
+        }
+        let payload = body.map(|v| v.to_string()).unwrap_or_default();
+        if !payload.is_empty() {
+            b = b.header("Content-Type", "application/json");
+        }
+        let req = b
+            .body(payload)
+            .map_err(|e| store_err(format!("vault {method} {url}: {e}")))?;
+        let mut resp = self
+            .agent
+            .run(req)
+            .map_err(|e| store_err(format!("vault {method} {url}: {e}")))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_to_string()
+            .map_err(|e| store_err(format!("vault {method} {url}: {e}")))?;
+        let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        if status != 404 && !(200..300).contains(&status) {
+            return Err(store_err(format!(
+                "vault {method} {url}: status {status}: {}",
+                v["errors"]
+            )));
+        }
+        Ok((status, v))
+    }
+
+    fn name(key: &str) -> String {
+        escape(&key.replace('/', "-"))
+    }
+
+    fn get(&self, key: &str) -> Result<Option<String>, BlockingError> {
+        let (status, v) = self.request(
+            "GET",
+            &format!("{}{}", self.data_path, Self::name(key)),
+            None,
+        )?;
+        if status == 404 {
+            return Ok(None);
+        }
+        let data = &v["data"]["data"];
+        let value = match &data["value"] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return Ok(None),
+        };
+        if data["encoding"].as_str() == Some("base64") {
+            let raw = B64
+                .decode(&value)
+                .map_err(|_| store_err(format!("vault value of {key:?} is not base64")))?;
+            return String::from_utf8(raw)
+                .map(Some)
+                .map_err(|_| store_err(format!("vault value of {key:?} is not UTF-8 text")));
+        }
+        Ok(Some(value))
+    }
+
+    fn set(&self, key: &str, value: &str, ttl: Option<f64>) -> Result<(), BlockingError> {
+        let name = Self::name(key);
+        // a write without TTL clears a TTL an earlier write left in the metadata
+        let dva = match ttl {
+            Some(t) => format!("{}ms", ((t.max(1.0)) * 1000.0).floor() as i64),
+            None => "0s".to_string(),
+        };
+        self.request(
+            "POST",
+            &format!("{}{name}", self.metadata_path),
+            Some(serde_json::json!({ "delete_version_after": dva })),
+        )?;
+        self.request(
+            "POST",
+            &format!("{}{name}", self.data_path),
+            Some(serde_json::json!({
+                "data": { "value": value, "note": "managed by lua-resty-acme" }
+            })),
+        )?;
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<(), BlockingError> {
+        self.request(
+            "DELETE",
+            &format!("{}{}", self.metadata_path, Self::name(key)),
+            None,
+        )?;
+        Ok(())
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, BlockingError> {
+        let prefix = prefix.replace('/', "-");
+        let (status, v) = self.request("LIST", &self.metadata_path, None)?;
+        if status == 404 {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<String> = v["data"]["keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k.as_str())
+            .filter(|k| !k.ends_with('/') && k.starts_with(&prefix))
+            .map(str::to_string)
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
 /// A store of any adapter the CLI reads and writes.
 pub enum AnyStore {
     File(FileStore),
     Redis(Box<RedisStore>),
     Etcd(EtcdStore),
     Consul(ConsulStore),
+    Vault(VaultStore),
 }
 
 impl AnyStore {
@@ -593,10 +768,13 @@ impl AnyStore {
         if let Some(rest) = spec.strip_prefix("consul://") {
             return Ok(AnyStore::Consul(ConsulStore::open(rest)?));
         }
+        if let Some(rest) = spec.strip_prefix("vault://") {
+            return Ok(AnyStore::Vault(VaultStore::open(rest)?));
+        }
         if let Some((scheme, _)) = spec.split_once("://") {
             if scheme != "file" {
                 return Err(store_err(format!(
-                    "store {spec}: {scheme} is not supported here (a directory, redis://, etcd:// or consul://)"
+                    "store {spec}: {scheme} is not supported here (a directory, redis://, etcd://, consul:// or vault://)"
                 )));
             }
         }
@@ -615,6 +793,7 @@ impl AnyStore {
             AnyStore::Redis(r) => r.url.clone(),
             AnyStore::Etcd(e) => format!("{}kv (prefix {:?})", e.base, e.prefix),
             AnyStore::Consul(c) => c.base.clone(),
+            AnyStore::Vault(v) => format!("{}{}", v.origin, v.data_path),
         }
     }
 
@@ -624,6 +803,7 @@ impl AnyStore {
             AnyStore::Redis(r) => r.get(key),
             AnyStore::Etcd(e) => e.get(key),
             AnyStore::Consul(c) => c.get(key),
+            AnyStore::Vault(v) => v.get(key),
         }
     }
 
@@ -633,6 +813,7 @@ impl AnyStore {
             AnyStore::Redis(r) => r.set(key, value, ttl),
             AnyStore::Etcd(e) => e.set(key, value, ttl),
             AnyStore::Consul(c) => c.set(key, value, ttl),
+            AnyStore::Vault(v) => v.set(key, value, ttl),
         }
     }
 
@@ -642,6 +823,7 @@ impl AnyStore {
             AnyStore::Redis(r) => r.delete(key),
             AnyStore::Etcd(e) => e.delete(key),
             AnyStore::Consul(c) => c.delete(key),
+            AnyStore::Vault(v) => v.delete(key),
         }
     }
 
@@ -652,6 +834,7 @@ impl AnyStore {
             AnyStore::Redis(r) => r.list(prefix),
             AnyStore::Etcd(e) => e.list(prefix),
             AnyStore::Consul(c) => c.list(prefix),
+            AnyStore::Vault(v) => v.list(prefix),
         }
     }
 
@@ -708,7 +891,7 @@ mod tests {
 
     #[test]
     fn unknown_schemes_are_refused() {
-        assert!(AnyStore::open("vault://x", false).is_err());
+        assert!(AnyStore::open("s3://x", false).is_err());
         assert_eq!(escape("domain:ecc:a b/c#"), "domain:ecc:a%20b%2Fc%23");
         assert_eq!(ConsulStore::name("x/y"), "x-y");
     }
