@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import AutoSSL
+from harness import AutoSSL, free_port
 from pemutil import load_certs
 
 TOKEN = "t0ken-for-tests"
@@ -65,10 +65,29 @@ def test_admin_api_order_renew_delete_why_events_metrics(pebble, challtestsrv, n
     challtestsrv.add_a("selftest.example.test", "127.0.0.2")
     domains = ["a.example.test", "b.example.test", "c.example.test", "down.example.test",
                "selftest.example.test"]
+    unset_port = free_port()
+    unset = """
+    server {
+      listen 127.0.0.1:%d;
+      location / {
+        content_by_lua_block {
+          require("resty.acme.autossl").serve_admin({ token_env = "ACME_T_NEVER_SET" })
+        }
+      }
+    }""" % unset_port
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=domains,
-                key_types=("ecc",), admin_token=TOKEN,
+                key_types=("ecc",), admin_token=TOKEN, extra_http=unset,
                 extra=ec_account(workdir) + "cache_ttl = 1, preflight_port = %d, %s"
                 % (pebble.http_port, EVENTS))
+    # a token variable that nginx does not pass refuses everything, with or without a token
+    for tok in ("", TOKEN):
+        req = urllib.request.Request("http://127.0.0.1:%d/acme/certificates" % unset_port,
+                                     headers={"Authorization": "Bearer " + tok})
+        try:
+            urllib.request.urlopen(req, timeout=10)
+            raise AssertionError("the API answered without its token variable")
+        except urllib.error.HTTPError as e:
+            assert e.code == 503 and b"ACME_T_NEVER_SET" in e.read()
 
     # the token is required, and compared whole
     assert a.admin("GET", "/acme/certificates", token="")[0] == 401

@@ -10,7 +10,8 @@
 --   DELETE .../certificates/<name>[?type=rsa|ecc&revoke=1&reason=N]
 --   PATCH  .../certificates[?all=1]   renew every due (every) certificate in the background
 --   GET    .../why/<name>
--- opts: { token = "..." } requires `Authorization: Bearer <token>` (compared in constant time).
+-- opts: { token = "..." } or { token_env = "VAR" } requires `Authorization: Bearer <token>`
+-- (compared in constant time; a token_env that is unset refuses everything).
 -- Off unless a location calls it; protect that location (allow/deny) as well.
 local core = require("resty.acme.core")
 local inventory = require("resty.acme.inventory")
@@ -51,6 +52,7 @@ local setmetatable = setmetatable
 local tonumber = tonumber
 local tostring = tostring
 local type = type
+local os_getenv = os.getenv
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -489,15 +491,37 @@ local function why(autossl, name)
 end
 
 -- serve(autossl, opts): the content handler.
+-- The bearer token check of opts { token = } or { token_env = "VAR" } (the variable read per
+-- request; nginx passes it to Lua only with `env VAR;`). A configured but empty or missing
+-- token refuses every request: a forgotten `env` line never opens the API.
+function _M.authorize(opts, realm)
+  local expected = opts.token
+  if opts.token_env ~= nil then
+    expected = os_getenv(opts.token_env)
+    if expected == nil or expected == "" then
+      return false, 503, "the admin token variable " .. tostring(opts.token_env)
+        .. " is not set (env " .. tostring(opts.token_env) .. "; in nginx.conf?)"
+    end
+  elseif expected == nil then
+    return true
+  end
+  if type(expected) ~= "string" or expected == "" then
+    return false, 503, "the admin token is empty"
+  end
+  local auth = ngx_req.get_headers()["authorization"]
+  local got = type(auth) == "string" and match(auth, "^[Bb]earer%s+(%S+)%s*$")
+  if not token_ok(expected, got) then
+    ngx.header["WWW-Authenticate"] = 'Bearer realm="' .. realm .. '"'
+    return false, 401, "unauthorized"
+  end
+  return true
+end
+
 function _M.serve(autossl, opts)
   opts = opts or {}
-  if opts.token ~= nil then
-    local auth = ngx_req.get_headers()["authorization"]
-    local got = type(auth) == "string" and match(auth, "^[Bb]earer%s+(%S+)%s*$")
-    if not token_ok(opts.token, got) then
-      ngx.header["WWW-Authenticate"] = 'Bearer realm="acme-admin"'
-      return reply(401, { error = "unauthorized" })
-    end
+  local ok, status, err = _M.authorize(opts, "acme-admin")
+  if not ok then
+    return reply(status, { error = err })
   end
   if not autossl.storage then
     return reply(503, { error = "autossl is not initialized in this worker" })

@@ -13,7 +13,8 @@
 -- answered as a PEM bundle: the full chain, then the domain key. Nothing is stored, and the
 -- key is given to this caller only (never logged).
 --
--- opts: { token = "..." } requires `Authorization: Bearer <token>`; { allow_any_name = true }
+-- opts: { token = "..." } or { token_env = "VAR" } requires `Authorization: Bearer <token>`
+-- (as resty.acme.admin); { allow_any_name = true }
 -- orders names outside autossl's allow-list (other load balancers' names); { max_names = n }
 -- (default 100). Mount it on a private port (allow/deny): every request is a CA order.
 local client = require("resty.acme.client")
@@ -194,13 +195,9 @@ end
 function _M.serve(opts)
   opts = opts or {}
   local autossl = require("resty.acme.autossl")
-  if opts.token ~= nil then
-    local auth = ngx_req.get_headers()["authorization"]
-    local got = type(auth) == "string" and match(auth, "^[Bb]earer%s+(%S+)%s*$")
-    if not require("resty.acme.admin")._token_ok(opts.token, got) then
-      ngx.header["WWW-Authenticate"] = 'Bearer realm="acme-order"'
-      return fail(401, "unauthorized")
-    end
+  local ok, status, aerr = require("resty.acme.admin").authorize(opts, "acme-order")
+  if not ok then
+    return fail(status, aerr)
   end
   if ngx_req.get_method() ~= "POST" then
     return fail(405, "POST a JSON or multipart/form-data body")
