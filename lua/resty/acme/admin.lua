@@ -204,14 +204,19 @@ local function list(autossl, args)
   local certs = {}
   local total
   if due_f or within then
-    -- filters on the content read every selected entry (parsed once per worker and value)
+    -- filters on the content read every selected entry (its dates parsed once per worker and
+    -- value); the page's entries are parsed in full
     local matched = 0
     for _, key in ipairs(selected) do
-      local f = inventory.facts(storage, key, conf.renew_threshold, t)
-      if f and ((not due_f or f.renewal_due) and (not within or (f.expires_in and f.expires_in <= within))) then
+      local b = inventory.brief(storage, key, conf.renew_threshold)
+      if b and b.not_after and (not due_f or (b.due_at and t >= b.due_at))
+          and (not within or b.not_after - t <= within) then
         matched = matched + 1
         if matched > offset and #certs < limit then
-          certs[#certs + 1] = with_ari(storage, f)
+          local f = inventory.facts(storage, key, conf.renew_threshold, t)
+          if f then
+            certs[#certs + 1] = with_ari(storage, f)
+          end
         end
       end
     end

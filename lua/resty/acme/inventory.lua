@@ -1,6 +1,6 @@
 -- What the store holds: the facts of each stored certificate (name, key type, issuer, serial,
 -- dates, renewal due point) for the admin API (resty.acme.admin) and the metrics gauges.
--- A certificate is parsed once per worker and stored value (keyed by the value's MD5): the
+-- What metrics need is parsed once per worker and stored value (keyed by the value's MD5): the
 -- second scrape of a store of 10^5 names reads the store but parses nothing.
 local core = require("resty.acme.core")
 local renewal = require("resty.acme.renewal")
@@ -9,7 +9,6 @@ local cjson = require("cjson.safe")
 local ngx = ngx
 local ngx_md5_bin = ngx.md5_bin
 local ipairs = ipairs
-local pairs = pairs
 local setmetatable = setmetatable
 local tostring = tostring
 local type = type
@@ -22,10 +21,12 @@ local _M = { _VERSION = "0.1.0" }
 
 local json = cjson.new()
 
--- md5(stored value) -> facts without the per-request fields (name, expires_in, ...)
-local parsed = {}
-local parsed_count = 0
-local PARSED_MAX = 200000
+-- md5(stored value) .. threshold -> { not_after, due_at, issuer_cn } or { error }: what the
+-- metrics and the list filters need, about 150 bytes a certificate (15 MB per worker for 10^5
+-- names); the full facts of a page are parsed per request.
+local brief_cache = {}
+local brief_count = 0
+local BRIEF_MAX = 200000
 
 -- "domain:<type>:<name>" -> type, name
 function _M.split_key(key)
@@ -43,6 +44,10 @@ local function parse(raw, threshold)
   end
   local leaf = info[1]
   local due_at = renewal.due_at(entry, threshold)
+  local sans = setmetatable({}, cjson.array_mt)
+  for i, n in ipairs(leaf.sans or {}) do
+    sans[i] = n
+  end
   return {
     domain = entry.domain,
     updated = entry.updated,
@@ -51,53 +56,67 @@ local function parse(raw, threshold)
     issuer = leaf.issuer,
     issuer_cn = leaf.issuer_cn,
     serial = leaf.serial,
-    sans = leaf.sans,
+    sans = sans,
     key_type = leaf.key_type,
     fingerprint_sha256 = leaf.fingerprint_sha256,
     renewal_due_at = due_at,
   }
 end
 
--- facts(storage, key, threshold, now): the facts of one stored entry as a new table, or nil
+local function read(storage, key)
+  local raw, err = storage:get(key)
+  if err then
+    return nil, "cannot read the store: " .. tostring(err)
+  end
+  if raw ~= nil and type(raw) ~= "string" then
+    return nil, "stored value is not a string"
+  end
+  return raw
+end
+
+-- facts(storage, key, threshold, now): the facts of one stored entry (parsed now), or nil
 -- when the key is absent; a store error or an unreadable entry gives { error = }.
 function _M.facts(storage, key, threshold, now)
-  local raw, err = storage:get(key)
   local typ, name = _M.split_key(key)
+  local raw, err = read(storage, key)
   if err then
-    return { name = name, type = typ, error = "cannot read the store: " .. tostring(err) }
+    return { name = name, type = typ, error = err }
   end
   if raw == nil then
     return nil
   end
-  if type(raw) ~= "string" then
-    return { name = name, type = typ, error = "stored value is not a string" }
-  end
-  local digest = ngx_md5_bin(raw) .. threshold
-  local p = parsed[digest]
-  if not p then
-    p = parse(raw, threshold)
-    if parsed_count >= PARSED_MAX then
-      parsed, parsed_count = {}, 0
-    end
-    parsed[digest] = p
-    parsed_count = parsed_count + 1
-  end
-  local out = { name = name, type = typ }
-  for k, v in pairs(p) do
-    out[k] = v
-  end
-  if p.sans then
-    local sans = setmetatable({}, cjson.array_mt)
-    for i, s in ipairs(p.sans) do
-      sans[i] = s
-    end
-    out.sans = sans
-  end
-  if p.not_after then
-    out.expires_in = p.not_after - now
-    out.renewal_due = p.renewal_due_at ~= nil and now >= p.renewal_due_at
+  local out = parse(raw, threshold)
+  out.name, out.type = name, typ
+  if out.not_after then
+    out.expires_in = out.not_after - now
+    out.renewal_due = out.renewal_due_at ~= nil and now >= out.renewal_due_at
   end
   return out
+end
+
+-- brief(storage, key, threshold): { not_after =, due_at =, issuer_cn = } or { error = }, or
+-- nil when absent; parsed once per worker and stored value.
+function _M.brief(storage, key, threshold)
+  local raw, err = read(storage, key)
+  if err then
+    return { error = err }
+  end
+  if raw == nil then
+    return nil
+  end
+  local digest = ngx_md5_bin(raw) .. threshold
+  local b = brief_cache[digest]
+  if not b then
+    local p = parse(raw, threshold)
+    b = p.error and { error = p.error }
+      or { not_after = p.not_after, due_at = p.renewal_due_at, issuer_cn = p.issuer_cn or p.issuer }
+    if brief_count >= BRIEF_MAX then
+      brief_cache, brief_count = {}, 0
+    end
+    brief_cache[digest] = b
+    brief_count = brief_count + 1
+  end
+  return b
 end
 
 local function label(v)
@@ -127,18 +146,19 @@ function _M.gauges(storage, threshold, now)
   end
   g["acme_renewal_lag_max_seconds"] = 0
   for _, key in ipairs(keys) do
-    local f = _M.facts(storage, key, threshold, now)
-    if f and f.not_after then
-      local id = 'name="' .. label(f.name) .. '",type="' .. label(f.type) .. '"'
+    local f = _M.brief(storage, key, threshold)
+    local typ, name = _M.split_key(key)
+    if f and f.not_after and typ then
+      local id = 'name="' .. label(name) .. '",type="' .. label(typ) .. '"'
       g["acme_certificate_expiry_timestamp_seconds{" .. id .. "}"] = f.not_after
-      local k = 'acme_certificates{type="' .. label(f.type) .. '"}'
+      local k = 'acme_certificates{type="' .. label(typ) .. '"}'
       g[k] = (g[k] or 0) + 1
-      k = 'acme_certificates_by_issuer{issuer="' .. label(f.issuer_cn or f.issuer or "") .. '"}'
+      k = 'acme_certificates_by_issuer{issuer="' .. label(f.issuer_cn or "") .. '"}'
       g[k] = (g[k] or 0) + 1
       k = 'acme_certificates_by_days_left{days="' .. days_band(f.not_after - now) .. '"}'
       g[k] = g[k] + 1
-      if f.renewal_due_at and now > f.renewal_due_at then
-        local lag = now - f.renewal_due_at
+      if f.due_at and now > f.due_at then
+        local lag = now - f.due_at
         g["acme_renewal_lag_seconds{" .. id .. "}"] = lag
         if lag > g["acme_renewal_lag_max_seconds"] then
           g["acme_renewal_lag_max_seconds"] = lag
