@@ -367,3 +367,38 @@ def test_order_endpoint_returns_a_verified_bundle(pebble, challtestsrv, nginx_fa
     m = samples(a.metrics_text())
     assert sample(m, "acme_endpoint_orders_total", result="success") == 3
     assert sample(m, "acme_endpoint_orders_total", result="refused") == 4
+
+
+def test_admin_list_pages_through_a_hundred_thousand_names(pebble, challtestsrv, nginx_factory,
+                                                           workdir):
+    """10^5 stored names: a page, a name filter and the failures list answer in well under a
+    second each, reading only the entries of the page (the rest is never parsed)."""
+    port = free_port()
+    evals = """
+    server {
+      listen 127.0.0.1:%d;
+      location = /eval { content_by_lua_block { require("acme_t").eval() } }
+    }""" % port
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["x.example.test"],
+                key_types=("ecc",), admin_token=TOKEN, extra_http=evals, workers=1,
+                extra=ec_account(workdir))
+    req = urllib.request.Request("http://127.0.0.1:%d/eval" % port, method="POST", data=b"""
+      local storage = require("resty.acme.autossl").storage
+      for i = 1, 100000 do
+        local err = storage:set(string.format("domain:ecc:n%06d.example.test", i), "x")
+        if err then return { err = err } end
+      end
+      return { ok = true }""")
+    with urllib.request.urlopen(req, timeout=120) as r:
+        assert json.loads(r.read()).get("ok") is True
+    t0 = time.monotonic()
+    status, page = a.admin("GET", "/acme/certificates?offset=50000&limit=100")
+    took = time.monotonic() - t0
+    assert status == 200 and page["total"] == 100000 and page["next_offset"] == 50100
+    names = [c["name"] for c in page["certificates"]]
+    assert names[0] == "n050001.example.test" and len(names) == 100
+    assert all(c.get("error") for c in page["certificates"])  # "x" is no entry: each says so
+    assert took < 3, took
+    t0 = time.monotonic()
+    status, page = a.admin("GET", "/acme/certificates?name=n09999")
+    assert page["total"] == 10 and time.monotonic() - t0 < 3
