@@ -6,8 +6,8 @@ use resty_acme_core::acme::{
     Client, ClientConfig, Eab, Identifier, NewAccount, Operation, OrderRequest, Outcome,
 };
 use resty_acme_core::blocking::{
-    updated_now, write_private_file, BlockingError, CertEntry, ChallengePublisher,
-    DnsHookPublisher, Driver, DriverOptions, FileStore, Http01Responder, NoPublisher,
+    unix_now, updated_now, write_private_file, AnyStore, BlockingError, CertEntry,
+    ChallengePublisher, DnsHookPublisher, Driver, DriverOptions, Http01Responder, NoPublisher,
     ACCOUNT_KEY_KEY,
 };
 use resty_acme_core::crypto::cert::{leaf_der, leaf_matches_key, parse_chain, CertInfo};
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 const HELP: &str = "\
 acme-rs - ACME (RFC 8555) certificates from the command line, stored in
-lua-resty-acme's file storage format.
+lua-resty-acme's storage formats (file, redis, etcd, consul, vault).
 
 USAGE:
   acme-rs issue --directory URL --store DIR --domain NAME [--domain NAME ...]
@@ -31,8 +31,12 @@ USAGE:
                 [--account-key FILE] [--ca-bundle FILE]
   acme-rs revoke --directory URL --store DIR --domain NAME [--key-type rsa|ecc]
                 [--reason CODE] [--use-cert-key] [--account-key FILE] [--ca-bundle FILE]
+  acme-rs renew --directory URL --store DIR --domain NAME [--key-type rsa|ecc]
+                [issue's challenge and account options]
   acme-rs show FILE
   acme-rs show --store DIR --domain NAME [--key-type rsa|ecc]
+  acme-rs list --store DIR [--key-type rsa|ecc]
+  acme-rs check --store DIR
   acme-rs account rollover --directory URL --store DIR [--key-type rsa|ecc]
                 [--account-key FILE] [--ca-bundle FILE]
   acme-rs account deactivate --directory URL --store DIR [--account-key FILE]
@@ -45,7 +49,11 @@ OPTIONS:
   --directory URL      ACME directory URL of the CA
   --ca-bundle FILE     PEM file of CA certificates to trust for the ACME server
                        (replaces the system trust store)
-  --store DIR          directory of the file store (created for `issue` if missing)
+  --store DIR          directory of the file store (created for `issue` if missing),
+                       or redis://[user:password@]host:port[/db][?namespace=NS],
+                       or etcd://host:port[?prefix=P] (storage_config.key_prefix),
+                       or consul://host:port[/kv_path] (token: $CONSUL_HTTP_TOKEN),
+                       or vault://host:port[/mount[/path]] (KV v2; $VAULT_TOKEN)
   --domain NAME        certificate name; repeat for more names (the first one names
                        the store entry domain:<type>:<first name>); `*.` for wildcards
                        (needs --dns-hook)
@@ -305,7 +313,7 @@ fn generate_key(key_type: &str) -> Result<PrivateKey, CliError> {
 
 /// The account key: from `--account-key FILE`, else the store's `account_key:` entry. With
 /// `create`, a missing key is generated (RSA 4096, what the original signs with) and saved.
-fn account_key(args: &Args, store: &FileStore, create: bool) -> Result<PrivateKey, CliError> {
+fn account_key(args: &Args, store: &mut AnyStore, create: bool) -> Result<PrivateKey, CliError> {
     let (pem, source) = match args.get("account-key") {
         Some(path) => match std::fs::read(path) {
             Ok(p) => (Some(p), path.to_string()),
@@ -314,7 +322,7 @@ fn account_key(args: &Args, store: &FileStore, create: bool) -> Result<PrivateKe
         },
         None => (
             store.get(ACCOUNT_KEY_KEY)?.map(String::into_bytes),
-            format!("{} (key {ACCOUNT_KEY_KEY})", store.dir().display()),
+            format!("{} (key {ACCOUNT_KEY_KEY})", store.describe()),
         ),
     };
     if let Some(pem) = pem {
@@ -333,7 +341,7 @@ fn account_key(args: &Args, store: &FileStore, create: bool) -> Result<PrivateKe
     Ok(key)
 }
 
-fn save_account_key(args: &Args, store: &FileStore, pem: &str) -> Result<(), CliError> {
+fn save_account_key(args: &Args, store: &mut AnyStore, pem: &str) -> Result<(), CliError> {
     match args.get("account-key") {
         Some(path) => write_private_file(Path::new(path), pem.as_bytes())
             .map_err(|e| CliError::Failed(format!("cannot write account key {path}: {e}"))),
@@ -354,9 +362,9 @@ fn identifier(name: &str) -> Identifier {
     }
 }
 
-fn cmd_issue(args: &Args) -> Result<(), CliError> {
+fn cmd_issue(args: &Args, renew: bool) -> Result<(), CliError> {
     args.allow(
-        "issue",
+        if renew { "renew" } else { "issue" },
         &[
             "directory",
             "ca-bundle",
@@ -373,9 +381,24 @@ fn cmd_issue(args: &Args) -> Result<(), CliError> {
             "account-key",
         ],
     )?;
-    let names = args.domains()?;
+    let mut names = args.domains()?;
     let key_type = args.key_type()?;
     let store_dir = args.need("store")?;
+    let mut store = AnyStore::open(store_dir, !renew)?;
+    if renew {
+        // the names of the stored certificate, under the same entry
+        let (_, entry, name) = stored_cert(args, store_dir)?;
+        let leaf = parse_chain(entry.cert.as_bytes())
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .ok_or_else(|| CliError::Failed("the stored certificate is unreadable".into()))?;
+        names = vec![name.clone()];
+        for n in leaf.sans {
+            if n != name {
+                names.push(n);
+            }
+        }
+    }
     let eab = match (args.get("eab-kid"), args.get("eab-hmac-key")) {
         (Some(kid), Some(hmac)) => Some(Eab {
             kid: kid.to_string(),
@@ -414,8 +437,7 @@ fn cmd_issue(args: &Args) -> Result<(), CliError> {
     let mut ctx = Ctx::new(args)?;
     // The CA first: an unreachable or untrusted CA leaves no new key or store behind.
     ctx.directory()?;
-    let store = FileStore::create(store_dir)?;
-    let account = account_key(args, &store, true)?;
+    let account = account_key(args, &mut store, true)?;
     ctx.client.account_key = Some(account);
     let (account_url, created) = ctx.account(NewAccount {
         contact: args
@@ -469,18 +491,18 @@ fn cmd_issue(args: &Args) -> Result<(), CliError> {
     println!(
         "stored {} in {}",
         CertEntry::store_key(key_type, &names[0]),
-        store.dir().display()
+        store.describe()
     );
     print_chain(entry.cert.as_bytes())
 }
 
-fn stored_cert(args: &Args, store_dir: &str) -> Result<(FileStore, CertEntry, String), CliError> {
+fn stored_cert(args: &Args, store_dir: &str) -> Result<(AnyStore, CertEntry, String), CliError> {
     let names = args.domains()?;
     if names.len() > 1 {
         return usage("give one --domain");
     }
     let key_type = args.key_type()?;
-    let store = FileStore::open(store_dir)?;
+    let mut store = AnyStore::open(store_dir, false)?;
     match store.get_cert(&names[0], key_type)? {
         Some(e) => Ok((store, e, names[0].clone())),
         None => fail(format!(
@@ -512,7 +534,7 @@ fn cmd_revoke(args: &Args) -> Result<(), CliError> {
         },
     };
     let mut ctx = Ctx::new(args)?;
-    let (store, entry, name) = stored_cert(args, args.need("store")?)?;
+    let (mut store, entry, name) = stored_cert(args, args.need("store")?)?;
     let der =
         leaf_der(entry.cert.as_bytes()).map_err(crypto_err("reading the stored certificate"))?;
     let cert_key = if args.flag("use-cert-key") {
@@ -522,7 +544,7 @@ fn cmd_revoke(args: &Args) -> Result<(), CliError> {
                 .map_err(crypto_err("reading the stored certificate key"))?,
         )
     } else {
-        ctx.client.account_key = Some(account_key(args, &store, false)?);
+        ctx.client.account_key = Some(account_key(args, &mut store, false)?);
         None
     };
     ctx.directory()?;
@@ -563,7 +585,7 @@ fn cmd_show(args: &Args) -> Result<(), CliError> {
             println!(
                 "entry: {} in {}",
                 CertEntry::store_key(&entry.key_type, &name),
-                store.dir().display()
+                store.describe()
             );
             println!("domain: {}", entry.domain);
             println!("updated: {}", rfc3339(entry.updated.floor() as i64));
@@ -584,6 +606,113 @@ fn cmd_show(args: &Args) -> Result<(), CliError> {
     }
 }
 
+/// One line per stored certificate: name, key type, not after, days left, issuer CN.
+fn cmd_list(args: &Args) -> Result<(), CliError> {
+    args.allow("list", &["store", "key-type"])?;
+    if args.words.len() > 1 {
+        return usage(format!("unexpected argument {:?}", args.words[1]));
+    }
+    let only = args.get("key-type");
+    let mut store = AnyStore::open(args.need("store")?, false)?;
+    let now = unix_now();
+    let mut bad = 0;
+    for key in store.list("domain:")? {
+        let Some((typ, name)) = key["domain:".len()..].split_once(':') else {
+            continue;
+        };
+        if only.is_some_and(|t| t != typ) {
+            continue;
+        }
+        let leaf = store.get(&key).ok().flatten().and_then(|v| {
+            CertEntry::from_json(&v)
+                .ok()
+                .and_then(|e| parse_chain(e.cert.as_bytes()).ok())
+                .and_then(|c| c.into_iter().next())
+        });
+        match leaf {
+            Some(c) => println!(
+                "{name}\t{typ}\t{}\t{:.1}\t{}",
+                rfc3339(c.not_after),
+                (c.not_after as f64 - now) / 86400.0,
+                c.issuer_cn.unwrap_or_default()
+            ),
+            None => {
+                bad += 1;
+                println!("{name}\t{typ}\tunreadable\t-\t-");
+            }
+        }
+    }
+    if bad > 0 {
+        return fail(format!("{bad} unreadable entries (see `acme-rs check`)"));
+    }
+    Ok(())
+}
+
+/// Every entry the library reads, checked as it reads it: certificate entries (JSON, chain,
+/// key, key matching the leaf), the account key, and the numbers of the failure records.
+fn cmd_check(args: &Args) -> Result<(), CliError> {
+    args.allow("check", &["store"])?;
+    if args.words.len() > 1 {
+        return usage(format!("unexpected argument {:?}", args.words[1]));
+    }
+    let mut store = AnyStore::open(args.need("store")?, false)?;
+    let mut problems = 0;
+    let mut checked = 0;
+    for key in store.list("")? {
+        let value = match store.get(&key) {
+            Ok(Some(v)) => v,
+            Ok(None) => continue, // expired or deleted meanwhile
+            Err(e) => {
+                problems += 1;
+                println!("{key}: {e}");
+                continue;
+            }
+        };
+        let problem = if key.starts_with("domain:") {
+            checked += 1;
+            match CertEntry::from_json(&value) {
+                Err(m) => Some(m),
+                Ok(e) => match (
+                    parse_chain(e.cert.as_bytes()),
+                    PrivateKey::from_pem(e.pkey.as_bytes()),
+                ) {
+                    (Err(c), _) => Some(format!("unreadable certificate: {c}")),
+                    (_, Err(k)) => Some(format!("unreadable private key: {k}")),
+                    (Ok(_), Ok(k)) => match leaf_matches_key(e.cert.as_bytes(), &k) {
+                        Ok(true) => None,
+                        Ok(false) => Some("the key does not belong to the certificate".into()),
+                        Err(m) => Some(m.to_string()),
+                    },
+                },
+            }
+        } else if key == ACCOUNT_KEY_KEY {
+            checked += 1;
+            PrivateKey::from_pem(value.as_bytes())
+                .err()
+                .map(|e| format!("unreadable account key: {e}"))
+        } else if key.starts_with("failed_attempts:") || key.starts_with("failure_lock:") {
+            checked += 1;
+            value.trim().parse::<f64>().err().map(|_| {
+                format!(
+                    "not a number: {:?}",
+                    value.chars().take(40).collect::<String>()
+                )
+            })
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            problems += 1;
+            println!("{key}: {p}");
+        }
+    }
+    println!("{checked} entries checked, {problems} unreadable");
+    if problems > 0 {
+        return fail(format!("{problems} entries the library cannot read"));
+    }
+    Ok(())
+}
+
 fn cmd_account(args: &Args) -> Result<(), CliError> {
     let sub = args.words.get(1).map(String::as_str);
     if args.words.len() > 2 {
@@ -597,8 +726,8 @@ fn cmd_account(args: &Args) -> Result<(), CliError> {
             )?;
             let key_type = args.key_type()?;
             let mut ctx = Ctx::new(args)?;
-            let store = FileStore::open(args.need("store")?)?;
-            ctx.client.account_key = Some(account_key(args, &store, false)?);
+            let mut store = AnyStore::open(args.need("store")?, false)?;
+            ctx.client.account_key = Some(account_key(args, &mut store, false)?);
             ctx.directory()?;
             let url = ctx.existing_account()?;
             let new_key = generate_key(key_type)?;
@@ -615,7 +744,7 @@ fn cmd_account(args: &Args) -> Result<(), CliError> {
                 "changing the account key",
             ) {
                 Ok(Outcome::KeyChanged) => {
-                    save_account_key(args, &store, &pem)?;
+                    save_account_key(args, &mut store, &pem)?;
                     store.delete(PENDING)?;
                     println!("account {url}: key changed ({key_type})");
                     Ok(())
@@ -633,8 +762,8 @@ fn cmd_account(args: &Args) -> Result<(), CliError> {
                 &["directory", "ca-bundle", "store", "account-key"],
             )?;
             let mut ctx = Ctx::new(args)?;
-            let store = FileStore::open(args.need("store")?)?;
-            ctx.client.account_key = Some(account_key(args, &store, false)?);
+            let mut store = AnyStore::open(args.need("store")?, false)?;
+            ctx.client.account_key = Some(account_key(args, &mut store, false)?);
             ctx.directory()?;
             let url = ctx.existing_account()?;
             match ctx.run(
@@ -751,10 +880,15 @@ fn print_chain(pem: &[u8]) -> Result<(), CliError> {
 fn run(argv: &[String]) -> Result<(), CliError> {
     let args = Args::parse(argv)?;
     match args.words.first().map(String::as_str) {
-        Some("issue") if args.words.len() == 1 => cmd_issue(&args),
+        Some("issue") if args.words.len() == 1 => cmd_issue(&args, false),
+        Some("renew") if args.words.len() == 1 => cmd_issue(&args, true),
         Some("revoke") if args.words.len() == 1 => cmd_revoke(&args),
-        Some("issue" | "revoke") => usage(format!("unexpected argument {:?}", args.words[1])),
+        Some("issue" | "renew" | "revoke") => {
+            usage(format!("unexpected argument {:?}", args.words[1]))
+        }
         Some("show") => cmd_show(&args),
+        Some("list") => cmd_list(&args),
+        Some("check") => cmd_check(&args),
         Some("account") => cmd_account(&args),
         Some(other) => usage(format!("unknown command {other:?}")),
         None => usage("no command given"),

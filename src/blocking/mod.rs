@@ -5,9 +5,11 @@
 mod driver;
 mod error;
 mod publisher;
+mod remote;
 mod store;
 
 pub use driver::{unix_now, Driver, DriverOptions};
 pub use error::BlockingError;
 pub use publisher::{ChallengePublisher, DnsHookPublisher, Http01Responder, NoPublisher};
+pub use remote::AnyStore;
 pub use store::{updated_now, write_private_file, CertEntry, FileStore, ACCOUNT_KEY_KEY};

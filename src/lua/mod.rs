@@ -9,8 +9,8 @@ mod exec;
 mod ffi;
 mod fs;
 mod http;
-mod psl;
 mod persist;
+mod psl;
 
 use mlua::prelude::*;
 

@@ -16,6 +16,7 @@ from .paths import REPO
 from .proc import free_port
 
 TEMPLATE = os.path.join(REPO, "nginx-conf", "autossl.conf")
+ADMIN_TEMPLATE = os.path.join(REPO, "nginx-conf", "admin.conf")
 RENDER = os.path.join(REPO, "scripts", "render-conf")
 
 
@@ -35,7 +36,10 @@ class AutoSSL:
     - ``extra_http``: server blocks appended to the http block (test-only endpoints).
     - ``trace_lua_phase``: the ssl_certificate_by_lua block logs each run first (see
       ``lua_phase_runs``), to tell handshakes served natively from those that ran it.
-    Attributes: ``nginx`` (harness ``Nginx``), ``https_port``, ``http_port``, ``fallback_ca``.
+    - ``admin_token``: also render nginx-conf/admin.conf (admin API + metrics) on a free port
+      (``admin_port``) with this bearer token; ``admin(method, path, token=...)`` calls it.
+    Attributes: ``nginx`` (harness ``Nginx``), ``https_port``, ``http_port``, ``fallback_ca``,
+    ``admin_port``.
     Methods: ``lua_phase_runs(name)``, ``handshake(name, kind=None, timeout=10) ->
     x509.Certificate`` (kind "rsa"/"ecc"
     limits the client to that certificate type), ``is_fallback(cert)``,
@@ -45,7 +49,8 @@ class AutoSSL:
 
     def __init__(self, nginx_factory, pebble, challtestsrv, workdir, *, domains,
                  extra="", workers=2, key_types=("rsa", "ecc"), start=True, http_port=None,
-                 https_port=None, tls_alpn=False, extra_http="", trace_lua_phase=False):
+                 https_port=None, tls_alpn=False, extra_http="", trace_lua_phase=False,
+                 admin_token=None):
         self.pebble = pebble
         self.https_port = https_port or free_port()
         self.http_port = http_port if http_port is not None else pebble.http_port
@@ -83,6 +88,18 @@ class AutoSSL:
             assert text.count(call) == 1
             text = text.replace(call, 'ngx.log(ngx.NOTICE, "t: lua phase for ", '
                                       '(require("ngx.ssl").server_name())) ' + call)
+        self.admin_port = None
+        self.admin_token = admin_token
+        if admin_token is not None:
+            self.admin_port = free_port()
+            admin_conf = os.path.join(n.workdir, "admin.conf")
+            subprocess.run([RENDER, ADMIN_TEMPLATE, admin_conf,
+                            "ADMIN_LISTEN=127.0.0.1:%d" % self.admin_port,
+                            "ADMIN_TOKEN=%s" % admin_token], check=True)
+            with open(admin_conf) as f:
+                # the rendered file starts with the platform's MODULES lines: not in http { }
+                body = f.read().split("\nserver {", 1)[1]
+            extra_http = "\n  server {" + body + extra_http
         if extra_http:
             # test-only servers go at the end of the http block
             text = text.rstrip()
@@ -93,6 +110,28 @@ class AutoSSL:
         self.nginx = n
         if start:
             n.start()
+
+    def admin(self, method, path, *, token=None, timeout=120):
+        """Calls the admin API: returns (status, decoded JSON body)."""
+        import urllib.error
+        import urllib.request
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.admin_port, path),
+                                     method=method)
+        tok = self.admin_token if token is None else token
+        if tok:
+            req.add_header("Authorization", "Bearer " + tok)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            body = e.read()
+            return e.code, json.loads(body) if body.startswith(b"{") else body.decode()
+
+    def metrics_text(self):
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin_port,
+                                    timeout=30) as r:
+            return r.read().decode()
 
     def lua_phase_runs(self, name):
         """How often the ssl_certificate_by_lua block ran for SNI `name` (trace_lua_phase)."""

@@ -10,6 +10,9 @@ local certcache = require("resty.acme.certcache")
 local metrics = require("resty.acme.metrics")
 local ondemand = require("resty.acme.ondemand")
 local renewal = require("resty.acme.renewal")
+local events = require("resty.acme.events")
+local declared = require("resty.acme.declared")
+local inventory = require("resty.acme.inventory")
 local ssl = require("ngx.ssl")
 local tls_cert = require("resty.acme.tls_cert")
 local cjson = require("cjson.safe")
@@ -112,6 +115,13 @@ local default_config = {
   preflight_check = false,
   preflight_port = 80,
   preflight_timeout = 5,
+  -- Names issued right after start and kept renewed without a handshake (resty.acme.declared):
+  -- a list, or "domain_whitelist" for the exact entries of domain_whitelist.
+  declared_names = nil,
+  -- function(event, data) run in a timer for issued, renewed, failed, expiring and revoked
+  -- (resty.acme.events); "expiring": a certificate due for renewal expires within this.
+  events_callback = nil,
+  events_expiring_within = 3 * 86400,
 }
 
 local STAGING_URI = "https://acme-staging-v02.api.letsencrypt.org/directory"
@@ -583,6 +593,7 @@ local function do_update(data, domain, typ)
     return serr
   end
   log(ngx.INFO, "stored ", typ, " certificate for ", domain, " in ", math_floor((now() - t0) * 1000) / 1000, "s")
+  metrics.observe("acme_issue_duration_seconds", 'type="' .. typ .. '"', now() - t0)
   -- the renewal of what was just stored, even if no pass is due before it (short lifetimes)
   schedule_wake((renewal.due_at({ cert = cert, updated = now() }, AUTOSSL.config.renew_threshold)))
   -- This worker serves it at once; other workers within negative_cache_ttl (new) or cache_ttl.
@@ -632,6 +643,8 @@ function AUTOSSL.update_cert(data)
     end
     metrics.add('acme_orders_total{type="' .. typ .. '",result="' ..
       (err and "failure" or "success") .. '"}')
+    events.emit(err and "failed" or (data.renew and "renewed" or "issued"),
+      { domain = domain, type = typ, error = err and tostring(err) or nil })
   end
   release_lock(domain, token)
   return err
@@ -712,6 +725,9 @@ end
 local function renew_candidate(c)
   log(ngx.INFO, "renewing ", c.typ, " certificate for ", c.name, " (expires ", c.not_after, ")")
   metrics.add('acme_renewals_total{type="' .. c.typ .. '"}')
+  if c.not_after - now() <= AUTOSSL.config.events_expiring_within then
+    events.emit("expiring", { domain = c.name, type = c.typ, not_after = c.not_after })
+  end
   local uerr = AUTOSSL.update_cert({ domain = c.name, renew = true, tries = 0, type = c.typ,
                                      replaces = c.replaces, fingerprint = c.fingerprint })
   if uerr then
@@ -768,6 +784,13 @@ end
 -- A renewal pass: every stored entry is evaluated, then the due ones are renewed, those whose
 -- CA window ended in the past (revocation) first, then by due time.
 function run_pass()
+  -- declared names first: the first pass after start issues them
+  local dok, missing = pcall(declared.issue, AUTOSSL)
+  if not dok then
+    log(ngx.ERR, "declared names: ", missing)
+  elseif missing > 0 then
+    schedule_wake(now())
+  end
   local keys, err = AUTOSSL.storage:list("domain:")
   if err then
     log(ngx.ERR, "renewal: cannot list certificates: ", err)
@@ -960,118 +983,47 @@ function AUTOSSL.serve_tls_alpn_challenge()
   return AUTOSSL.client:serve_tls_alpn_challenge()
 end
 
--- Every stored certificate with what an operator wants to know about it.
--- `expiry_only`: just not_after, read without a full certificate parse (what metrics need; a
--- full parse costs ~90 µs a certificate, which a scrape of a large store would feel).
-local function certificate_facts(expiry_only)
-  local storage = AUTOSSL.storage
-  local keys, err = storage:list("domain:")
-  if err then
-    return nil, err
+-- For resty.acme.admin: what this worker's caches hold for a name ("cached", "not_in_store",
+-- or "no"), and dropping it from them (this worker only; the others within the cache TTLs).
+function AUTOSSL._cache_state(domain, typ)
+  local cache = caches[typ]
+  if not cache then
+    return "no"
   end
-  local out = {}
-  local t = now()
-  for _, key in ipairs(keys) do
-    local typ, name = key:match("^domain:([^:]+):(.+)$")
-    local fact = { name = name, type = typ }
-    local raw, gerr = storage:get(key)
-    local entry, perr
-    if raw then
-      entry, perr = parse_entry(raw)
-    end
-    local info
-    if entry and expiry_only then
-      local not_after = core.cert_not_after(entry.cert)
-      info = not_after and { { not_after = not_after } }
-    elseif entry then
-      info = core.cert_parse(entry.cert)
-    end
-    if info and expiry_only then
-      fact.not_after = info[1].not_after
-    elseif info then
-      local leaf = info[1]
-      fact.domain = entry.domain
-      fact.updated = entry.updated
-      fact.not_before = leaf.not_before
-      fact.not_after = leaf.not_after
-      fact.expires_in = leaf.not_after - t
-      fact.issuer = leaf.issuer
-      fact.serial = leaf.serial
-      fact.sans = leaf.sans
-      fact.fingerprint_sha256 = leaf.fingerprint_sha256
-      local due_at = renewal.due_at(entry, AUTOSSL.config.renew_threshold)
-      fact.renewal_due_at = due_at
-      fact.renewal_due = due_at ~= nil and t >= due_at
-      local win = renewal.shared_window(storage, leaf.fingerprint_sha256)
-      if win then
-        fact.ari = { start = win.start, ["end"] = win["end"], explanation_url = win.explanation_url,
-                     next_query = win.next_query, error = win.error }
-      end
-    else
-      fact.error = gerr or perr or "unparsable certificate"
-    end
-    out[#out + 1] = fact
+  local value = cache:get(domain)
+  if value ~= nil and value ~= ngx_null then
+    return "cached"
   end
-  return out
+  if negatives[typ]:get(domain) ~= nil then
+    return "not_in_store"
+  end
+  return "no"
 end
 
--- Admin view (content phase): JSON of every stored certificate and every name in cooloff.
--- Protect the location (allow/deny, auth): it lists every name this server has certificates for.
-function AUTOSSL.serve_admin()
-  local certs, err = certificate_facts()
-  if not certs then
-    ngx.status = 500
-    ngx.header["Content-Type"] = "application/json"
-    ngx.say(json.encode({ error = "cannot list certificates: " .. tostring(err) }))
-    return ngx.exit(500)
+function AUTOSSL._forget(domain, typ)
+  if caches[typ] then
+    caches[typ]:delete(domain)
+    negatives[typ]:delete(domain)
   end
-  local failures = {}
-  local keys = AUTOSSL.storage:list("failed_attempts:") or {}
-  for _, key in ipairs(keys) do
-    local name = sub(key, #"failed_attempts:" + 1)
-    local attempts = tonumber((AUTOSSL.storage:get(key)))
-    if attempts and attempts > 0 then
-      failures[#failures + 1] = {
-        name = name,
-        attempts = attempts,
-        cooloff_until = tonumber((AUTOSSL.storage:get("failure_lock:" .. name))),
-        last_error = ondemand.last_error(AUTOSSL.storage, name),
-      }
-    end
-  end
-  setmetatable(certs, cjson.array_mt)
-  setmetatable(failures, cjson.array_mt)
-  for _, c in ipairs(certs) do
-    if c.sans then
-      setmetatable(c.sans, cjson.array_mt)
-    end
-  end
-  ngx.header["Content-Type"] = "application/json"
-  ngx.say(json.encode({ certificates = certs, failures = failures,
-    dns_persist = require("resty.acme.dns_persist_log").records(AUTOSSL.storage) }))
-  return ngx.exit(ngx.HTTP_OK)
 end
 
-local GAUGE_HELP = {
-  acme_certificate_expiry_timestamp_seconds = "not_after of each stored certificate",
-  acme_certificates = "stored certificates, by key type",
-}
+AUTOSSL._log = log
+AUTOSSL._ensure_client = function()
+  return ensure_client()
+end
 
--- Prometheus metrics (content phase): the counters, and one expiry gauge per stored
--- certificate (the store is listed on every scrape).
+-- Admin API (content phase; resty.acme.admin): opts { token = } requires a bearer token.
+-- Protect the location (allow/deny) too: it names every certificate this server holds.
+function AUTOSSL.serve_admin(opts)
+  return require("resty.acme.admin").serve(AUTOSSL, opts)
+end
+
+-- Prometheus metrics (content phase): the counters, and the store's gauges (the store is
+-- listed on every scrape; each certificate is parsed once per worker).
 function AUTOSSL.serve_metrics()
-  local gauges = {}
-  local certs = certificate_facts(true) or {}
-  for _, c in ipairs(certs) do
-    if c.not_after then
-      gauges['acme_certificate_expiry_timestamp_seconds{name="' .. c.name .. '",type="' ..
-        c.type .. '"}'] = c.not_after
-    end
-    local k = 'acme_certificates{type="' .. tostring(c.type) .. '"}'
-    gauges[k] = (gauges[k] or 0) + 1
-  end
+  local gauges, help = inventory.gauges(AUTOSSL.storage, AUTOSSL.config.renew_threshold, now())
   ngx.header["Content-Type"] = "text/plain; version=0.0.4"
-  ngx.print(metrics.render(gauges, GAUGE_HELP))
+  ngx.print(metrics.render(gauges, help))
   return ngx.exit(ngx.HTTP_OK)
 end
 
@@ -1265,6 +1217,8 @@ function AUTOSSL.init(autossl_config, acme_config)
   end
 
   ondemand.init(autossl_config)
+  events.init(autossl_config)
+  declared.init(autossl_config)
   if autossl_config.preflight_check then
     acme_config.challenge_preflight = ondemand.preflight
   end

@@ -13,6 +13,9 @@ local sort = table.sort
 local find = string.find
 local sub = string.sub
 local format = string.format
+local math_huge = math.huge
+local gsub = string.gsub
+local match = string.match
 
 local _M = { _VERSION = "0.16.0" }
 
@@ -24,9 +27,17 @@ local HELP = {
   acme_renewals_total = "renewals started by the renewal check, by key type",
   acme_lock_busy_total = "updates skipped because another worker or node held the lock",
   acme_orders_refused_total = "new names not ordered, by reason (ask, budget_*, busy)",
+  acme_endpoint_orders_total = "orders of the order endpoint (resty.acme.order_endpoint), by result",
+  acme_issue_duration_seconds = "time from the start of an order to the stored certificate, by key type",
+}
+
+-- Histograms: name -> upper bounds of the buckets (seconds); "+Inf" is added.
+local HISTOGRAMS = {
+  acme_issue_duration_seconds = { 1, 2, 5, 10, 20, 30, 60, 120, 300 },
 }
 
 local dict
+local histogram_order -- (below) sort order of a histogram's samples
 local pending = {} -- metric key -> count not yet folded into the dict
 local sources = {} -- { key, fn, last }: counters kept elsewhere (the native callback's)
 
@@ -82,6 +93,24 @@ function _M.add(key, n)
   end
 end
 
+-- observe(name, labels, value): one observation of histogram `name` (labels: 'type="rsa"' or
+-- ""), for rare events (a dict write per bucket).
+function _M.observe(name, labels, value)
+  local bounds = HISTOGRAMS[name]
+  if not dict or not bounds then
+    return
+  end
+  local sep = labels ~= "" and "," or ""
+  for _, b in ipairs(bounds) do
+    if value <= b then
+      dict:incr(PREFIX .. name .. "_bucket{" .. labels .. sep .. 'le="' .. b .. '"}', 1, 0)
+    end
+  end
+  dict:incr(PREFIX .. name .. '_bucket{' .. labels .. sep .. 'le="+Inf"}', 1, 0)
+  dict:incr(PREFIX .. name .. "_sum{" .. labels .. "}", value, 0)
+  dict:incr(PREFIX .. name .. "_count{" .. labels .. "}", 1, 0)
+end
+
 -- A counter kept outside Lua: fn() returns its running total in this worker; what it grew by
 -- is added to `key` at every flush.
 function _M.pull(key, fn)
@@ -111,6 +140,27 @@ function _M.snapshot()
   return out
 end
 
+-- Samples of a histogram: by series, buckets in increasing order, then _count and _sum.
+local function series_key(sample)
+  local key = match(sample, "^(%S+)")
+  local le = match(key, 'le="([^"]+)"')
+  local labels = gsub(gsub(key, ',?le="[^"]+"', ""), "^[^{]+", "")
+  local kind = match(key, "_bucket{") and 0 or (match(key, "_count{") and 1 or 2)
+  return labels, kind, le == "+Inf" and math_huge or tonumber(le) or 0
+end
+
+function histogram_order(a, b)
+  local la, ka, va = series_key(a)
+  local lb, kb, vb = series_key(b)
+  if la ~= lb then
+    return la < lb
+  end
+  if ka ~= kb then
+    return ka < kb
+  end
+  return va < vb
+end
+
 -- Prometheus text exposition of the counters plus `gauges` ({ key = value }).
 function _M.render(gauges, gauge_help)
   local lines = {}
@@ -119,9 +169,15 @@ function _M.render(gauges, gauge_help)
     for key, v in pairs(tbl) do
       local brace = find(key, "{", 1, true)
       local name = brace and sub(key, 1, brace - 1) or key
+      local k = kind
+      local base = match(name, "^(.+)_bucket$") or match(name, "^(.+)_sum$")
+        or match(name, "^(.+)_count$")
+      if base and HISTOGRAMS[base] then
+        name, k = base, "histogram"
+      end
       local m = by_name[name]
       if not m then
-        m = { kind = kind, help = help[name], samples = {} }
+        m = { kind = k, help = help[name], samples = {} }
         by_name[name] = m
       end
       m.samples[#m.samples + 1] = format("%s %s", key, format("%.17g", v))
@@ -140,7 +196,11 @@ function _M.render(gauges, gauge_help)
       lines[#lines + 1] = "# HELP " .. name .. " " .. m.help
     end
     lines[#lines + 1] = "# TYPE " .. name .. " " .. m.kind
-    sort(m.samples)
+    if m.kind == "histogram" then
+      sort(m.samples, histogram_order)
+    else
+      sort(m.samples)
+    end
     for _, s in ipairs(m.samples) do
       lines[#lines + 1] = s
     end
