@@ -800,8 +800,8 @@ fn cmd_account(args: &Args) -> Result<(), CliError> {
                 None => None,
             };
             let mut ctx = Ctx::new(args)?;
-            let store = FileStore::open(args.need("store")?)?;
-            ctx.client.account_key = Some(account_key(args, &store, false)?);
+            let mut store = AnyStore::open(args.need("store")?, false)?;
+            ctx.client.account_key = Some(account_key(args, &mut store, false)?);
             ctx.directory()?;
             let url = ctx.existing_account()?;
             let issuer = match args.get("issuer") {
