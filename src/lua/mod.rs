@@ -7,6 +7,7 @@ mod dns;
 mod ffi;
 mod fs;
 mod http;
+mod peer;
 
 use mlua::prelude::*;
 

@@ -189,6 +189,11 @@ request = function(self, method, path, payload, no_auth)
     local res, err = http_api.request(self.transport, method, self.base_url .. path, headers,
       payload, "vault: " .. method, 2)
     if not res then
+      -- the original's wording, which its callers match
+      local where, cause = match(err, "tls handshake with (%S+) failed: (.*)$")
+      if where then
+        return nil, "unable to SSL handshake with vault server: " .. cause .. " (" .. where .. ")"
+      end
       return nil, err
     end
     if res.status ~= 403 or not relogin then
@@ -362,11 +367,13 @@ function _M.new(conf)
 
   local topts = { timeout = math_floor(timeout), max_body = MAX_BODY }
   if conf.https then
-    local server_name = conf.tls_server_name or srv.host
-    -- certificates name hosts, not IP literals: SNI and name check only for names
-    if not match(server_name, "^[%d.]+$") and not find(server_name, ":", 1, true) then
-      topts.server_name = server_name
+    if conf.tls_server_name ~= nil
+       and (type(conf.tls_server_name) ~= "string" or conf.tls_server_name == "") then
+      return nil, "vault: conf.tls_server_name must be a non-empty string"
     end
+    -- the certificate must name it: a DNS name (also the SNI) or an IP literal (its IP SANs)
+    local server_name = conf.tls_server_name or srv.host
+    topts.server_name = server_name
     self.headers["Host"] = server_name
     topts.ssl_verify = conf.tls_verify ~= false
   end
