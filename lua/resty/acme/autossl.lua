@@ -668,6 +668,39 @@ local function ari_available()
   return dir ~= nil and dir.renewalInfo ~= nil
 end
 
+-- One renewal pass over the stored certificate keys. Names no longer allowed are dealt with
+-- first, since that needs neither the account key nor the CA (which can take seconds).
+local function renewal_pass(keys)
+  local rest = {}
+  for _, key in ipairs(keys) do
+    local name = key:match("^domain:[^:]+:(.+)$")
+    local ok, allowed = true, true
+    if name then
+      ok, allowed = pcall(AUTOSSL.is_domain_whitelisted, name, true)
+    end
+    if ok and not allowed then
+      if AUTOSSL.config.enabled_delete_not_whitelisted_domain then
+        log(ngx.INFO, "renewal: deleting ", key, ": no longer allowed")
+        AUTOSSL.storage:delete(key)
+      else
+        log(ngx.INFO, "renewal: skipping ", key, ": not allowed")
+      end
+    else
+      rest[#rest + 1] = key
+    end
+  end
+  if #rest == 0 then
+    return
+  end
+  local ari = ari_available()
+  for _, key in ipairs(rest) do
+    local ok, perr = pcall(renew_one, key, ari)
+    if not ok then
+      log(ngx.ERR, "renewal: ", key, ": ", perr)
+    end
+  end
+end
+
 function AUTOSSL.check_renew(premature)
   if premature then
     return
@@ -682,13 +715,7 @@ function AUTOSSL.check_renew(premature)
     log(ngx.ERR, "renewal: cannot list certificates: ", err)
     return
   end
-  local ari = ari_available()
-  for _, key in ipairs(keys) do
-    local ok, perr = pcall(renew_one, key, ari)
-    if not ok then
-      log(ngx.ERR, "renewal: ", key, ": ", perr)
-    end
-  end
+  renewal_pass(keys)
 end
 
 local function background_update(premature, domain, types)
@@ -1162,13 +1189,7 @@ function AUTOSSL.init_worker()
         end
       end
       local keys = storage:list("domain:")
-      local ari = keys and #keys > 0 and ari_available()
-      for _, key in ipairs(keys or {}) do
-        local rok, rerr = pcall(renew_one, key, ari)
-        if not rok then
-          log(ngx.ERR, "renewal: ", key, ": ", rerr)
-        end
-      end
+      renewal_pass(keys or {})
     end)
   end
 end
