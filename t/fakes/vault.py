@@ -16,6 +16,8 @@ Behaviour follows Vault's documented HTTP API:
     -> ``{"data": {"keys": [...]}}`` (folders end with "/"), 404 when empty.
 - KV v1 mounts (``/v1/<mount>/<path>``): ``POST|PUT`` any JSON object -> 204, ``GET`` -> 200
   ``{"data": {...}}`` or 404, ``DELETE`` -> 204, ``LIST`` as above.
+- ``GET /v1/sys/internal/ui/mounts/<mount>`` -> ``{"data": {"type": "kv", "options":
+  {"version": "1"|"2"}}}``; no such mount -> 403 (OpenBao's "preflight capability check").
 - ``POST /v1/auth/<path>/login`` ``{"role", "jwt"}`` (kubernetes auth) -> ``{"auth":
   {"client_token": ...}}`` or 400 ``{"errors": [...]}``.
 Request bodies are decoded like Go's encoding/json: invalid UTF-8 becomes U+FFFD.
@@ -31,6 +33,7 @@ import uuid
 from .httpfake import FakeServer
 
 CAS_MISMATCH = "check-and-set parameter did not match the current version"
+PERMISSION_DENIED = "1 error occurred:\n\t* permission denied\n\n"
 _DUR = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
@@ -106,19 +109,24 @@ class FakeVault(FakeServer):
             self.violation("invalid JSON body %r" % req)
             return 400, {"errors": ["failed to parse JSON input"]}, {}
         if self.namespace is not None and req.headers.get("x-vault-namespace") != self.namespace:
-            return 403, {"errors": ["permission denied"]}, {}
+            return 403, {"errors": [PERMISSION_DENIED]}, {}
         m = re.match(r"^/v1/auth/([^/]+)/login$", req.path)
         if m and req.method in ("POST", "PUT"):
             return self._login(m.group(1), body)
         if req.headers.get("x-vault-token") not in self.tokens:
-            return 403, {"errors": ["permission denied"]}, {}
+            return 403, {"errors": [PERMISSION_DENIED]}, {}
+        m = re.match(r"^/v1/sys/internal/ui/mounts/(.+)$", req.path)
+        if m and req.method == "GET":
+            return self._mount_info(m.group(1))
         method = req.method
         if method == "GET" and req.query.get("list") == ["true"]:
             method = "LIST"
         m = re.match(r"^/v1/([^/]+)/(.*)$", req.path)
         if not m or m.group(1) not in self.mounts:
             self.violation("request outside every mount: %r" % req)
-            return 404, {"errors": ["no handler for route"]}, {}
+            route = req.path[len("/v1/"):]
+            return 404, {"errors": ['no handler for route "%s". route entry not found.'
+                                    % route]}, {}
         mount, rest = m.group(1), m.group(2)
         extra = set(req.query) - ({"list"} if req.method == "GET" else set())
         if extra:
@@ -132,6 +140,17 @@ class FakeVault(FakeServer):
             return self._metadata(method, mount, key, body, req)
         self.violation("unexpected KV v2 path %r" % req)
         return 404, {"errors": []}, {}
+
+    def _mount_info(self, path):
+        # as OpenBao 2.7 answers: the mount holding `path`, or a 403 for no mount
+        mount = path.split("/")[0]
+        if mount not in self.mounts:
+            return 403, {"errors": ["preflight capability check returned 403, please ensure "
+                                    "client's policies grant access to path \"%s/\"" % mount]}, {}
+        version = self.mounts[mount]
+        return 200, {"data": {"type": "kv", "path": mount + "/",
+                              "options": {"version": str(version)} if version == 2 else
+                              {"version": "1"}}}, {}
 
     def _login(self, path, body):
         k = self.kubernetes
@@ -243,7 +262,8 @@ class FakeVault(FakeServer):
                 self.violation("bad delete_version_after in %r" % req)
                 return 400, {"errors": ["invalid duration"]}, {}
             e = store.setdefault(key, {"versions": [], "dva": 0, "current": 0})
-            e["dva"] = dva
+            # the server keeps whole seconds: "1500ms" deletes a version 1 s after its write
+            e["dva"] = int(dva)
             return 204, b"", {}
         if method == "DELETE":
             store.pop(key, None)
