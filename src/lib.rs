@@ -12,6 +12,8 @@ pub mod dns;
 pub mod filestore;
 pub mod httpwire;
 mod lua;
+#[cfg(test)]
+mod proptests;
 
 /// Entry point of `require("resty.acme.core")` (`luaopen_resty_acme_core`).
 #[mlua::lua_module(name = "resty_acme_core")]

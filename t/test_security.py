@@ -7,6 +7,8 @@ Run: python3 -m pytest -x -p no:cacheprovider t/test_security.py
 """
 
 import json
+import re
+import time
 import os
 import urllib.request
 
@@ -210,3 +212,138 @@ def test_transport_and_acme_client_check_ip_hosts(workdir, ca, nginx_factory, co
     finally:
         wrong.stop()
         right.stop()
+
+
+# ---------------------------------------------------------------- hostile SNIs
+
+import base64  # noqa: E402
+import concurrent.futures  # noqa: E402
+import random  # noqa: E402
+
+from cryptography import x509 as _x509  # noqa: E402
+
+import tlsraw  # noqa: E402
+from harness import AutoSSL  # noqa: E402
+
+ALLOWED = ["allowed.example.test", "*.wild.example.test"]
+
+
+def hostile_snis(n, seed=19):
+    """n SNI byte strings: traversal, NUL, overlong, unicode, IP literals, case, trailing
+    dots, near misses of the allow-list and random bytes (deterministic for a seed)."""
+    rnd = random.Random(seed)
+    fixed = [
+        b"../../etc/passwd", b"..", b".", b"/", b"\\", b"..\\..\\boot.ini", b"%2e%2e%2fetc",
+        b"allowed.example.test/../../x", b"a/b", b"./allowed.example.test",
+        b"allowed.example.test\x00.evil", b"\x00", b"nul\x00", b"allowed.example.test.",
+        b"ALLOWED.EXAMPLE.TEST.", b"wild.example.test", b".wild.example.test",
+        b"..wild.example.test", b"a..wild.example.test", b"x.wild.example.test.",
+        b"allowed.example.test.evil", b"xallowed.example.test", b"allowed-example.test",
+        b"127.0.0.1", b"[::1]", b"::1", b"0x7f.1", b"2130706433", b"::ffff:127.0.0.1",
+        b"169.254.169.254", b"fe80::1%eth0", "caf\u00e9.example.test".encode(),
+        "xn--caf-dma.example.test\u200b".encode(), b"\xff\xfe.example.test",
+        b"\xc0\xaf.example.test", b"a" * 64 + b".example.test", b"a" * 254, b"a" * 256,
+        b"x." * 127 + b"test", b"*.wild.example.test", b"*", b"*.*.example.test",
+        b"allowed.example.test:443", b"allowed.example.test\r\nX: y", b" allowed.example.test",
+        b"-allowed.example.test", b"allowed.example.test-", b"_acme.wild.example.test/",
+    ]
+    alphabet = b"abcXYZ019-._/\\:%*[]\x00\xff\xc3\xa9 "
+    # the only names here that are valid and allowed (case folds): one order each
+    out = list(fixed) + [b"ALLOWED.example.TEST", b"Sub.Wild.Example.Test"] * 20
+    while len(out) < n:
+        kind = rnd.randrange(8)
+        if kind == 0:  # random bytes
+            out.append(bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 80))))
+        elif kind == 1:  # case and dots around the allowed names
+            base = rnd.choice([b"allowed.example.test", b"wild.example.test"])
+            s = bytes(c ^ 0x20 if 97 <= c <= 122 and rnd.random() < 0.5 else c for c in base)
+            out.append(rnd.choice([b"", b".", b".."]) + s + rnd.choice([b".", b"..", b". "]))
+        elif kind == 2:  # traversal pieces
+            out.append(b"".join(rnd.choice([b"../", b"..\\", b"%2e", b"/", b"etc", b"passwd",
+                                             b"allowed.example.test", b"\x00"])
+                                for _ in range(rnd.randrange(1, 8))))
+        elif kind == 3:  # overlong
+            out.append(b".".join(b"a" * rnd.randrange(1, 70) for _ in range(rnd.randrange(1, 12))))
+        elif kind == 4:  # IP literals
+            if rnd.random() < 0.5:
+                out.append(".".join(str(rnd.randrange(300)) for _ in range(4)).encode())
+            else:
+                v6 = ":".join("%x" % rnd.randrange(65536) for _ in range(8)).encode()
+                out.append(rnd.choice([v6, b"[" + v6 + b"]", b"::" + v6[:9]]))
+        elif kind == 5:  # unicode
+            chars = [chr(rnd.randrange(0x80, 0x3000)) for _ in range(rnd.randrange(1, 10))]
+            out.append(("".join(chars) + rnd.choice([".example.test", ".wild.example.test",
+                                                      ""])).encode())
+        elif kind == 6:  # near misses below the wildcard
+            label = bytes(rnd.choice(alphabet) for _ in range(rnd.randrange(0, 12)))
+            out.append(label + b".wild.example.test" + rnd.choice([b".", b"/", b"\x00", b".."]))
+        else:  # mixed alphabet
+            out.append(bytes(rnd.choice(alphabet) for _ in range(rnd.randrange(1, 40))))
+    return out[:n]
+
+
+def _allowed(name):
+    return name == "allowed.example.test" or name.endswith(".wild.example.test")
+
+
+def test_ten_thousand_hostile_snis(pebble, challtestsrv, nginx_factory, workdir, core_so):
+    store = os.path.join(str(workdir), "store")
+    os.makedirs(store)
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=ALLOWED,
+                key_types=("ecc",), workers=2,
+                extra='storage_adapter = "file", storage_config = { dir = %s },'
+                      % json.dumps(store))
+    before = set(os.listdir(str(workdir)))
+    workers = set(a.nginx.workers())
+    snis = hostile_snis(10000)
+    stats = {"served": 0, "refused": 0, "real": []}
+
+    def one(sni):
+        try:
+            der = tlsraw.peer_cert(a.https_port, sni, timeout=20)
+        except tlsraw.HandshakeRefused:
+            return "refused", sni
+        cert = _x509.load_der_x509_certificate(der)
+        return ("fallback" if a.is_fallback(cert) else "real"), sni
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        for outcome, sni in pool.map(one, snis):
+            if outcome == "refused":
+                stats["refused"] += 1
+            else:
+                stats["served"] += 1
+                if outcome == "real":
+                    stats["real"].append(sni)
+    # every answer was a certificate or a refusal (OpenSSL's own, for NUL or > 255 bytes)
+    assert stats["served"] + stats["refused"] == len(snis)
+    time.sleep(2)
+    # 0 worker crashes
+    assert set(a.nginx.workers()) == workers
+    log = a.nginx.error_log()
+    assert "exited on signal" not in log and "[alert]" not in log, log[-3000:]
+    # 0 orders outside the allow-list: the two valid allowed names were ordered, once each,
+    # and nothing else was
+    a.wait_issued("allowed.example.test", timeout=90)
+    a.wait_issued("sub.wild.example.test", timeout=90)
+    time.sleep(1)
+    assert pebble.orders_count() == 2
+    # a real certificate only ever for an allowed name
+    for sni in stats["real"]:
+        assert _allowed(sni.decode("ascii").lower()), sni
+    # 0 files outside the store; every file inside is one of our keys for an allowed name
+    assert set(os.listdir(str(workdir))) == before
+    for entry in os.scandir(store):
+        assert entry.is_file(follow_symlinks=False), entry.path
+        # keys and certificates are for the owner only
+        assert entry.stat().st_mode & 0o777 == 0o600, (entry.path, oct(entry.stat().st_mode))
+        if entry.name.startswith("."):
+            continue  # an atomic write's temp file
+        name = entry.name
+        key = base64.b64decode(name.replace("-", "+").replace("_", "/") + "=" * (-len(name) % 4))
+        key = key.decode()
+        m = re.match(r"^(?:domain:(?:rsa|ecc):|update_lock:|failure_lock:|failed_attempts:)(.*)$",
+                     key)
+        if m:
+            assert _allowed(m.group(1)), key
+        else:
+            assert key.startswith("account_key") or "#" in key, key

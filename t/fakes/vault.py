@@ -30,6 +30,8 @@ import re
 import time
 import uuid
 
+from harness import secrets
+
 from .httpfake import FakeServer
 
 CAS_MISMATCH = "check-and-set parameter did not match the current version"
@@ -69,6 +71,9 @@ class FakeVault(FakeServer):
                  kubernetes=None):
         super().__init__(tls=tls)
         self.tokens = {token} if token else set()
+        secrets.register(*self.tokens)
+        if kubernetes:
+            secrets.register(kubernetes.get("jwt"))
         self.mounts = dict(mounts or {"acme": 2})
         self.namespace = namespace
         self.kubernetes = kubernetes

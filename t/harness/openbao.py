@@ -20,7 +20,7 @@ import urllib.request
 import zipfile
 import ssl
 
-from . import proc
+from . import proc, secrets
 
 BAO_VERSION = "2.7.2"
 
@@ -92,7 +92,7 @@ class OpenBao(proc.Server):
         self.workdir = os.path.join(str(workdir), "openbao" + ("-tls" if tls else ""))
         os.makedirs(self.workdir, exist_ok=True)
         self.port = proc.free_port()
-        self.root_token = root_token
+        self.root_token = secrets.register(root_token)
         self.addr = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.port)
         self.cert_dir = os.path.join(self.workdir, "tls")
         self.ca_pem = os.path.join(self.cert_dir, "vault-ca.pem") if tls else None
@@ -166,7 +166,7 @@ class OpenBao(proc.Server):
         doc = self._ok(*self.api("POST", "auth/token/create",
                                  {"policies": list(policies), "ttl": "1h"},
                                  namespace=namespace), "token")
-        return doc["auth"]["client_token"]
+        return secrets.register(doc["auth"]["client_token"])
 
     def read(self, path, token=None, namespace=None):
         status, doc = self.api("GET", path, token=token, namespace=namespace)
