@@ -347,3 +347,127 @@ def test_ten_thousand_hostile_snis(pebble, challtestsrv, nginx_factory, workdir,
             assert _allowed(m.group(1)), key
         else:
             assert key.startswith("account_key") or "#" in key, key
+
+
+# ---------------------------------------------------------------- crash safety
+
+import threading  # noqa: E402
+
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+
+import signal  # noqa: E402
+import ssl  # noqa: E402
+
+ssl_errors = ssl.SSLError
+
+LOCK_TTL = 8
+
+
+def _store_entries(store):
+    """{key: (expiry, value bytes)} of a file store; asserts every visible file is whole."""
+    out = {}
+    for entry in os.scandir(store):
+        if entry.name.startswith("."):
+            continue  # an atomic write's temp file: never read as a key
+        with open(entry.path, "rb") as f:
+            content = f.read()
+        m = re.match(rb"^(\d+)::(.+)$", content, re.S)
+        assert m, "half-written store file %s: %r" % (entry.path, content[:80])
+        name = entry.name
+        key = base64.b64decode(name.replace("-", "+").replace("_", "/")
+                               + "=" * (-len(name) % 4)).decode()
+        out[key] = (int(m.group(1)), m.group(2))
+    return out
+
+
+def _check_store(store, now):
+    entries = _store_entries(store)
+    certs = {}
+    for key, (expiry, value) in entries.items():
+        if key.startswith("domain:"):
+            doc = json.loads(value)  # a whole JSON document, never a prefix of one
+            cert = _x509.load_pem_x509_certificate(doc["cert"].encode())
+            pkey = serialization.load_pem_private_key(doc["pkey"].encode(), None)
+            fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            # the store never holds a key that does not match its certificate
+            assert cert.public_key().public_bytes(*fmt) == pkey.public_key().public_bytes(*fmt), key
+            certs[key] = cert.serial_number
+        elif key.startswith("update_lock:"):
+            # no lock outlives its TTL
+            assert 0 < expiry <= now + LOCK_TTL + 1, (key, expiry, now)
+    return certs
+
+
+def test_kill_9_during_issuance_and_store_writes(pebble, challtestsrv, nginx_factory, workdir,
+                                                 core_so):
+    store = os.path.join(str(workdir), "store")
+    os.makedirs(store)
+    account = os.path.join(str(workdir), "account.pem")
+    with open(account, "wb") as f:
+        f.write(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+    names = ["crash%d.example.test" % i for i in range(6)]
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=names,
+                key_types=("ecc",), workers=2,
+                extra='storage_adapter = "file", storage_config = { dir = %s }, '
+                      'update_lock_ttl = %d, failure_cooloff = 1, account_key_path = "%s",'
+                      % (json.dumps(store), LOCK_TTL, account))
+    earlier = {}
+    for name in names[:2]:
+        earlier[name] = a.wait_issued(name, timeout=60).serial_number
+
+    # kill -9 workers again and again while names 2 and 3 are ordered and stored
+    stop = threading.Event()
+
+    def crowd():
+        while not stop.is_set():
+            for name in names[2:4]:
+                try:
+                    a.handshake(name, timeout=5)
+                except (OSError, ssl_errors):
+                    pass
+            time.sleep(0.05)
+
+    t = threading.Thread(target=crowd)
+    t.start()
+    killed = 0
+    try:
+        rnd = random.Random(9)
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            time.sleep(rnd.uniform(0.1, 0.6))
+            ws = a.nginx.workers()
+            if ws:
+                try:
+                    os.kill(rnd.choice(ws), signal.SIGKILL)
+                    killed += 1
+                except ProcessLookupError:
+                    pass
+            _check_store(store, time.time())
+    finally:
+        stop.set()
+        t.join()
+    assert killed >= 5
+
+    # then the whole nginx, in the middle of the orders of names 4 and 5
+    for name in names[4:]:
+        a.handshake(name)
+    time.sleep(0.8)
+    a.kill()
+    certs = _check_store(store, time.time())
+    for name, serial in earlier.items():
+        assert certs["domain:ecc:" + name] == serial
+
+    # after a restart: every earlier certificate is served, the rest are issued once the
+    # locks of the killed orders expire
+    a.nginx.start()
+    for name, serial in earlier.items():
+        assert a.wait_issued(name, timeout=10).serial_number == serial
+    for name in names[2:]:
+        a.wait_issued(name, timeout=LOCK_TTL + 60)
+    certs = _check_store(store, time.time())
+    assert sorted(certs) == sorted("domain:ecc:" + n for n in names)
+    for name, serial in earlier.items():
+        assert certs["domain:ecc:" + name] == serial
