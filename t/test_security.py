@@ -90,7 +90,9 @@ def test_vault_ip_host_accepts_its_ip_san_and_honours_tls_server_name(workdir, c
         count = len(by_name.requests)
         err = n.store("wrong_name").set("k", "x")
         assert err and err.startswith("unable to SSL handshake with vault server: "), err
-        assert "certificate host mismatch" in err, err
+        # a DNS name is checked by nginx; lua-nginx-module 0.10.23 names the cause only when
+        # the handshake completes at once
+        assert "certificate host mismatch" in err or "certificate verification failed" in err, err
         assert len(by_name.requests) == count
         # tls_verify = false is the only way out, and it is said at start
         assert n.store("noverify").get("k") == ("by name", None)
@@ -202,7 +204,10 @@ def test_transport_and_acme_client_check_ip_hosts(workdir, ca, nginx_factory, co
             out = json.load(resp)
         assert "certificate host mismatch" in out[0]["err"], out[0]
         assert out[1]["ok"], out[1]
-        assert "certificate host mismatch" in out[2]["err"], out[2]
+        # a DNS name is checked by nginx (0.10.23 names the cause only when the handshake
+        # completes at once)
+        assert "certificate host mismatch" in out[2]["err"] or \
+            "certificate verification failed" in out[2]["err"], out[2]
         assert out[3]["ok"], out[3]
         assert out[4]["ok"], out[4]
         assert "certificate host mismatch" in out[5]["err"], out[5]

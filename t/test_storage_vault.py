@@ -228,7 +228,7 @@ def test_vault_errors_name_the_cause_not_the_token(vault, workdir, core_so):
     }).start()
     err = n.store("bad").set("k", "v")
     assert err == 'vault: mount check returned status 403: errors from vault: ' \
-                  '["1 error occurred:\\n\\t* permission denied\\n\\n"]', err
+                  '["permission denied"]', err
     err = n.store("dead").get("k")[1]
     assert err.startswith("vault: GET failed: failed to connect to 127.0.0.1:1"), err
     err = n.store("nomount").get("k")[1]
@@ -391,7 +391,8 @@ def test_openbao_namespace(bao, workdir, core_so):
         assert n.store("root").get("k") == (None, None)
         assert n.store("team").list("") == (["k"], None)
         err = n.store("missing_ns").get("k")[1]
-        assert err and err.startswith("vault: mount check returned status "), err
+        assert err == 'vault: mount check returned status 404: errors from vault: ' \
+                      '["namespace not found"]', err
     finally:
         n.stop()
 
@@ -434,7 +435,9 @@ def test_openbao_tls_names(bao_bin, workdir, core_so):
         assert n.store("named").get("k") == ("over tls", None)
         err = n.store("wrong").get("k")[1]
         assert err.startswith("unable to SSL handshake with vault server: "), err
-        assert "certificate host mismatch" in err, err
+        # a DNS name is checked by nginx; lua-nginx-module 0.10.23 names the cause only when
+        # the handshake completes at once
+        assert "certificate host mismatch" in err or "certificate verification failed" in err, err
         assert n.store("noverify").get("k") == ("over tls", None)
         assert "TLS certificate verification is disabled" in n.nginx.error_log()
         n.stop()

@@ -22,7 +22,9 @@ Behaviour follows Vault's documented HTTP API:
   {"client_token": ...}}`` or 400 ``{"errors": [...]}``.
 Request bodies are decoded like Go's encoding/json: invalid UTF-8 becomes U+FFFD.
 Every request except login must carry a valid ``X-Vault-Token`` (403 ``permission denied``);
-with ``namespace`` set, also ``X-Vault-Namespace: <namespace>``.
+with ``namespace`` set, also ``X-Vault-Namespace: <namespace>`` (none: 403; another one: 404
+``namespace not found``, as OpenBao 2.7 answers). A login on an auth path that is not
+enabled: 404 ``no handler for route``.
 """
 
 import json
@@ -113,13 +115,19 @@ class FakeVault(FakeServer):
         except ValueError:
             self.violation("invalid JSON body %r" % req)
             return 400, {"errors": ["failed to parse JSON input"]}, {}
-        if self.namespace is not None and req.headers.get("x-vault-namespace") != self.namespace:
-            return 403, {"errors": [PERMISSION_DENIED]}, {}
+        ns = req.headers.get("x-vault-namespace")
+        if ns is not None and ns != self.namespace:
+            # OpenBao 2.7: a namespace it does not have
+            return 404, {"errors": ["namespace not found"]}, {}
+        if self.namespace is not None and ns is None:
+            # the root namespace, where tokens of the namespace are unknown
+            return 403, {"errors": ["permission denied"]}, {}
         m = re.match(r"^/v1/auth/([^/]+)/login$", req.path)
         if m and req.method in ("POST", "PUT"):
             return self._login(m.group(1), body)
         if req.headers.get("x-vault-token") not in self.tokens:
-            return 403, {"errors": [PERMISSION_DENIED]}, {}
+            # an unknown token; a known one without a policy for the path gets PERMISSION_DENIED
+            return 403, {"errors": ["permission denied"]}, {}
         m = re.match(r"^/v1/sys/internal/ui/mounts/(.+)$", req.path)
         if m and req.method == "GET":
             return self._mount_info(m.group(1))
@@ -160,7 +168,8 @@ class FakeVault(FakeServer):
     def _login(self, path, body):
         k = self.kubernetes
         if not k or path != k.get("path", "kubernetes"):
-            return 400, {"errors": ["no handler for route"]}, {}
+            return 404, {"errors": ['no handler for route "auth/%s/login". route entry not '
+                                    'found.' % path]}, {}
         if not isinstance(body, dict) or body.get("role") != k["role"]:
             return 400, {"errors": ["invalid role name"]}, {}
         if body.get("jwt") != k["jwt"]:
