@@ -117,7 +117,18 @@ function _M.tls_handshake(sock, name, verify)
   return true
 end
 
-local warned_noverify = false
+local warned_noverify = {}
+
+-- Logs, once per process and `who`, that TLS certificates are not verified (ssl_verify or
+-- tls_verify = false: the only way to turn the checks off).
+function _M.warn_noverify(who)
+  if warned_noverify[who] then
+    return
+  end
+  warned_noverify[who] = true
+  ngx_log(WARN, who, ": TLS certificate verification is disabled ",
+          "(ssl_verify/tls_verify = false): any server can pose as the configured one")
+end
 
 -- Phases where cosockets cannot be used (lua-nginx-module docs, "Cosockets Not Available
 -- Everywhere").
@@ -284,11 +295,9 @@ function _M.new(opts)
   if self.keepalive_pool < 1 then
     error("transport option keepalive_pool must be at least 1", 2)
   end
-  if not self.ssl_verify and not warned_noverify then
+  if not self.ssl_verify then
     -- once per process: DNS providers make a transport per use
-    warned_noverify = true
-    ngx_log(WARN, "resty.acme.transport: TLS certificate verification is disabled ",
-            "(ssl_verify/tls_verify = false): any server can pose as the configured one")
+    _M.warn_noverify("resty.acme.transport")
   end
   return setmetatable(self, mt)
 end

@@ -248,7 +248,11 @@ function _M.new(conf)
   end
 
   local ssl = conf.ssl and true or false
+  -- the original's default (lua-resty-redis): no verification unless asked for
   local ssl_verify = conf.ssl_verify and true or false
+  if ssl and not ssl_verify then
+    transport.warn_noverify("resty.acme.storage.redis")
+  end
   local where = unix and host or (host .. ":" .. port)
   local pool = "resty.acme.redis:" .. where .. ":" .. tostring(database or "") .. ":"
     .. (ssl and ("ssl:" .. tostring(ssl_verify) .. ":" .. tostring(server_name or "")) or "plain")
