@@ -170,8 +170,11 @@ class FakeVault(FakeServer):
         if not k or path != k.get("path", "kubernetes"):
             return 404, {"errors": ['no handler for route "auth/%s/login". route entry not '
                                     'found.' % path]}, {}
-        if not isinstance(body, dict) or body.get("role") != k["role"]:
-            return 400, {"errors": ["invalid role name"]}, {}
+        if not isinstance(body, dict) or not body.get("jwt"):
+            return 400, {"errors": ["missing jwt"]}, {}
+        if body.get("role") != k["role"]:
+            # OpenBao 2.7's words
+            return 400, {"errors": ['invalid role name "%s"' % body.get("role")]}, {}
         if body.get("jwt") != k["jwt"]:
             return 403, {"errors": ["permission denied"]}, {}
         tok = "s." + uuid.uuid4().hex
