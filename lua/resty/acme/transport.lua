@@ -86,7 +86,7 @@ _M.is_ip_literal = is_ip_literal
 -- verify the certificate against (and the SNI when it is a DNS name: none for IP literals,
 -- RFC 6066 section 3); `verify` false skips every check. Returns true or nil, err with
 -- lua-nginx-module's wording ("certificate host mismatch" for a wrong name).
-function _M.tls_handshake(sock, name, verify)
+local function handshake(sock, name, verify)
   local ip = name ~= nil and is_ip_literal(name)
   if not verify then
     return sock:sslhandshake(false, (not ip) and name or nil, false)
@@ -113,6 +113,21 @@ function _M.tls_handshake(sock, name, verify)
   end
   if lib.resty_acme_session_peer_ip_matches(sess, name, #name) ~= 1 then
     return nil, "certificate host mismatch"
+  end
+  return true
+end
+
+function _M.tls_handshake(sock, name, verify)
+  local ok, err = handshake(sock, name, verify)
+  if not ok then
+    return nil, err
+  end
+  -- When the handshake completes asynchronously, lua-nginx-module 0.10.23 can report a
+  -- failed certificate verification as success after closing the socket (it logs "lua ssl
+  -- certificate verify error"): a closed socket here means exactly that.
+  if not sock:getreusedtimes() then
+    return nil, "certificate verification failed (an issuer not in " ..
+      "lua_ssl_trusted_certificate, or a host mismatch: nginx's error log names which)"
   end
   return true
 end
@@ -196,14 +211,6 @@ local function exchange(self, target, pool, req, is_head)
     if not ok then
       sock:close()
       return nil, "tls handshake with " .. where .. " failed: " .. tostring(err)
-    end
-    -- When the handshake completes asynchronously, lua-nginx-module 0.10.23 can report a
-    -- failed certificate verification as success after closing the socket (it logs "lua ssl
-    -- certificate verify error"): a closed socket here means exactly that.
-    if not sock:getreusedtimes() then
-      return nil, "tls handshake with " .. where .. " failed: certificate verification " ..
-        "failed (an issuer not in lua_ssl_trusted_certificate, or a host mismatch: nginx's " ..
-        "error log names which)"
     end
   end
 
