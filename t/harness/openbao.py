@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 import ssl
@@ -135,8 +136,9 @@ class OpenBao(proc.Server):
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        req = urllib.request.Request("%s/v1/%s" % (self.addr, path), data=data, method=method,
-                                     headers=headers)
+        # keys hold "#" and other bytes a URL path must escape
+        req = urllib.request.Request("%s/v1/%s" % (self.addr, urllib.parse.quote(path, safe="/:*")),
+                                     data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=10, context=self._ctx()) as r:
                 raw = r.read()
