@@ -117,6 +117,11 @@ stopped by PID (children included); anything still running at interpreter exit i
     (the ``rfc2136`` dns provider's secret table as a dict; ``None`` values drop a key),
     ``log()``, ``log_tail(n)``, ``wait_log(regex, timeout, since)``.
 
+``harness.secrets``: ``register(*values)`` remembers secrets a test hands to a server or an
+adapter (the harness servers register theirs); ``scan(root) -> (logs, leaks)`` greps every
+error.log below ``root`` for them and for PEM private keys. t/conftest.py runs it over the
+session's tmp dir at the end of every session; a leak fails the run.
+
 ``harness.control``: ``control_nginx(nginx_factory, *, api_uri, ca_pem, endpoints, ...)`` and
 ``post(n, path, args)``: nginx with the t/lua control endpoints, shared by the client and
 dns-01 suites (see its docstring).
