@@ -465,6 +465,14 @@ def test_kill_9_during_issuance_and_store_writes(pebble, challtestsrv, nginx_fac
     for name, serial in earlier.items():
         assert certs["domain:ecc:" + name] == serial
 
+    # what a writer killed between write and rename leaves: a hidden temp file, removed by
+    # the next listing once it is older than any write takes (10 minutes)
+    stale = os.path.join(store, ".ZG9tYWluOmVjYzp4.tmp.99999.0")
+    with open(stale, "w") as f:
+        f.write("0::{\"domain\":")
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+
     # after a restart: every earlier certificate is served, the rest are issued once the
     # locks of the killed orders expire
     a.nginx.start()
@@ -474,5 +482,10 @@ def test_kill_9_during_issuance_and_store_writes(pebble, challtestsrv, nginx_fac
         a.wait_issued(name, timeout=LOCK_TTL + 60)
     certs = _check_store(store, time.time())
     assert sorted(certs) == sorted("domain:ecc:" + n for n in names)
+    # the first renewal pass listed the store (a few seconds after the start)
+    deadline = time.monotonic() + 10
+    while os.path.exists(stale) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not os.path.exists(stale)
     for name, serial in earlier.items():
         assert certs["domain:ecc:" + name] == serial
