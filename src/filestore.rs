@@ -203,11 +203,36 @@ pub fn list(dir: &Path) -> Result<Vec<String>, StoreError> {
         let entry = entry.map_err(io_err(dir, "list"))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') {
+            if is_stale_temp(&name, &entry) {
+                // what a process killed between write and rename left behind
+                let _ = fs::remove_file(entry.path());
+            }
             continue;
         }
         out.push(name);
     }
     Ok(out)
+}
+
+/// A temp file of `write_temp` is renamed within milliseconds of its creation; one older
+/// than this is the leftover of a killed process.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn is_stale_temp(name: &str, entry: &fs::DirEntry) -> bool {
+    if !name.contains(".tmp.") {
+        return false;
+    }
+    let Ok(meta) = entry.metadata() else {
+        return false;
+    };
+    let Ok(modified) = meta.modified() else {
+        return false;
+    };
+    meta.is_file()
+        && modified
+            .elapsed()
+            .map(|age| age > STALE_TEMP)
+            .unwrap_or(false)
 }
 
 /// A directory of entries with expiry, as `resty.acme.storage.file` keeps them.
@@ -438,5 +463,40 @@ mod tests {
         fs::write(d.join(file_name("bad").unwrap()), b"garbage").unwrap();
         assert_eq!(s.get("bad", 1.0).unwrap(), None);
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn list_removes_temp_files_a_killed_writer_left() {
+        let dir = std::env::temp_dir().join(format!(
+            "resty-acme-stale-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let old = dir.join(".a2V5.tmp.1.0");
+        let fresh = dir.join(".a2V5.tmp.1.1");
+        let other = dir.join(".hidden");
+        for p in [&old, &fresh, &other] {
+            fs::write(p, b"partial").unwrap();
+        }
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+        File::options()
+            .write(true)
+            .open(&other)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+        fs::write(dir.join("a2V5"), b"0::v").unwrap();
+        assert_eq!(list(&dir).unwrap(), vec!["a2V5".to_string()]);
+        assert!(!old.exists(), "a stale temp file is removed");
+        assert!(fresh.exists(), "a write in progress is left alone");
+        assert!(other.exists(), "other hidden files are not ours");
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -14,6 +14,8 @@ pub mod filestore;
 pub mod httpwire;
 mod lua;
 pub mod psl;
+#[cfg(test)]
+mod proptests;
 
 /// Entry point of `require("resty.acme.core")` (`luaopen_resty_acme_core`).
 #[mlua::lua_module(name = "resty_acme_core")]

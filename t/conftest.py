@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import CORE_SO, REPO, ChallTestSrv, Nginx, Pebble  # noqa: E402
+from harness import secrets  # noqa: E402
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
@@ -92,3 +93,26 @@ def core_so():
     if not os.path.exists(CORE_SO):
         pytest.fail("%s missing: run `make lua-build`" % CORE_SO)
     return CORE_SO
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No secret a test used (harness.secrets) and no private key in any error.log the
+    harness wrote during the session: a leak fails the run."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    try:
+        base = factory.getbasetemp()
+    except Exception:  # noqa: BLE001 - no tmp dir was made: nothing to scan
+        return
+    count, leaks = secrets.scan(base)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = ["secrets check: %d error logs, %d secrets, %d leaks"
+             % (count, len(secrets.registered()), len(leaks))]
+    lines += ["  %s:%d: %s" % leak for leak in leaks[:50]]
+    if reporter is not None:
+        reporter.write_line("\n".join(lines))
+    else:
+        print("\n".join(lines))
+    if leaks:
+        session.exitstatus = 1

@@ -2,7 +2,8 @@
 
 Adapters are built with ``new(conf)`` in init_by_lua (no cosockets there) and called through
 t/lua/storage_t.lua. Real servers: redis-server and etcd (Debian packages) on free loopback
-ports; Consul and Vault are the fakes in t/fakes/ (they also check every request).
+ports; Vault is a real OpenBao 2.7.2 (t/harness/openbao.py); Consul is the fake in t/fakes/
+(it also checks every request).
 """
 
 import os
@@ -11,9 +12,8 @@ import time
 
 import pytest
 
-from harness import Etcd, Redis, StorageNginx
+from harness import BaoUnavailable, Etcd, OpenBao, Redis, StorageNginx, bao_binary
 from fakes.consul import MAX_VALUE as CONSUL_MAX_VALUE, FakeConsul
-from fakes.vault import FakeVault
 
 ADAPTERS = ["shm", "file", "redis", "redis-namespace-db", "redis-acl", "etcd", "etcd-prefix",
             "consul", "vault-kv2", "vault-kv1"]
@@ -63,15 +63,21 @@ def backend(request, workdir):
             servers.append(c)
             b = Backend("consul", {"port": c.port, "token": "consul-token"}, c,
                         max_value=CONSUL_MAX_VALUE)
-        elif name == "vault-kv2":
-            v = FakeVault(token="vault-token", mounts={"acme": 2}).start()
+        elif name in ("vault-kv2", "vault-kv1"):
+            # a real OpenBao (t/harness/openbao.py); the mount's KV version is detected
+            try:
+                bao_binary()
+            except BaoUnavailable as e:
+                pytest.skip(str(e))
+            v = OpenBao(workdir).start()
             servers.append(v)
-            b = Backend("vault", {"port": v.port, "token": "vault-token"}, v)
-        elif name == "vault-kv1":
-            v = FakeVault(token="vault-token", mounts={"kv": 1}).start()
-            servers.append(v)
-            b = Backend("vault", {"port": v.port, "token": "vault-token", "kv_version": 1,
-                                  "kv_path": "/kv/acme"}, v)
+            if name == "vault-kv2":
+                v.mount_kv("acme", 2)
+                b = Backend("vault", {"port": v.port, "token": v.root_token}, v)
+            else:
+                v.mount_kv("kv", 1)
+                b = Backend("vault", {"port": v.port, "token": v.root_token,
+                                      "kv_path": "/kv/acme"}, v)
         else:
             raise AssertionError(name)
         yield b

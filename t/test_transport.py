@@ -6,22 +6,16 @@ JSON. The origins are Python HTTP(S) servers on loopback with certificates from 
 that nginx trusts through lua_ssl_trusted_certificate.
 
 Run: /usr/bin/python3 -m pytest t/test_transport.py
-(builds the module with `cargo build --release` and copies it to build/lua/resty/acme/core.so)
-
-The nginx launcher here is deliberately minimal; it is meant to be replaced by the shared
-harness (t/harness) later.
+(the session fixture ``core_so`` runs `make lua-build`, which replaces build/lua/resty/acme/core.so
+by a rename, never in place: nginx processes of other tests keep their mapping.)
 """
 
 import datetime
 import http.server
 import ipaddress
 import json
-import os
-import shutil
-import signal
 import socket
 import ssl
-import subprocess
 import threading
 import time
 import urllib.request
@@ -33,21 +27,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from harness import Nginx as HarnessNginx
+
 REPO = Path(__file__).resolve().parent.parent
-NGINX = "/usr/sbin/nginx"
-MODULES = "/usr/lib/nginx/modules"
 
 
 # ---------------------------------------------------------------- build
 
 
 @pytest.fixture(scope="module")
-def core_module():
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
-    dest = REPO / "build" / "lua" / "resty" / "acme"
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "target" / "release" / "libresty_acme_core.so", dest / "core.so")
-    return dest / "core.so"
+def core_module(core_so):
+    # the session's `make lua-build` (copy then rename: a running nginx keeps its mapping)
+    return core_so
 
 
 # ---------------------------------------------------------------- PKI
@@ -362,24 +353,6 @@ ngx.print(cjson.encode({ phase = ngx.get_phase(), results = results }))
 """
 
 NGINX_CONF = """
-{user}
-daemon off;
-master_process on;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log info;
-load_module {modules}/ndk_http_module.so;
-load_module {modules}/ngx_http_lua_module.so;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    lua_package_path "{repo}/lua/?.lua;/usr/share/lua/5.1/?.lua;;";
-    lua_package_cpath "{repo}/build/lua/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;";
     lua_ssl_trusted_certificate {ca};
     lua_ssl_verify_depth 3;
 
@@ -404,7 +377,6 @@ http {{
             }}
         }}
     }}
-}}
 """
 
 
@@ -417,38 +389,18 @@ def _free_port():
 
 
 class Nginx:
+    """The transport runner on the shared harness's nginx (t/harness/nginx.py)."""
+
     def __init__(self, prefix, ca):
         self.prefix = prefix
         self.port = _free_port()
+        prefix.mkdir(parents=True, exist_ok=True)
         (prefix / "runner.lua").write_text(RUNNER)
-        conf = NGINX_CONF.format(
-            user="user root;" if os.geteuid() == 0 else "",
-            prefix=prefix,
-            modules=MODULES,
-            repo=REPO,
-            ca=ca,
-            port=self.port,
-        )
-        self.conf = prefix / "nginx.conf"
-        self.conf.write_text(conf)
-        self.log = prefix / "error.log"
-        self.proc = subprocess.Popen(
-            [NGINX, "-p", str(prefix), "-c", str(self.conf), "-e", str(self.log)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    "nginx exited: %s\n%s" % (self.proc.stderr.read().decode(), self.log_text())
-                )
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("nginx did not start:\n" + self.log_text())
+        body = NGINX_CONF.format(prefix=prefix, ca=ca, port=self.port)
+        self.server = HarnessNginx(str(prefix), body, http_ports=[self.port])
+        self.conf = Path(self.server.conf_path)
+        self.log = Path(self.server.error_log_path)
+        self.server.start()
 
     def log_text(self):
         return self.log.read_text() if self.log.exists() else ""
@@ -477,12 +429,7 @@ class Nginx:
         return self.run([dict(method=method, url=url, **kw)], opts)[0]
 
     def stop(self):
-        self.proc.send_signal(signal.SIGQUIT)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self.server.stop()
 
 
 @pytest.fixture(scope="module")

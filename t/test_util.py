@@ -205,3 +205,61 @@ def test_autossl_server_name_rules(lua):
       for _, n in ipairs(names) do out[#out + 1] = valid(n) end
       return { r = out }""" % ("{" + ", ".join(json.dumps(k) for k in cases) + "}"))
     assert dict(zip(cases, res["r"])) == cases
+
+
+def test_openssl_name_altname_csr_build_a_request(lua):
+    """What the original's util.create_csr (and callers such as Kong) do with
+    resty.acme.openssl.name, .altname and .csr."""
+    res = lua("""
+      local openssl = require("resty.acme.openssl")
+      local out = {}
+      for _, spec in ipairs({ { "EC", nil, "prime256v1" }, { "RSA", 2048 } }) do
+        local key = openssl.pkey.new({ type = spec[1], bits = spec[2], curve = spec[3] })
+        local subject = assert(openssl.name.new():add("CN", "csr.example.test"))
+        assert(subject:add("O", "Example Org"))
+        local alt = openssl.altname.new()
+        assert(alt:add("DNS", "csr.example.test"))
+        assert(alt:add("DNSName", "www.csr.example.test"))
+        assert(alt:add("IP", "192.0.2.7"))
+        local csr = openssl.csr.new()
+        assert(csr:set_subject_name(subject))
+        assert(csr:set_subject_alt_name(alt))
+        assert(csr:set_pubkey(key))
+        assert(csr:sign(key))
+        out[#out + 1] = { der = ngx.encode_base64(csr:tostring("DER")), pem = csr:to_PEM() }
+      end
+      local other = openssl.pkey.new({ type = "EC", curve = "prime256v1" })
+      local c = openssl.csr.new()
+      c:set_pubkey(openssl.pkey.new({ type = "EC", curve = "prime256v1" }))
+      return {
+        reqs = out,
+        cn = openssl.name.new():add("CN", "x"):find("CN").blob,
+        bad_alt = select(2, openssl.altname.new():add("X400", "x")),
+        unsigned = select(2, openssl.csr.new():tostring()),
+        mismatch = select(2, c:sign(other)),
+        bad_field = select(2, (function()
+          local n = openssl.name.new():add("NoSuchField", "x")
+          local r = openssl.csr.new()
+          r:set_subject_name(n)
+          return r:sign(other)
+        end)()),
+      }""")
+    for r in res["reqs"]:
+        der = base64.b64decode(r["der"])
+        req = x509.load_der_x509_csr(der)
+        assert req.is_signature_valid
+        assert x509.load_pem_x509_csr(r["pem"].encode()).public_bytes(
+            serialization.Encoding.DER) == der
+        assert req.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == \
+            "csr.example.test"
+        assert req.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == \
+            "Example Org"
+        san = req.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert san.get_values_for_type(x509.DNSName) == ["csr.example.test",
+                                                         "www.csr.example.test"]
+        assert [str(i) for i in san.get_values_for_type(x509.IPAddress)] == ["192.0.2.7"]
+    assert res["cn"] == "x"
+    assert "unsupported type X400" in res["bad_alt"]
+    assert "not signed" in res["unsigned"]
+    assert "does not match" in res["mismatch"]
+    assert "NoSuchField" in res["bad_field"]

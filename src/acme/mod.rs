@@ -51,6 +51,8 @@ mod timestamp;
 
 #[cfg(test)]
 mod flow_tests;
+#[cfg(test)]
+mod proptests;
 
 pub use client::{
     Action, ChallengeTask, ChallengeType, Client, ClientConfig, Directory, Eab, Identifier,

@@ -109,6 +109,59 @@ pub fn create_csr(key: &PrivateKey, names: &[&str]) -> Result<Vec<u8>, CryptoErr
     Ok(builder.build().to_der()?)
 }
 
+/// A CSR with an explicit subject (`(field, value)` pairs in order, fields as OpenSSL's short or
+/// long names: `CN`, `O`, `commonName`, ...) and subject alternative names (`(type, value)`,
+/// type `DNS`, `IP`, `email` or `URI`), signed by `key`: what `resty.acme.openssl.csr` builds
+/// for callers of lua-resty-openssl's `x509.csr`. Returns the DER.
+pub fn build_csr(
+    key: &PrivateKey,
+    subject: &[(String, String)],
+    sans: &[(String, String)],
+) -> Result<Vec<u8>, CryptoError> {
+    let mut builder = X509ReqBuilder::new()?;
+    builder.set_version(0)?;
+    let mut name = X509NameBuilder::new()?;
+    for (field, value) in subject {
+        name.append_entry_by_text(field, value).map_err(|_| {
+            CryptoError::InvalidInput(format!("unknown subject field {field:?} or bad value"))
+        })?;
+    }
+    let name = name.build();
+    builder.set_subject_name(&name)?;
+    builder.set_pubkey(&key.pkey)?;
+    if !sans.is_empty() {
+        let mut san = SubjectAlternativeName::new();
+        for (typ, value) in sans {
+            match typ.to_ascii_lowercase().as_str() {
+                "dns" | "dnsname" => san.dns(value),
+                "ip" | "ipaddress" | "ipaddr" => {
+                    let ip: IpAddr = value.parse().map_err(|_| {
+                        CryptoError::InvalidInput(format!("{value:?} is not an ip address"))
+                    })?;
+                    san.ip(&ip.to_string())
+                }
+                "email" | "rfc822name" => san.email(value),
+                "uri" | "uniformresourceidentifier" => san.uri(value),
+                _ => {
+                    return Err(CryptoError::InvalidInput(format!(
+                        "unsupported alt name type {typ:?}"
+                    )))
+                }
+            };
+        }
+        let san = san.build(&builder.x509v3_context(None))?;
+        let mut extensions = Stack::new()?;
+        extensions.push(san)?;
+        builder.add_extensions(&extensions)?;
+    }
+    let md = match key.kind {
+        KeyType::EcP384 => MessageDigest::sha384(),
+        KeyType::Rsa(_) | KeyType::EcP256 => MessageDigest::sha256(),
+    };
+    builder.sign(&key.pkey, md)?;
+    Ok(builder.build().to_der()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +273,30 @@ mod tests {
             let err = create_csr(&key, &["ok.example", bad]).unwrap_err();
             assert!(matches!(err, CryptoError::InvalidInput(_)), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn build_csr_with_explicit_subject_and_alt_names() {
+        let key = PrivateKey::generate(KeyType::EcP256).unwrap();
+        let der = build_csr(
+            &key,
+            &[
+                ("CN".into(), "a.example".into()),
+                ("O".into(), "Org".into()),
+            ],
+            &[
+                ("DNS".into(), "a.example".into()),
+                ("DNS".into(), "b.example".into()),
+                ("IP".into(), "192.0.2.1".into()),
+            ],
+        )
+        .unwrap();
+        let (req, cn, sans) = parse(&der);
+        assert_eq!(cn.as_deref(), Some("a.example"));
+        assert!(req.verify(&req.public_key().unwrap()).unwrap());
+        assert_eq!(sans, ["DNS:a.example", "DNS:b.example", "IP:192.0.2.1"]);
+        assert!(build_csr(&key, &[("NoSuchField".into(), "x".into())], &[]).is_err());
+        assert!(build_csr(&key, &[], &[("X400".into(), "x".into())]).is_err());
+        assert!(build_csr(&key, &[], &[("IP".into(), "not-an-ip".into())]).is_err());
     }
 }

@@ -13,6 +13,7 @@ pub mod encoding;
 mod error;
 pub mod jws;
 pub mod key;
+pub mod peer;
 pub mod serve;
 pub mod tls_alpn;
 pub mod tls_cert;

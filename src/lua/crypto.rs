@@ -317,6 +317,33 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     )?;
     // The CSR signed on a thread (an RSA-4096 signature costs about 3 ms of the event loop).
     t.set(
+        "csr_build",
+        lua.create_function(
+            |lua,
+             (key, subject, sans): (
+                LuaUserDataRef<LuaKey>,
+                Vec<Vec<String>>,
+                Vec<Vec<String>>,
+            )| {
+                // { {field, value}, ... } pairs from Lua
+                let pairs = |v: Vec<Vec<String>>| -> Option<Vec<(String, String)>> {
+                    v.into_iter()
+                        .map(|p| match <[String; 2]>::try_from(p) {
+                            Ok([a, b]) => Some((a, b)),
+                            Err(_) => None,
+                        })
+                        .collect()
+                };
+                match (pairs(subject), pairs(sans)) {
+                    (Some(subject), Some(sans)) => {
+                        bytes_ret(lua, csr::build_csr(&key.0, &subject, &sans))
+                    }
+                    _ => Ok(Err("csr_build: entries must be {name, value} pairs".to_string())),
+                }
+            },
+        )?,
+    )?;
+    t.set(
         "csr_async",
         lua.create_function(
             |_, (key, names): (LuaUserDataRef<LuaKey>, LuaTable)| -> Ret<ThreadJob<Vec<u8>>> {

@@ -9,6 +9,7 @@ mod exec;
 mod ffi;
 mod fs;
 mod http;
+mod peer;
 mod persist;
 mod psl;
 

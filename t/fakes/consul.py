@@ -14,6 +14,8 @@ Anything else is recorded in ``violations`` and answered 400.
 
 import base64
 
+from harness import secrets
+
 from .httpfake import FakeServer
 
 MAX_VALUE = 512 * 1024
@@ -26,6 +28,7 @@ class FakeConsul(FakeServer):
     def __init__(self, token=None, tls=None):
         super().__init__(tls=tls)
         self.token = token
+        secrets.register(token)
         self.kv = {}
         self.index = 10
 

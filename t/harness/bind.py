@@ -4,7 +4,7 @@ TSIG-signed dynamic updates (RFC 2136 / RFC 8945)."""
 import base64
 import os
 
-from . import proc
+from . import proc, secrets
 from .dnsq import dns_query
 
 NAMED_BIN = "/usr/sbin/named"
@@ -48,6 +48,7 @@ class Bind(proc.Server):
         # a second key the server knows but does not allow to update (answers REFUSED)
         self.ro_key_name = "readonly-key."
         self.ro_secret = base64.b64encode(os.urandom(32)).decode()
+        secrets.register(self.secret, self.ro_secret)
         self.a = a
         self.conf_path = os.path.join(self.workdir, "named.conf")
         self.zone_path = os.path.join(self.workdir, "%s.db" % self.zone)

@@ -7,7 +7,7 @@ import ssl
 import urllib.error
 import urllib.request
 
-from . import proc
+from . import proc, secrets
 from .ca import TestCA
 
 PEBBLE_BIN = "/usr/bin/pebble"
@@ -123,6 +123,7 @@ class Pebble(proc.Server):
         self.workdir = os.path.join(str(workdir), "pebble")
         os.makedirs(self.workdir, exist_ok=True)
         self.bin = PEBBLE_BIN
+        secrets.register(*(eab_keys or {}).values())
         self.ca = TestCA(os.path.join(self.workdir, "tls"), name="pebble listener test CA")
         self.ca_pem = self.ca.ca_pem
         self.port = proc.free_port()

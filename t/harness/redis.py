@@ -4,7 +4,7 @@ import os
 import socket
 import time
 
-from . import proc
+from . import proc, secrets
 
 REDIS_BIN = "/usr/bin/redis-server"
 
@@ -96,6 +96,7 @@ class Redis(proc.Server):
         self.port = proc.free_port()
         self.password = password
         self.users = dict(users or {})
+        secrets.register(password, *self.users.values())
         self.unix_path = os.path.join(self.workdir, "redis.sock") if unix_socket else None
         self.tls_port = proc.free_port() if tls_ca is not None else None
         self.log_path = os.path.join(self.workdir, "redis.log")

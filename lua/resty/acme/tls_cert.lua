@@ -7,13 +7,12 @@
 local ffi = require("ffi")
 local ssl = require("ngx.ssl")
 local base = require("resty.core.base")
-require("resty.acme.core")
+local core_ffi = require("resty.acme.core_ffi")
 
 local ngx = ngx
 local C = ffi.C
 local ffi_string = ffi.string
 local get_request = base.get_request
-local package = package
 local pcall = pcall
 local tostring = tostring
 
@@ -104,31 +103,10 @@ end
 -- which host call reads the SSL* (the tests check it is the one for the running version)
 _M.ssl_pointer_impl = ssl_pointer_how
 
--- The core library as an FFI namespace: the same file `require` loaded (dlopen returns the
--- loaded handle), found the way `require` found it.
-local function load_core()
-  local searchpath = package.searchpath
-  if not searchpath then
-    return nil, "package.searchpath is missing"
-  end
-  local path, err = searchpath("resty.acme.core", package.cpath)
-  if not path then
-    return nil, err
-  end
-  local ok, lib = pcall(ffi.load, path)
-  if not ok then
-    return nil, lib
-  end
-  local found = pcall(function()
-    return lib.resty_acme_ssl_set_certkey, lib.resty_acme_leaf_matches_key
-  end)
-  if not found then
-    return nil, "resty_acme_ssl_set_certkey is not exported by " .. path
-  end
-  return lib
+local core_lib, load_err = core_ffi.load("resty_acme_ssl_set_certkey")
+if core_lib and not core_ffi.load("resty_acme_leaf_matches_key") then
+  core_lib, load_err = nil, "resty_acme_leaf_matches_key is not exported"
 end
-
-local core_lib, load_err = load_core()
 _M.native = core_lib ~= nil
 _M.native_error = load_err
 _M.lib = core_lib

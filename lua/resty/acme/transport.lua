@@ -3,8 +3,15 @@
 -- Lua only moves bytes over ngx.socket.tcp cosockets; resty.acme.core (Rust) splits the URL,
 -- encodes the request and parses the response. Connections are kept in the cosocket pool
 -- named after scheme, host, port and the TLS verification setting.
+--
+-- Every TLS connection verifies the peer: the chain against lua_ssl_trusted_certificate and the
+-- name, a DNS name by nginx (X509_check_host on the certificate's DNS SANs), an IP literal here
+-- after the handshake against the certificate's iPAddress SANs (nginx's check never looks at
+-- them). `ssl_verify = false` is the only way out, and says so in the error log.
 
 local core = require("resty.acme.core")
+local ffi = require("ffi")
+local core_ffi = require("resty.acme.core_ffi")
 
 local ngx = ngx
 local tcp = ngx.socket.tcp
@@ -17,7 +24,11 @@ local pairs = pairs
 local str_lower = string.lower
 local ngx_log = ngx.log
 local INFO = ngx.INFO
+local WARN = ngx.WARN
 local math_floor = math.floor
+local find = string.find
+local match = string.match
+local pcall = pcall
 
 local http_target = core.http_target
 local http_request = core.http_request
@@ -27,6 +38,92 @@ local _M = { _VERSION = "0.1.0" }
 local mt = { __index = _M }
 
 local READ_SIZE = 65536
+
+-- src/lua/peer.rs; another module may have declared it already, which is fine.
+pcall(ffi.cdef, [[
+int resty_acme_session_peer_ip_matches(void *session, const char *host, size_t len);
+]])
+
+local core_lib_err
+
+-- The core library as an FFI namespace (resty.acme.core_ffi), once it is needed.
+local peer_lib
+local function core_lib()
+  if not peer_lib and not core_lib_err then
+    peer_lib, core_lib_err = core_ffi.load("resty_acme_session_peer_ip_matches")
+  end
+  return peer_lib, core_lib_err
+end
+
+-- Whether a host or server name is an IP literal (IPv4 dotted quad, or IPv6 with or without
+-- brackets) rather than a DNS name.
+local function is_ip_literal(name)
+  return find(name, ":", 1, true) ~= nil or match(name, "^%d+%.%d+%.%d+%.%d+$") ~= nil
+end
+_M.is_ip_literal = is_ip_literal
+
+-- TLS handshake on the cosocket `sock` that checks the peer's name. `name` is the name to
+-- verify the certificate against (and the SNI when it is a DNS name: none for IP literals,
+-- RFC 6066 section 3); `verify` false skips every check. Returns true or nil, err with
+-- lua-nginx-module's wording ("certificate host mismatch" for a wrong name).
+local function handshake(sock, name, verify)
+  local ip = name ~= nil and is_ip_literal(name)
+  if not verify then
+    return sock:sslhandshake(false, (not ip) and name or nil, false)
+  end
+  if not ip then
+    return sock:sslhandshake(false, name, true)
+  end
+  -- nginx verifies the chain; the address is checked on the session's peer certificate.
+  -- lua-resty-core 0.1.25 raises (an assertion in its sslhandshake) instead of returning the
+  -- error when a handshake asked for its session fails verification at once.
+  local ok, sess, err = pcall(sock.sslhandshake, sock, true, nil, true)
+  if not ok then
+    return nil, "certificate verify failed (nginx's error log names the cause)"
+  end
+  if not sess then
+    return nil, err
+  end
+  if type(sess) ~= "cdata" then
+    return nil, "certificate host mismatch (no tls session to check " .. name .. " on)"
+  end
+  local lib, lerr = core_lib()
+  if not lib then
+    return nil, "certificate host mismatch (cannot check " .. name .. ": " .. lerr .. ")"
+  end
+  if lib.resty_acme_session_peer_ip_matches(sess, name, #name) ~= 1 then
+    return nil, "certificate host mismatch"
+  end
+  return true
+end
+
+function _M.tls_handshake(sock, name, verify)
+  local ok, err = handshake(sock, name, verify)
+  if not ok then
+    return nil, err
+  end
+  -- When the handshake completes asynchronously, lua-nginx-module 0.10.23 can report a
+  -- failed certificate verification as success after closing the socket (it logs "lua ssl
+  -- certificate verify error"): a closed socket here means exactly that.
+  if not sock:getreusedtimes() then
+    return nil, "certificate verification failed (an issuer not in " ..
+      "lua_ssl_trusted_certificate, or a host mismatch: nginx's error log names which)"
+  end
+  return true
+end
+
+local warned_noverify = {}
+
+-- Logs, once per process and `who`, that TLS certificates are not verified (ssl_verify or
+-- tls_verify = false: the only way to turn the checks off).
+function _M.warn_noverify(who)
+  if warned_noverify[who] then
+    return
+  end
+  warned_noverify[who] = true
+  ngx_log(WARN, who, ": TLS certificate verification is disabled ",
+          "(ssl_verify/tls_verify = false): any server can pose as the configured one")
+end
 
 -- Phases where cosockets cannot be used (lua-nginx-module docs, "Cosockets Not Available
 -- Everywhere").
@@ -88,21 +185,12 @@ local function exchange(self, target, pool, req, is_head)
   local reused = (sock:getreusedtimes() or 0) > 0
 
   if target.scheme == "https" and not reused then
-    -- SNI is the host name; none for IP literals (RFC 6066 section 3). Verification uses
-    -- lua_ssl_trusted_certificate from the nginx configuration.
-    local sni = self.server_name or ((not target.is_ip) and target.host or nil)
-    ok, err = sock:sslhandshake(false, sni, self.ssl_verify)
+    -- The certificate must name server_name, by default the URL's host (an IP literal
+    -- against its IP SANs); the chain is verified with lua_ssl_trusted_certificate.
+    ok, err = _M.tls_handshake(sock, self.server_name or target.host, self.ssl_verify)
     if not ok then
       sock:close()
       return nil, "tls handshake with " .. where .. " failed: " .. tostring(err)
-    end
-    -- When the handshake completes asynchronously, lua-nginx-module 0.10.23 can report a
-    -- failed certificate verification as success after closing the socket (it logs "lua ssl
-    -- certificate verify error"): a closed socket here means exactly that.
-    if not sock:getreusedtimes() then
-      return nil, "tls handshake with " .. where .. " failed: certificate verification " ..
-        "failed (an issuer not in lua_ssl_trusted_certificate, or a host mismatch: nginx's " ..
-        "error log names which)"
     end
   end
 
@@ -171,8 +259,9 @@ end
 -- opts: timeout (ms, for connect, send and each read; 10000; 0 = nginx's lua_socket_*_timeout),
 -- keepalive_timeout (ms; 60000; 0 = no idle timeout),
 -- keepalive_pool (16), ssl_verify (true), max_body (bytes; 1 MiB), keepalive (true; false
--- sends "Connection: close" and never pools), server_name (TLS SNI and the name the
--- certificate is verified against; default the URL's host, none for IP literals).
+-- sends "Connection: close" and never pools), server_name (the name the certificate is
+-- verified against, and the TLS SNI when it is a DNS name; default the URL's host; an IP
+-- literal is checked against the certificate's IP SANs).
 function _M.new(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("transport options must be a table", 2)
@@ -192,6 +281,10 @@ function _M.new(opts)
   end
   if self.keepalive_pool < 1 then
     error("transport option keepalive_pool must be at least 1", 2)
+  end
+  if not self.ssl_verify then
+    -- once per process: DNS providers make a transport per use
+    _M.warn_noverify("resty.acme.transport")
   end
   return setmetatable(self, mt)
 end

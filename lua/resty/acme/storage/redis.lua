@@ -8,6 +8,7 @@
 -- transport failure is retried once on a fresh connection, and `list` escapes glob
 -- characters in the prefix.
 local storage_util = require("resty.acme.storage_util")
+local transport = require("resty.acme.transport")
 
 local ngx = ngx
 local ngx_md5 = ngx.md5
@@ -99,7 +100,9 @@ local function connect(self)
   if self.ssl then
     -- resty.redis before 0.28 has no TLS option: the handshake is done on its cosocket
     local sock = rawget(red, "_sock")
-    ok, err = sock:sslhandshake(false, self.ssl_server_name, self.ssl_verify)
+    -- with ssl_verify the certificate must name ssl_server_name, by default the host
+    ok, err = transport.tls_handshake(sock, self.ssl_server_name
+      or ((not self.unix) and self.host or nil), self.ssl_verify)
     if not ok then
       red:close()
       return nil, "redis: tls handshake with " .. self.where .. " failed: " .. tostring(err), true
@@ -245,7 +248,11 @@ function _M.new(conf)
   end
 
   local ssl = conf.ssl and true or false
+  -- the original's default (lua-resty-redis): no verification unless asked for
   local ssl_verify = conf.ssl_verify and true or false
+  if ssl and not ssl_verify then
+    transport.warn_noverify("resty.acme.storage.redis")
+  end
   local where = unix and host or (host .. ":" .. port)
   local pool = "resty.acme.redis:" .. where .. ":" .. tostring(database or "") .. ":"
     .. (ssl and ("ssl:" .. tostring(ssl_verify) .. ":" .. tostring(server_name or "")) or "plain")

@@ -12,8 +12,11 @@
 --   `"encoding": "base64"` next to the value; text values are stored as before;
 -- - kubernetes login happens on first use (never in `new`, which runs in init_by_lua) and is
 --   repeated once when Vault refuses the token;
--- - `kv_version = 1` uses a KV v1 mount: the expiry is kept in the secret (`expires_at`, Unix
---   ms) and honoured on read; v1 has no check-and-set, so `add` there is read-then-write.
+-- - the mount's KV version is asked on first use (`sys/internal/ui/mounts/<mount>`); a
+--   `conf.kv_version` that disagrees is an error (a v1 mount written with the v2 layout
+--   "succeeded" while TTLs never expired and `delete` deleted nothing);
+-- - on a KV v1 mount the expiry is kept in the secret (`expires_at`, Unix ms) and honoured on
+--   read; v1 has no check-and-set, so `add` there is read-then-write.
 local transport = require("resty.acme.transport")
 local http_api = require("resty.acme.http_api")
 local storage_util = require("resty.acme.storage_util")
@@ -189,6 +192,11 @@ request = function(self, method, path, payload, no_auth)
     local res, err = http_api.request(self.transport, method, self.base_url .. path, headers,
       payload, "vault: " .. method, 2)
     if not res then
+      -- the original's wording, which its callers match
+      local where, cause = match(err, "tls handshake with (%S+) failed: (.*)$")
+      if where then
+        return nil, "unable to SSL handshake with vault server: " .. cause .. " (" .. where .. ")"
+      end
       return nil, err
     end
     if res.status ~= 403 or not relogin then
@@ -317,9 +325,12 @@ function _M.new(conf)
   if not mount then
     return nil, "vault: conf.kv_path must start with a mount name"
   end
-  local kv_version = tonumber(conf.kv_version or 2)
-  if kv_version ~= 1 and kv_version ~= 2 then
-    return nil, "vault: conf.kv_version must be 1 or 2"
+  local kv_version
+  if conf.kv_version ~= nil then
+    kv_version = tonumber(conf.kv_version)
+    if kv_version ~= 1 and kv_version ~= 2 then
+      return nil, "vault: conf.kv_version must be 1 or 2"
+    end
   end
   local timeout = tonumber(conf.timeout or 2000)
   if not timeout or timeout < 0 then
@@ -329,7 +340,9 @@ function _M.new(conf)
   local auth_method = lower(conf.auth_method or "token")
   local self = {
     auth_method = auth_method,
-    kv_version = kv_version,
+    -- the configured version; the mount's is asked on first use (new runs in init_by_lua)
+    kv_version_conf = kv_version,
+    mount = mount,
     headers = {},
   }
   if auth_method == "token" then
@@ -362,19 +375,26 @@ function _M.new(conf)
 
   local topts = { timeout = math_floor(timeout), max_body = MAX_BODY }
   if conf.https then
-    local server_name = conf.tls_server_name or srv.host
-    -- certificates name hosts, not IP literals: SNI and name check only for names
-    if not match(server_name, "^[%d.]+$") and not find(server_name, ":", 1, true) then
-      topts.server_name = server_name
+    if conf.tls_server_name ~= nil
+       and (type(conf.tls_server_name) ~= "string" or conf.tls_server_name == "") then
+      return nil, "vault: conf.tls_server_name must be a non-empty string"
     end
+    -- the certificate must name it: a DNS name (also the SNI) or an IP literal (its IP SANs)
+    local server_name = conf.tls_server_name or srv.host
+    topts.server_name = server_name
     self.headers["Host"] = server_name
     topts.ssl_verify = conf.tls_verify ~= false
   end
   self.transport = transport.new(topts)
   self.base_url = srv.origin
-  local mount_e = escape(mount)
-  local path_e = gsub(path, "[^/]+", escape)
-  if kv_version == 2 then
+  self.mount_e = escape(mount)
+  self.path_e = gsub(path, "[^/]+", escape)
+  return setmetatable(self, mt)
+end
+
+local function set_layout(self, version)
+  local mount_e, path_e = self.mount_e, self.path_e
+  if version == 2 then
     self.data_path = "/v1/" .. mount_e .. "/data" .. path_e .. "/"
     self.metadata_path = "/v1/" .. mount_e .. "/metadata" .. path_e .. "/"
     self.list_path = self.metadata_path
@@ -382,10 +402,62 @@ function _M.new(conf)
     self.data_path = "/v1/" .. mount_e .. path_e .. "/"
     self.list_path = self.data_path
   end
-  return setmetatable(self, mt)
+  self.kv_version = version
+end
+
+-- The mount's KV version, asked once (sys/internal/ui/mounts answers any token with a
+-- capability on the mount). A KV v1 mount used with the v2 layout would "succeed" while TTLs
+-- never expire and delete removes nothing, so a mismatch with conf.kv_version is an error, and
+-- without conf.kv_version a mount whose version cannot be told is one too. Returns err or nil.
+local function ready(self)
+  if self.kv_version then
+    return nil
+  end
+  local res, err = request(self, "GET", "/v1/sys/internal/ui/mounts/" .. self.mount_e)
+  if not res then
+    return err
+  end
+  local body = json.decode(res.body or "")
+  local data = type(body) == "table" and type(body.data) == "table" and body.data or nil
+  local want = self.kv_version_conf
+  if res.status == 200 and data then
+    local typ = data.type
+    if typ ~= "kv" and typ ~= "generic" then
+      return "vault: mount " .. self.mount .. " is a " .. tostring(typ)
+        .. " secrets engine, not kv"
+    end
+    local options = type(data.options) == "table" and data.options or {}
+    local version = tonumber(options.version) or 1
+    if version ~= 1 and version ~= 2 then
+      return "vault: mount " .. self.mount .. " has an unknown KV version "
+        .. tostring(options.version)
+    end
+    if want and want ~= version then
+      return "vault: mount " .. self.mount .. " is KV version " .. version
+        .. ", but conf.kv_version is " .. want
+    end
+    set_layout(self, version)
+    return nil
+  end
+  if want then
+    -- a server without that endpoint, or a token it does not answer: as configured
+    set_layout(self, want)
+    return nil
+  end
+  local verr = vault_errors(body) or ""
+  local hint = ""
+  if find(verr, "preflight capability check", 1, true) then
+    hint = " (no mount " .. self.mount .. ", or the token may not use it)"
+  end
+  return "vault: mount check returned status " .. tostring(res.status)
+    .. (verr ~= "" and (": " .. verr) or "") .. hint
 end
 
 function _M.set(self, k, v, ttl)
+  local rerr = ready(self)
+  if rerr then
+    return rerr
+  end
   local data = secret_data(v)
   if not data then
     return "vault: value must be a string or a number, got " .. type(v)
@@ -406,6 +478,10 @@ function _M.set(self, k, v, ttl)
 end
 
 function _M.add(self, k, v, ttl)
+  local rerr = ready(self)
+  if rerr then
+    return rerr
+  end
   local data = secret_data(v)
   if not data then
     return "vault: value must be a string or a number, got " .. type(v)
@@ -446,6 +522,10 @@ function _M.add(self, k, v, ttl)
 end
 
 function _M.delete(self, k)
+  local rerr = ready(self)
+  if rerr then
+    return rerr
+  end
   -- KV v2: deleting the metadata removes every version
   local path = (self.kv_version == 2 and self.metadata_path or self.data_path) .. secret_name(k)
   local _, err = api(self, "DELETE", path, nil, "delete")
@@ -453,6 +533,10 @@ function _M.delete(self, k)
 end
 
 function _M.get(self, k)
+  local rerr = ready(self)
+  if rerr then
+    return nil, rerr
+  end
   if self.kv_version == 1 then
     local v, err = read_v1(self, k)
     return v, err
@@ -465,6 +549,10 @@ function _M.get(self, k)
 end
 
 function _M.list(self, prefix)
+  local rerr = ready(self)
+  if rerr then
+    return {}, rerr
+  end
   prefix = gsub(prefix or "", "/", "-")
   local body, err = api(self, "LIST", self.list_path, nil, "list")
   if err then
