@@ -13,9 +13,9 @@ pub mod dns;
 pub mod filestore;
 pub mod httpwire;
 mod lua;
-pub mod psl;
 #[cfg(test)]
 mod proptests;
+pub mod psl;
 
 /// Entry point of `require("resty.acme.core")` (`luaopen_resty_acme_core`).
 #[mlua::lua_module(name = "resty_acme_core")]
