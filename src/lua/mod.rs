@@ -1,6 +1,7 @@
 //! mlua glue: the `resty.acme.core` module table. Only conversions live here; the work is done
 //! in `crypto`, `acme` and `httpwire`.
 
+mod backoff;
 mod client;
 mod crypto;
 mod dns;
@@ -15,6 +16,7 @@ use mlua::prelude::*;
 pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     let t = lua.create_table()?;
     t.set("_VERSION", env!("CARGO_PKG_VERSION"))?;
+    backoff::register(lua, &t)?;
     client::register(lua, &t)?;
     crypto::register(lua, &t)?;
     dns::register(lua, &t)?;
