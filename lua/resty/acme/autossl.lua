@@ -9,6 +9,7 @@ local core = require("resty.acme.core")
 local certcache = require("resty.acme.certcache")
 local metrics = require("resty.acme.metrics")
 local ondemand = require("resty.acme.ondemand")
+local backoff = require("resty.acme.backoff")
 local renewal = require("resty.acme.renewal")
 local ssl = require("ngx.ssl")
 local tls_cert = require("resty.acme.tls_cert")
@@ -406,32 +407,17 @@ local function ensure_client()
   return true
 end
 
-local function cooloff_for(domain, attempts)
-  local conf = AUTOSSL.config
-  local cb = conf.failure_cooloff_callback
-  if cb then
-    local v = tonumber(cb(domain, attempts))
-    if v then
-      return v
-    end
-  end
-  return tonumber(conf.failure_cooloff) or 0
-end
-
-local function record_result(domain, err)
+-- failed_attempts: as the original keeps it; when to try again is resty.acme.backoff's (by
+-- cause, per name and key type, in storage).
+local function record_result(domain, err, typ, fail)
   local storage = AUTOSSL.storage
   local key = "failed_attempts:" .. domain
   if not err then
     storage:set(key, 0)
-    return
+  else
+    storage:set(key, (tonumber((storage:get(key))) or 0) + 1)
   end
-  local attempts = (tonumber((storage:get(key))) or 0) + 1
-  storage:set(key, attempts)
-  local cooloff = cooloff_for(domain, attempts)
-  -- a cooloff of 0 means "retry at once": no lock (the original made it permanent in shm)
-  if cooloff > 0 then
-    storage:add("failure_lock:" .. domain, now() + cooloff, cooloff)
-  end
+  backoff.record(storage, domain, typ, err, fail)
 end
 
 local function domain_key_for(typ, renew, existing)
@@ -558,15 +544,15 @@ local function do_update(data, domain, typ)
   log(ngx.INFO, "ordering ", typ, " certificate for ", domain, profile and (" (profile " .. profile .. ")") or "")
   local t0 = now()
   local opts = { replaces = data.replaces, profile = profile }
-  local cert, oerr
+  local cert, oerr, ofail
   if names[2] then
-    cert, oerr = AUTOSSL.client:order_certificate(pkey, names[1], names[2], opts)
+    cert, oerr, ofail = AUTOSSL.client:order_certificate(pkey, names[1], names[2], opts)
   else
-    cert, oerr = AUTOSSL.client:order_certificate(pkey, names[1], opts)
+    cert, oerr, ofail = AUTOSSL.client:order_certificate(pkey, names[1], opts)
   end
   if not cert then
     log(ngx.ERR, "failed to order ", typ, " certificate for ", domain, ": ", oerr)
-    return oerr
+    return oerr, nil, ofail
   end
 
   local value = json.encode({
@@ -603,10 +589,10 @@ function AUTOSSL.update_cert(data)
     return "cert update is not allowed for domain " .. domain
   end
   local storage = AUTOSSL.storage
-  local until_t = storage:get("failure_lock:" .. domain)
+  local until_t = backoff.blocked(storage, domain, typ)
   if until_t then
     log(ngx.INFO, "previous attempt for ", domain, " failed, cooling off for another ",
-      math_floor((tonumber(until_t) or 0) - now()), "s")
+      until_t == math.huge and "ever" or math_floor(until_t - now()), "s")
     return nil
   end
 
@@ -620,12 +606,12 @@ function AUTOSSL.update_cert(data)
     return nil
   end
 
-  local ok, err, skipped = pcall(do_update, data, domain, typ)
+  local ok, err, skipped, fail = pcall(do_update, data, domain, typ)
   if not ok then
     err = "unexpected error: " .. tostring(err)
   end
   if not skipped then
-    record_result(domain, err)
+    record_result(domain, err, typ, fail)
     if err then
       ondemand.note_failure(storage, domain, err)
     end
@@ -1022,20 +1008,23 @@ function AUTOSSL.serve_admin()
       failures[#failures + 1] = {
         name = name,
         attempts = attempts,
-        cooloff_until = tonumber((AUTOSSL.storage:get("failure_lock:" .. name))),
+        cooloff_until = tonumber((AUTOSSL.storage:get("failure_lock:" .. name)))
+          or backoff.until_any(AUTOSSL.storage, name),
         last_error = ondemand.last_error(AUTOSSL.storage, name),
       }
     end
   end
+  local backoffs = backoff.list(AUTOSSL.storage)
   setmetatable(certs, cjson.array_mt)
   setmetatable(failures, cjson.array_mt)
+  setmetatable(backoffs, cjson.array_mt)
   for _, c in ipairs(certs) do
     if c.sans then
       setmetatable(c.sans, cjson.array_mt)
     end
   end
   ngx.header["Content-Type"] = "application/json"
-  ngx.say(json.encode({ certificates = certs, failures = failures }))
+  ngx.say(json.encode({ certificates = certs, failures = failures, backoff = backoffs }))
   return ngx.exit(ngx.HTTP_OK)
 end
 
@@ -1255,6 +1244,7 @@ function AUTOSSL.init(autossl_config, acme_config)
     acme_config.challenge_preflight = ondemand.preflight
   end
 
+  backoff.init(autossl_config, acme_config)
   local c, err = client.new(acme_config)
   if not c then
     error("failed to initialize ACME client: " .. tostring(err))

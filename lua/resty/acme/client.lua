@@ -641,10 +641,12 @@ function _M:order_certificate(domain_key, ...)
     if not op then
       return nil, operr
     end
-    res, rerr = run(self, op)
+    res, rerr, act = run(self, op)
   end
   if not res then
-    return nil, rerr
+    -- beyond the original: the failed operation's error table (category, problem_type,
+    -- status, retry_after) for resty.acme.backoff
+    return nil, rerr, act
   end
   return res.pem
 end
