@@ -20,6 +20,9 @@ that is not JSON), ``"problem"`` (status ``status`` with a problem document of t
 ``problem``, e.g. ``"rejectedIdentifier"``). A path matches a fault when it starts with the
 fault's prefix; the most recently added match wins.
 
+Every reply closes its connection (no keep-alive), so a reset never meets the transport's
+re-send on a stale pooled connection: each request counted is one the client chose to make.
+
 Counting: ``seen`` is a list of ``(monotonic time, method, path, what)`` (``what`` is the
 fault kind or ``"forwarded"``); ``times_of(path_prefix)``, ``count(path_prefix)``.
 """
@@ -82,6 +85,11 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in headers:
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
+        # one request per connection: a reset then always hits a fresh connection, which the
+        # client's transport never re-sends on (it does re-send once on a stale pooled one),
+        # so every request seen here is one the client chose to make
+        self.send_header("Connection", "close")
+        self.close_connection = True
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
