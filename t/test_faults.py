@@ -63,6 +63,16 @@ def knock(node, name, until, stop_when_issued=True):
     return None
 
 
+def knock_after_first_order(node, proxy, name, seconds):
+    """Handshakes until the first newOrder (nginx start and account setup take their time on
+    a busy machine), then for `seconds` more."""
+    deadline = time.monotonic() + 60
+    while not orders(proxy) and time.monotonic() < deadline:
+        knock(node, name, time.monotonic() + 0.5, stop_when_issued=False)
+    assert orders(proxy), node.nginx.log_tail(30)
+    knock(node, name, orders(proxy)[0] + seconds, stop_when_issued=False)
+
+
 def orders(proxy):
     return proxy.times_of(NEW_ORDER, "POST")
 
@@ -113,7 +123,7 @@ def test_transient_failures_double_to_the_cap(pebble, proxy, challtestsrv, nginx
     assert "(transient, 5 in a row)" in log
 
 
-def test_failed_validations_stay_within_the_budget(pebble, proxy, challtestsrv, nginx_factory,
+def test_failed_validations_stay_within_the_ca_allowance(pebble, proxy, challtestsrv, nginx_factory,
                                                    workdir):
     """The name resolves (for Pebble's VA) to 127.0.0.2, where nothing listens: every order
     fails its http-01 validation (connection). With failed_validation_limit 2 per 12 s, any two
@@ -123,7 +133,7 @@ def test_failed_validations_stay_within_the_budget(pebble, proxy, challtestsrv, 
     a = start(nginx_factory, proxy, challtestsrv, workdir, [name],
               "failure_cooloff = 1, failure_cooloff_cap = 1, failed_validation_limit = 2,"
               " failed_validation_window = 12,")
-    knock(a, name, time.monotonic() + 28, stop_when_issued=False)
+    knock_after_first_order(a, proxy, name, 28)
     ts = orders(proxy)
     assert len(ts) >= 3, (ts, a.nginx.log_tail(30))
     # 0, 1, then no third within 12 s of the first: 12, 13, 24, 25, ...
@@ -144,9 +154,82 @@ def test_rejected_identifier_stops_and_is_shown(pebble, proxy, challtestsrv, ngi
     port = free_port()
     a = start(nginx_factory, proxy, challtestsrv, workdir, [name], "failure_cooloff = 1,",
               extra_http=admin_server(port))
-    knock(a, name, time.monotonic() + 8, stop_when_issued=False)
+    knock_after_first_order(a, proxy, name, 8)
     assert len(orders(proxy)) == 1, gaps(orders(proxy))
     view = admin(port)
     entry = [b for b in view["backoff"] if b["name"] == name]
     assert entry and entry[0]["cause"] == "permanent" and entry[0]["stopped"] is True, view
     assert "rejectedIdentifier" in entry[0]["error"], view
+
+
+def test_order_budget_paces_a_flood_and_serves_every_name(pebble, proxy, challtestsrv,
+                                                          nginx_factory, workdir):
+    """40 new names at once with an order budget of 5, refilled by one a second (scaled from
+    Let's Encrypt's 300, one per 36 s): the names beyond the budget are queued, not dropped;
+    at the proxy no stretch of time sees more newOrders than the bucket allows, and every name
+    is served in the end."""
+    names = ["b%02d.example.test" % i for i in range(40)]
+    a = start(nginx_factory, proxy, challtestsrv, workdir, names,
+              "failure_cooloff = 1, order_budget = { capacity = 5, refill_every = 1,"
+              " drain_interval = 0.5 },")
+    for name in names:
+        try:
+            a.handshake(name)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 150
+    for name in names:
+        assert a.wait_issued(name, timeout=max(1, deadline - time.monotonic()))
+    ts = sorted(orders(proxy))
+    assert len(ts) == len(names), len(ts)
+    # A token is taken before its newOrder reaches the proxy (domain key, JWS, nonce, and the
+    # proxy itself: one TLS connection per request, 40 orders in flight on 2 shared cores):
+    # arrivals bunch by a few seconds. Without a budget all 40 arrive within a few seconds,
+    # which both checks below refuse.
+    lag = 5.0
+    for i in range(len(ts)):
+        for j in range(i + 1, len(ts)):
+            allowed = 5 + (ts[j] - ts[i] + lag) / 1.0
+            assert j - i + 1 <= allowed, (i, j, gaps(ts))
+    assert ts[-1] - ts[0] >= (len(names) - 5) * 1.0 - lag, gaps(ts)
+    assert "waits in the queue" in a.nginx.error_log()
+
+
+def test_ca_down_cached_names_served_requests_bounded_resumes(pebble, proxy, challtestsrv,
+                                                              nginx_factory, workdir):
+    """The CA goes down (every connection reset) after one name was issued: after a reload
+    (empty worker caches) the stored certificate is served on every handshake; a new name
+    tries on the transient schedule only (failure_cooloff 1, cap 4: at most 8 tries in 24 s,
+    each a single request), and is issued by itself once the CA is back."""
+    up, new = "up.example.test", "new.example.test"
+    a = start(nginx_factory, proxy, challtestsrv, workdir, [up, new],
+              "failure_cooloff = 1, failure_cooloff_cap = 4,")
+    assert a.wait_issued(up, timeout=60)
+    proxy.fault("", "reset")
+    a.nginx.reload()
+    t0 = time.monotonic()
+    n0 = len(proxy.seen)
+    failed = []
+    served = 0
+    until = t0 + 24
+    while time.monotonic() < until:
+        try:
+            cert = a.handshake(up)
+            if a.is_fallback(cert):
+                failed.append("fallback")
+            served += 1
+        except OSError as e:
+            failed.append(repr(e))
+        try:
+            a.handshake(new)
+        except OSError:
+            pass
+        time.sleep(0.2)
+    assert not failed and served > 50, (failed, served)
+    during = proxy.seen[n0:]
+    assert all(w == "reset" for _, _, _, w in during), during
+    # 0, 1, 3, 7, 11, 15, 19, 23: eight tries; each one request (the directory, or with a
+    # cached directory the nonce or newOrder) since none gets an answer
+    assert 1 <= len(during) <= 8, [(round(t - t0, 2), p) for t, _, p, _ in during]
+    proxy.clear()
+    assert a.wait_issued(new, timeout=4 + SLACK + 10)

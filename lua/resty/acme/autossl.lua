@@ -10,6 +10,7 @@ local certcache = require("resty.acme.certcache")
 local metrics = require("resty.acme.metrics")
 local ondemand = require("resty.acme.ondemand")
 local backoff = require("resty.acme.backoff")
+local budget = require("resty.acme.budget")
 local renewal = require("resty.acme.renewal")
 local ssl = require("ngx.ssl")
 local tls_cert = require("resty.acme.tls_cert")
@@ -523,6 +524,10 @@ local function do_update(data, domain, typ)
   local ok, err = ensure_client()
   if not ok then
     return err
+  end
+  -- the CA's order budget (resty.acme.budget): beyond it the name waits in the queue
+  if not budget.admit(storage, domain, typ, data) then
+    return nil, true
   end
 
   local pkey, kerr = domain_key_for(typ, data.renew, existing)
@@ -1245,6 +1250,7 @@ function AUTOSSL.init(autossl_config, acme_config)
   end
 
   backoff.init(autossl_config, acme_config)
+  budget.init(autossl_config.order_budget, acme_config.api_uri)
   local c, err = client.new(acme_config)
   if not c then
     error("failed to initialize ACME client: " .. tostring(err))
@@ -1292,6 +1298,11 @@ function AUTOSSL.init_worker()
     error(merr)
   end
   metrics.pull('acme_handshakes_total{result="served"}', tls_cert.native_served)
+
+  local bok, berr = budget.init_worker(function() return AUTOSSL.storage end, AUTOSSL.update_cert)
+  if not bok then
+    error("failed to start the order queue timer: " .. tostring(berr))
+  end
 
   -- The first renewal check runs soon after start, then every interval.
   local ok, terr = ngx_timer_every(conf.renew_check_interval, AUTOSSL.check_renew)
