@@ -11,6 +11,7 @@ local metrics = require("resty.acme.metrics")
 local ondemand = require("resty.acme.ondemand")
 local backoff = require("resty.acme.backoff")
 local budget = require("resty.acme.budget")
+local issuers = require("resty.acme.issuers")
 local renewal = require("resty.acme.renewal")
 local ssl = require("ngx.ssl")
 local tls_cert = require("resty.acme.tls_cert")
@@ -410,7 +411,7 @@ end
 
 -- failed_attempts: as the original keeps it; when to try again is resty.acme.backoff's (by
 -- cause, per name and key type, in storage).
-local function record_result(domain, err, typ, fail)
+local function record_result(domain, err, typ, fail, issuer)
   local storage = AUTOSSL.storage
   local key = "failed_attempts:" .. domain
   if not err then
@@ -418,7 +419,7 @@ local function record_result(domain, err, typ, fail)
   else
     storage:set(key, (tonumber((storage:get(key))) or 0) + 1)
   end
-  backoff.record(storage, domain, typ, err, fail)
+  backoff.record(storage, domain, typ, err, fail, issuer)
 end
 
 local function domain_key_for(typ, renew, existing)
@@ -521,12 +522,12 @@ local function do_update(data, domain, typ)
     return nil, true
   end
 
-  local ok, err = ensure_client()
+  local ok, err = issuers.ensure(data.issuer, ensure_client, AUTOSSL.load_account_key_storage)
   if not ok then
     return err
   end
   -- the CA's order budget (resty.acme.budget): beyond it the name waits in the queue
-  if not budget.admit(storage, domain, typ, data) then
+  if not budget.admit(storage, domain, typ, data, issuers.uri(data.issuer)) then
     return nil, true
   end
 
@@ -550,10 +551,11 @@ local function do_update(data, domain, typ)
   local t0 = now()
   local opts = { replaces = data.replaces, profile = profile }
   local cert, oerr, ofail
+  local cl = issuers.client(data.issuer) or AUTOSSL.client
   if names[2] then
-    cert, oerr, ofail = AUTOSSL.client:order_certificate(pkey, names[1], names[2], opts)
+    cert, oerr, ofail = cl:order_certificate(pkey, names[1], names[2], opts)
   else
-    cert, oerr, ofail = AUTOSSL.client:order_certificate(pkey, names[1], opts)
+    cert, oerr, ofail = cl:order_certificate(pkey, names[1], opts)
   end
   if not cert then
     log(ngx.ERR, "failed to order ", typ, " certificate for ", domain, ": ", oerr)
@@ -594,7 +596,8 @@ function AUTOSSL.update_cert(data)
     return "cert update is not allowed for domain " .. domain
   end
   local storage = AUTOSSL.storage
-  local until_t = backoff.blocked(storage, domain, typ)
+  local issuer, until_t = issuers.pick(storage, domain, typ)
+  data.issuer = issuer
   if until_t then
     log(ngx.INFO, "previous attempt for ", domain, " failed, cooling off for another ",
       until_t == math.huge and "ever" or math_floor(until_t - now()), "s")
@@ -616,7 +619,7 @@ function AUTOSSL.update_cert(data)
     err = "unexpected error: " .. tostring(err)
   end
   if not skipped then
-    record_result(domain, err, typ, fail)
+    record_result(domain, err, typ, fail, data.issuer)
     if err then
       ondemand.note_failure(storage, domain, err)
     end
@@ -1249,12 +1252,14 @@ function AUTOSSL.init(autossl_config, acme_config)
     acme_config.challenge_preflight = ondemand.preflight
   end
 
+  issuers.prepare(autossl_config, acme_config)
   backoff.init(autossl_config, acme_config)
   budget.init(autossl_config.order_budget, acme_config.api_uri)
   local c, err = client.new(acme_config)
   if not c then
     error("failed to initialize ACME client: " .. tostring(err))
   end
+  issuers.init(autossl_config, acme_config, c)
   AUTOSSL.client = c
   AUTOSSL.config = autossl_config
 

@@ -49,8 +49,13 @@ local callback        -- failure_cooloff_callback
 local fingerprint = "" -- of the configuration a permanent stop was decided under
 local seq = 0
 
-local function key_for(domain, typ)
-  return _M.PREFIX .. (typ or "rsa") .. ":" .. domain
+-- issuer: the index in the `issuers` list (resty.acme.issuers); the first has no suffix
+local function key_for(domain, typ, issuer)
+  local key = _M.PREFIX .. (typ or "rsa") .. ":" .. domain
+  if issuer and issuer > 1 then
+    key = key .. "@" .. issuer
+  end
+  return key
 end
 
 local function decode(raw)
@@ -90,8 +95,13 @@ function _M.init(conf, acme_conf)
   acme_conf = acme_conf or {}
   local parts = {
     tostring(acme_conf.api_uri), tostring(acme_conf.preferred_chain),
-    type(conf.profile) == "string" and conf.profile or "", tostring(conf.issuers_fingerprint or ""),
+    type(conf.profile) == "string" and conf.profile or "",
   }
+  if type(conf.issuers) == "table" then
+    for _, iss in ipairs(conf.issuers) do
+      parts[#parts + 1] = type(iss) == "table" and tostring(iss.api_uri) or ""
+    end
+  end
   fingerprint = ngx_md5(concat(parts, "|"))
 end
 
@@ -99,21 +109,21 @@ function _M.policy()
   return policy
 end
 
--- get(storage, domain, typ): the stored state table, or nil.
-function _M.get(storage, domain, typ)
-  return decode((storage:get(key_for(domain, typ))))
+-- get(storage, domain, typ, issuer?): the stored state table, or nil.
+function _M.get(storage, domain, typ, issuer)
+  return decode((storage:get(key_for(domain, typ, issuer))))
 end
 
--- blocked(storage, domain, typ, now): the time before which `domain` is not ordered (math.huge
+-- blocked(storage, domain, typ, now, issuer?): the time before which `domain` is not ordered (math.huge
 -- for a permanent stop) and the state, or nil when it may be ordered now.
-function _M.blocked(storage, domain, typ, now)
+function _M.blocked(storage, domain, typ, now, issuer)
   now = now or ngx_now()
   -- the original's cooloff lock (a store written by lua-resty-acme)
-  local lock = tonumber((storage:get("failure_lock:" .. domain)))
+  local lock = (not issuer or issuer == 1) and tonumber((storage:get("failure_lock:" .. domain)))
   if lock and lock > now then
     return lock
   end
-  local state = _M.get(storage, domain, typ)
+  local state = _M.get(storage, domain, typ, issuer)
   if not state then
     return nil
   end
@@ -130,16 +140,17 @@ function _M.blocked(storage, domain, typ, now)
   return nil, state
 end
 
--- record(storage, domain, typ, err, fail): notes a failed order (err and the client's error
--- table), or a success (err nil). Returns the state written (nil after a success).
-function _M.record(storage, domain, typ, err, fail)
-  local key = key_for(domain, typ)
+-- record(storage, domain, typ, err, fail, issuer?): notes a failed order (err and the client's
+-- error table) at that issuer, or a success (err nil). Returns the state written (nil after a
+-- success).
+function _M.record(storage, domain, typ, err, fail, issuer)
+  local key = key_for(domain, typ, issuer)
   if not err then
     storage:delete(key)
     return nil
   end
   local now = ngx_now()
-  local old = _M.get(storage, domain, typ) or {}
+  local old = _M.get(storage, domain, typ, issuer) or {}
   local cause = cause_of(err, fail)
   local attempts = (tonumber(old.attempts) or 0) + 1
   local vfails = {}
@@ -198,7 +209,8 @@ function _M.record(storage, domain, typ, err, fail)
     log(ngx.ERR, "cannot store the backoff of ", domain, ": ", serr)
   end
   if nxt then
-    log(ngx.WARN, "order of ", typ, " certificate for ", domain, " failed (", cause, ", ",
+    log(ngx.WARN, "order of ", typ, " certificate for ", domain,
+      issuer and issuer > 1 and (" from issuer " .. issuer) or "", " failed (", cause, ", ",
       attempts, " in a row), next try in ", math_floor((nxt - now) * 1000) / 1000, "s")
   else
     log(ngx.ERR, "order of ", typ, " certificate for ", domain, " failed (", cause,
@@ -237,7 +249,9 @@ function _M.list(storage)
     local typ, name = key:match("^backoff:([^:]+):(.+)$")
     local state = typ and decode((storage:get(key)))
     if state then
-      state.name = name
+      local base, issuer = name:match("^(.+)@(%d+)$")
+      state.name = base or name
+      state.issuer = tonumber(issuer) or 1
       state.type = typ
       if state.stopped and state.fingerprint ~= fingerprint then
         state.stopped = nil -- lifted by a configuration change
