@@ -236,3 +236,43 @@ def test_ca_down_cached_names_served_requests_bounded_resumes(pebble, proxy, cha
     assert len(during) <= 8 + 2, [(round(t - t0, 2), p) for t, _, p, _ in during]
     proxy.clear()
     assert a.wait_issued(new, timeout=4 + SLACK + 10)
+
+
+def test_order_budget_serves_a_renewal_before_queued_new_names(challtestsrv, nginx_factory,
+                                                               workdir):
+    """A budget of one order per 4 s, 8 new names queued at once, and a 40-second
+    certificate (Pebble 2.10 profile "short"; the new names get one day) whose renewal falls
+    due (at 20 s) while they wait: the renewal is ordered before new names queued earlier than
+    it, and nothing is dropped."""
+    from harness import Pebble2, pebble2_bin_dir
+    if pebble2_bin_dir() is None:
+        pytest.skip("Pebble 2.10.1 source (../shared/pebble) is absent")
+    p40 = Pebble2(os.path.join(str(workdir), "p40"), challtestsrv=challtestsrv,
+                  profiles={"long": 86400, "short": 40}).start()
+    px = FaultProxy(p40)
+    try:
+        first = "r.example.test"
+        names = ["n%d.example.test" % i for i in range(8)]
+        a = start(nginx_factory, px, challtestsrv, workdir, [first] + names,
+                  "failure_cooloff = 1, renew_check_interval = 1, renew_min_interval = 1,"
+                  " profile = function(d) return d == '%s' and 'short' or 'long' end," % first +
+                  " order_budget = { capacity = 1, refill_every = 4, drain_interval = 0.5 },")
+        assert a.wait_issued(first, timeout=60)
+        for name in names:
+            try:
+                a.handshake(name)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 120
+        for name in names:
+            assert a.wait_issued(name, timeout=max(1, deadline - time.monotonic()))
+        seq = [n[0] for _, n in px.orders]
+        assert seq.count(first) >= 2, seq  # issued, renewed
+        renewal_at = seq.index(first, 1)
+        # queued in FIFO order the renewal would come after every new name
+        after = [n for n in seq[renewal_at + 1:] if n != first]
+        assert after, seq
+        assert sorted(set(seq) - {first}) == sorted(names), seq
+    finally:
+        px.stop()
+        p40.stop()

@@ -24,9 +24,11 @@ Every reply closes its connection (no keep-alive), so a reset never meets the tr
 re-send on a stale pooled connection: each request counted is one the client chose to make.
 
 Counting: ``seen`` is a list of ``(monotonic time, method, path, what)`` (``what`` is the
-fault kind or ``"forwarded"``); ``times_of(path_prefix)``, ``count(path_prefix)``.
+fault kind or ``"forwarded"``); ``times_of(path_prefix)``, ``count(path_prefix)``; ``orders``
+is ``(monotonic time, [identifier values])`` of every newOrder payload seen.
 """
 
+import base64
 import http.client
 import json
 import socket
@@ -98,6 +100,14 @@ class _Handler(BaseHTTPRequestHandler):
         p = self.server.proxy
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else None
+        if self.command == "POST" and self.path == "/order-plz" and body:
+            try:
+                jws = json.loads(body)
+                pad = "=" * (-len(jws["payload"]) % 4)
+                payload = json.loads(base64.urlsafe_b64decode(jws["payload"] + pad))
+                p._note_order([i["value"] for i in payload.get("identifiers", [])])
+            except (ValueError, KeyError, TypeError):
+                pass
         rule = p._take(self.path)
         what = rule["kind"] if rule else "forwarded"
         p._note(self.command, self.path, what)
@@ -160,6 +170,7 @@ class FaultProxy:
         self.http_port = pebble.http_port
         self.tls_port = pebble.tls_port
         self.seen = []
+        self.orders = []  # (monotonic time, [identifier values]) of every newOrder payload
         self._rules = []
         self._lock = threading.Lock()
         self.srv = _Server(("127.0.0.1", 0), _Handler)
@@ -201,6 +212,10 @@ class FaultProxy:
     def _note(self, method, path, what):
         with self._lock:
             self.seen.append((time.monotonic(), method, path, what))
+
+    def _note_order(self, names):
+        with self._lock:
+            self.orders.append((time.monotonic(), names))
 
     def times_of(self, prefix, method=None):
         with self._lock:
