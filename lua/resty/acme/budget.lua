@@ -119,6 +119,9 @@ local function drain(storage, ca, update)
   if lerr then
     return
   end
+  -- cleared before the listing and set again when names remain: a name queued meanwhile sets
+  -- it anew, so it is never lost
+  storage:delete("order_queue_waiting:" .. ca)
   local prefix = "order_queue:" .. ca .. ":"
   local keys = storage:list(prefix) or {}
   local items = {}
@@ -156,8 +159,8 @@ local function drain(storage, ca, update)
       end
     end)
   end
-  if served == #items then
-    storage:delete("order_queue_waiting:" .. ca)
+  if served < #items then
+    storage:set("order_queue_waiting:" .. ca, "1", 86400)
   end
   storage:delete("order_queue_lock:" .. ca)
 end
