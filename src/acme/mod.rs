@@ -30,6 +30,7 @@
 
 mod account;
 mod authorization;
+pub mod backoff;
 mod certificate;
 mod challenge;
 pub mod client;

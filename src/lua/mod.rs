@@ -2,6 +2,7 @@
 //! in `crypto`, `acme` and `httpwire`.
 
 mod aws;
+mod backoff;
 mod client;
 mod crypto;
 mod dns;
@@ -20,6 +21,7 @@ pub fn module(lua: &Lua) -> LuaResult<LuaTable> {
     let t = lua.create_table()?;
     t.set("_VERSION", env!("CARGO_PKG_VERSION"))?;
     aws::register(lua, &t)?;
+    backoff::register(lua, &t)?;
     client::register(lua, &t)?;
     crypto::register(lua, &t)?;
     dns::register(lua, &t)?;

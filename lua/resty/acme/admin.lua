@@ -19,6 +19,7 @@ local renewal = require("resty.acme.renewal")
 local ondemand = require("resty.acme.ondemand")
 local events = require("resty.acme.events")
 local dns_persist_log = require("resty.acme.dns_persist_log")
+local backoff_state = require("resty.acme.backoff")
 local transport = require("resty.acme.transport")
 local util = require("resty.acme.util")
 local cjson = require("cjson.safe")
@@ -127,18 +128,28 @@ local function problem_of(err)
   return t and { type = t } or nil
 end
 
--- Backoff state of a name: attempts, cooloff end, last error (issue 15 keys the cooloff by
--- cause; this shows the one failure_lock there is).
+-- Backoff state of a name: attempts, next try (resty.acme.backoff, by cause and key type; a
+-- failure_lock left by lua-resty-acme is honoured too), last error.
 local function backoff(autossl, name)
   local storage = autossl.storage
   local attempts = tonumber((storage:get("failed_attempts:" .. name))) or 0
   local until_t = tonumber((storage:get("failure_lock:" .. name)))
+    or backoff_state.until_any(storage, name)
   local last_error = ondemand.last_error(storage, name)
   local t = now()
+  local states = {}
+  for _, typ in ipairs({ "rsa", "ecc" }) do
+    local st = backoff_state.get(storage, name, typ)
+    if st then
+      st.type = typ
+      states[#states + 1] = st
+    end
+  end
   return {
     attempts = attempts,
     cooloff_until = until_t or ngx_null,
     in_cooloff = until_t ~= nil and until_t > t,
+    states = array(states),
     last_error = last_error or ngx_null,
     last_problem = problem_of(last_error) or ngx_null,
   }
@@ -247,6 +258,7 @@ local function list(autossl, args)
   local next_offset = offset + limit < total and offset + limit or nil
   return reply(200, { total = total, offset = offset, limit = limit, next_offset = next_offset,
                       certificates = array(certs), failures = array(failures),
+                      backoff = array(backoff_state.list(storage)),
                       dns_persist = dns_persist_log.records(storage) })
 end
 

@@ -9,6 +9,9 @@ local core = require("resty.acme.core")
 local certcache = require("resty.acme.certcache")
 local metrics = require("resty.acme.metrics")
 local ondemand = require("resty.acme.ondemand")
+local backoff = require("resty.acme.backoff")
+local budget = require("resty.acme.budget")
+local issuers = require("resty.acme.issuers")
 local renewal = require("resty.acme.renewal")
 local events = require("resty.acme.events")
 local declared = require("resty.acme.declared")
@@ -417,32 +420,17 @@ local function ensure_client()
   return true
 end
 
-local function cooloff_for(domain, attempts)
-  local conf = AUTOSSL.config
-  local cb = conf.failure_cooloff_callback
-  if cb then
-    local v = tonumber(cb(domain, attempts))
-    if v then
-      return v
-    end
-  end
-  return tonumber(conf.failure_cooloff) or 0
-end
-
-local function record_result(domain, err)
+-- failed_attempts: as the original keeps it; when to try again is resty.acme.backoff's (by
+-- cause, per name and key type, in storage).
+local function record_result(domain, err, typ, fail, issuer)
   local storage = AUTOSSL.storage
   local key = "failed_attempts:" .. domain
   if not err then
     storage:set(key, 0)
-    return
+  else
+    storage:set(key, (tonumber((storage:get(key))) or 0) + 1)
   end
-  local attempts = (tonumber((storage:get(key))) or 0) + 1
-  storage:set(key, attempts)
-  local cooloff = cooloff_for(domain, attempts)
-  -- a cooloff of 0 means "retry at once": no lock (the original made it permanent in shm)
-  if cooloff > 0 then
-    storage:add("failure_lock:" .. domain, now() + cooloff, cooloff)
-  end
+  backoff.record(storage, domain, typ, err, fail, issuer)
 end
 
 local function domain_key_for(typ, renew, existing)
@@ -545,9 +533,13 @@ local function do_update(data, domain, typ)
     return nil, true
   end
 
-  local ok, err = ensure_client()
+  local ok, err = issuers.ensure(data.issuer, ensure_client, AUTOSSL.load_account_key_storage)
   if not ok then
     return err
+  end
+  -- the CA's order budget (resty.acme.budget): beyond it the name waits in the queue
+  if not budget.admit(storage, domain, typ, data, issuers.uri(data.issuer)) then
+    return nil, true
   end
 
   local pkey, kerr = domain_key_for(typ, data.renew, existing)
@@ -569,15 +561,16 @@ local function do_update(data, domain, typ)
   log(ngx.INFO, "ordering ", typ, " certificate for ", domain, profile and (" (profile " .. profile .. ")") or "")
   local t0 = now()
   local opts = { replaces = data.replaces, profile = profile }
-  local cert, oerr
+  local cert, oerr, ofail
+  local cl = issuers.client(data.issuer) or AUTOSSL.client
   if names[2] then
-    cert, oerr = AUTOSSL.client:order_certificate(pkey, names[1], names[2], opts)
+    cert, oerr, ofail = cl:order_certificate(pkey, names[1], names[2], opts)
   else
-    cert, oerr = AUTOSSL.client:order_certificate(pkey, names[1], opts)
+    cert, oerr, ofail = cl:order_certificate(pkey, names[1], opts)
   end
   if not cert then
     log(ngx.ERR, "failed to order ", typ, " certificate for ", domain, ": ", oerr)
-    return oerr
+    return oerr, nil, ofail
   end
 
   local value = json.encode({
@@ -615,10 +608,11 @@ function AUTOSSL.update_cert(data)
     return "cert update is not allowed for domain " .. domain
   end
   local storage = AUTOSSL.storage
-  local until_t = storage:get("failure_lock:" .. domain)
+  local issuer, until_t = issuers.pick(storage, domain, typ)
+  data.issuer = issuer
   if until_t then
     log(ngx.INFO, "previous attempt for ", domain, " failed, cooling off for another ",
-      math_floor((tonumber(until_t) or 0) - now()), "s")
+      until_t == math.huge and "ever" or math_floor(until_t - now()), "s")
     return nil
   end
 
@@ -632,12 +626,12 @@ function AUTOSSL.update_cert(data)
     return nil
   end
 
-  local ok, err, skipped = pcall(do_update, data, domain, typ)
+  local ok, err, skipped, fail = pcall(do_update, data, domain, typ)
   if not ok then
     err = "unexpected error: " .. tostring(err)
   end
   if not skipped then
-    record_result(domain, err)
+    record_result(domain, err, typ, fail, data.issuer)
     if err then
       ondemand.note_failure(storage, domain, err)
     end
@@ -1223,10 +1217,14 @@ function AUTOSSL.init(autossl_config, acme_config)
     acme_config.challenge_preflight = ondemand.preflight
   end
 
+  issuers.prepare(autossl_config, acme_config)
+  backoff.init(autossl_config, acme_config)
+  budget.init(autossl_config.order_budget, acme_config.api_uri)
   local c, err = client.new(acme_config)
   if not c then
     error("failed to initialize ACME client: " .. tostring(err))
   end
+  issuers.init(autossl_config, acme_config, c)
   AUTOSSL.client = c
   AUTOSSL.config = autossl_config
 
@@ -1270,6 +1268,11 @@ function AUTOSSL.init_worker()
     error(merr)
   end
   metrics.pull('acme_handshakes_total{result="served"}', tls_cert.native_served)
+
+  local bok, berr = budget.init_worker(function() return AUTOSSL.storage end, AUTOSSL.update_cert)
+  if not bok then
+    error("failed to start the order queue timer: " .. tostring(berr))
+  end
 
   -- The first renewal check runs soon after start, then every interval.
   local ok, terr = ngx_timer_every(conf.renew_check_interval, AUTOSSL.check_renew)

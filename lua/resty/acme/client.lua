@@ -729,7 +729,9 @@ function _M:order_certificate(domain_key, ...)
       end
       rerr = rerr .. " (the CA checks the dns-persist-01 record: expected " .. concat(want, ", ") .. ")"
     end
-    return nil, rerr
+    -- beyond the original: the failed operation's error table (category, problem_type,
+    -- status, retry_after) for resty.acme.backoff
+    return nil, rerr, act
   end
   return res.pem
 end

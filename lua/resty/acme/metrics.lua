@@ -27,6 +27,8 @@ local HELP = {
   acme_renewals_total = "renewals started by the renewal check, by key type",
   acme_lock_busy_total = "updates skipped because another worker or node held the lock",
   acme_orders_refused_total = "new names not ordered, by reason (ask, budget_*, busy)",
+  acme_orders_queued_total = "names queued because the CA's order budget was spent",
+  acme_orders_dequeued_total = "queued names ordered as the order budget refilled",
   acme_endpoint_orders_total = "orders of the order endpoint (resty.acme.order_endpoint), by result",
   acme_issue_duration_seconds = "time from the start of an order to the stored certificate, by key type",
 }
