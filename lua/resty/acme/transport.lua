@@ -84,14 +84,22 @@ local function handshake(sock, name, verify)
   if not sess then
     return nil, err
   end
-  if type(sess) ~= "cdata" then
+  -- http (lua-resty-core's FFI sslhandshake) returns the SSL_SESSION* as cdata; stream-lua's
+  -- C sslhandshake a full userdata whose payload is that pointer
+  local session
+  if type(sess) == "cdata" then
+    session = sess
+  elseif type(sess) == "userdata" then
+    session = ffi.cast("void **", sess)[0]
+  end
+  if session == nil then
     return nil, "certificate host mismatch (no tls session to check " .. name .. " on)"
   end
   local lib, lerr = core_lib()
   if not lib then
     return nil, "certificate host mismatch (cannot check " .. name .. ": " .. lerr .. ")"
   end
-  if lib.resty_acme_session_peer_ip_matches(sess, name, #name) ~= 1 then
+  if lib.resty_acme_session_peer_ip_matches(session, name, #name) ~= 1 then
     return nil, "certificate host mismatch"
   end
   return true
