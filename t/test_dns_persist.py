@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from harness import REPO, AutoSSL, Bind, Pebble2, free_port, http_get, pebble2_bin_dir
+from harness import REPO, AutoSSL, Pebble2, free_port, http_get, pebble2_bin_dir
 from harness.control import control_nginx, post
 from pemutil import load_certs
 
@@ -27,16 +27,6 @@ pytestmark = pytest.mark.skipif(pebble2_bin_dir() is None,
 
 ISSUER = "pebble.letsencrypt.org"  # Pebble's default caaIdentities / issuer-domain-names
 RECORD = "_validation-persist.example.test"
-
-
-@pytest.fixture
-def bind(workdir, request):
-    b = Bind(workdir).start()
-    yield b
-    b.stop()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print("\n===== named log tail =====\n" + b.log_tail(40))
 
 
 @pytest.fixture

@@ -426,22 +426,6 @@ HOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks", "nsupda
 WEBHOOK_TOKEN = "wh-token-0123456789abcdef"
 
 
-@pytest.fixture
-def bind(workdir):
-    from harness import Bind
-    b = Bind(workdir).start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def pebble_bind(workdir, bind):
-    from harness import Pebble
-    p = Pebble(workdir, dns_server=bind.server).start()
-    yield p
-    p.stop()
-
-
 def hook_argv(bind, workdir):
     keyfile = os.path.join(str(workdir), "hook.key")
     with open(keyfile, "w") as f:

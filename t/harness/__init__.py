@@ -146,10 +146,11 @@ dns-01 suites (see its docstring).
 
 Fixtures (``t/conftest.py``, function scope): ``workdir`` (tmp_path), ``challtestsrv``
 (started), ``pebble`` (started, uses ``challtestsrv`` for DNS so http-01 for any name reaches
-127.0.0.1:``pebble.http_port``), ``nginx_factory`` (``nginx_factory(conf_body, **kw)`` ->
+127.0.0.1:``pebble.http_port``), ``bind`` (a started ``Bind``), ``pebble_bind`` (started Pebble
+2.4 with ``bind`` as its DNS, for dns-01), ``nginx_factory`` (``nginx_factory(conf_body, **kw)`` ->
 started Nginx in a fresh sub-directory of workdir; all stopped at teardown), ``core_so``
 (session: makes sure ``make lua-build`` output exists). When a test fails, the fixtures print
-the tails of the pebble / challtestsrv / nginx logs at teardown.
+the tails of the pebble / challtestsrv / named / nginx logs at teardown.
 """
 
 from .autossl import AutoSSL
