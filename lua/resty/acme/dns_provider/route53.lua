@@ -244,7 +244,8 @@ function _M.new(secret)
   }, mt)
 end
 
-function _M:post_txt_record(fqdn, content)
+-- The hosted zone of fqdn and its current TXT values there: zone, values, ttl | nil, err
+local function zone_values(self, fqdn)
   local zone, err = zone_for(self, fqdn)
   if not zone then
     return nil, err
@@ -252,6 +253,14 @@ function _M:post_txt_record(fqdn, content)
   local values, ttl = current(self, zone, fqdn)
   if not values then
     return nil, ttl
+  end
+  return zone, values, ttl
+end
+
+function _M:post_txt_record(fqdn, content)
+  local zone, values, ttl = zone_values(self, fqdn)
+  if not zone then
+    return nil, values
   end
   local want = quoted(content)
   for _, v in ipairs(values) do
@@ -264,13 +273,9 @@ function _M:post_txt_record(fqdn, content)
 end
 
 function _M:delete_txt_record(fqdn, content)
-  local zone, err = zone_for(self, fqdn)
+  local zone, values, ttl = zone_values(self, fqdn)
   if not zone then
-    return nil, err
-  end
-  local values, ttl = current(self, zone, fqdn)
-  if not values then
-    return nil, ttl
+    return nil, values
   end
   if #values == 0 then
     return true
