@@ -134,7 +134,14 @@ session's tmp dir at the end of every session; a leak fails the run.
 
 ``harness.control``: ``control_nginx(nginx_factory, *, api_uri, ca_pem, endpoints, ...)`` and
 ``post(n, path, args)``: nginx with the t/lua control endpoints, shared by the client and
-dns-01 suites (see its docstring).
+dns-01 suites (see its docstring); ``eval_server(port)`` and ``lua_eval(port, code,
+timeout=60)``: a ``/eval`` server block running POSTed Lua through ``acme_t.eval()``, and the
+call of it.
+
+``harness.storage``: ``put_entry(store, name, cert_pem, key_pem, typ="ecc",
+updated=1700000000.0) -> path``, ``read_entry(store, name, typ="ecc") -> dict`` and
+``file_store(store, more="")`` (autossl config lines): a file store's ``domain:<typ>:<name>``
+entries as lua-resty-acme writes them.
 
 ``dns_query(port, name, qtype="A", server="127.0.0.1") -> [str]``
     Minimal UDP DNS client (A, AAAA, TXT) for checking ChallTestSrv or other test DNS servers.
