@@ -150,6 +150,11 @@ entries as lua-resty-acme writes them.
     -> (status, headers, body); HTTPS without verification when ``cafile`` is None.
 ``tls_peer_cert(port, server_name, host="127.0.0.1", alpn=None) -> x509.Certificate``
     Handshake (no verification) with SNI ``server_name`` and return the served leaf.
+``harness.client.tls_handshake(port, server_name, *, host="127.0.0.1", kind=None, alpn=None,
+send=None, timeout=10) -> (leaf, selected ALPN, bytes read after sending send)``
+    The handshake behind ``tls_peer_cert`` and ``AutoSSL.handshake``: ``kind`` "rsa"/"ecc"
+    restricts the client to TLS 1.2 cipher suites of that key type; ``send`` is written after
+    the handshake and the reply read until EOF.
 
 Fixtures (``t/conftest.py``, function scope): ``workdir`` (tmp_path), ``challtestsrv``
 (started), ``pebble`` (started, uses ``challtestsrv`` for DNS so http-01 for any name reaches
