@@ -11,7 +11,6 @@ import datetime
 import json
 import os
 import re
-import threading
 import time
 import urllib.request
 
@@ -23,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from fakes.ari_proxy import AriProxy
 from harness import AutoSSL, ChallTestSrv2, Pebble2, Redis, TestCA, free_port, pebble2_bin_dir
+from harness.autossl import crowd
 from harness.control import eval_server, lua_eval
 from harness.storage import file_store, put_entry, read_entry
 
@@ -90,23 +90,6 @@ def redis(workdir):
 
 def redis_conf(r):
     return 'storage_adapter = "redis", storage_config = { port = %d },' % r.port
-
-
-def crowd(nodes, name, n=200):
-    errors = []
-
-    def hit(node):
-        try:
-            node.handshake(name, timeout=60)
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=hit, args=(nodes[i % len(nodes)],)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[:3]
 
 
 def validity(cert):

@@ -104,6 +104,8 @@ stopped by PID (children included); anything still running at interpreter exit i
     enables the example's ssl_client_hello_by_lua line; ``extra_http`` appends server blocks. ``handshake(name,
     kind=None)``, ``is_fallback(cert)``, ``wait_issued(name, kind=None, timeout=60)``,
     ``kill()`` (SIGKILL master and workers); ``nginx``, ``https_port``, ``http_port``.
+    ``harness.autossl.crowd(nodes, name, n=200, timeout=60)``: ``n`` concurrent handshakes for
+    ``name`` spread over the ``nodes`` in turn; asserts none failed.
 
 ``OpenBao(workdir, *, tls=False, root_token=...)``
     OpenBao 2.7.2 ``bao server -dev`` (``-dev-tls``: generated CA ``ca_pem``, certificate for

@@ -5,6 +5,7 @@ import os
 import signal
 import ssl
 import subprocess
+import threading
 import time
 
 from cryptography import x509
@@ -186,3 +187,22 @@ class AutoSSL:
                 pass
         if n.proc is not None:
             n.proc.wait(10)
+
+
+def crowd(nodes, name, n=200, timeout=60):
+    """`n` concurrent handshakes for SNI `name`, spread over the AutoSSL `nodes` in turn (each
+    with `timeout`); asserts that none failed."""
+    errors = []
+
+    def hit(node):
+        try:
+            node.handshake(name, timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=hit, args=(nodes[i % len(nodes)],)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
