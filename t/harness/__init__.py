@@ -136,7 +136,8 @@ session's tmp dir at the end of every session; a leak fails the run.
 
 ``harness.control``: ``control_nginx(nginx_factory, *, api_uri, ca_pem, endpoints, ...)`` and
 ``post(n, path, args)``: nginx with the t/lua control endpoints, shared by the client and
-dns-01 suites (see its docstring); ``eval_server(port)`` and ``lua_eval(port, code,
+dns-01 suites (see its docstring); ``http01_server(port)``: a server block answering http-01
+through ``acme_t``'s client; ``eval_server(port)`` and ``lua_eval(port, code,
 timeout=60)``: a ``/eval`` server block running POSTed Lua through ``acme_t.eval()``, and the
 call of it.
 
