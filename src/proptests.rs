@@ -14,7 +14,9 @@ use crate::crypto::cert;
 use crate::filestore;
 use crate::httpwire::{Progress, ResponseParser, Target};
 
-fn cases(default: u32) -> ProptestConfig {
+/// The config of a property: `default` cases unless $PROPTEST_CASES says how many; no
+/// failure persistence files.
+pub(crate) fn cases(default: u32) -> ProptestConfig {
     // PROPTEST_CASES overrides (proptest reads it into Config::default()).
     let from_env = std::env::var("PROPTEST_CASES")
         .ok()

@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import CORE_SO, REPO, ChallTestSrv, Nginx, Pebble  # noqa: E402
+from harness import CORE_SO, REPO, Bind, ChallTestSrv, Nginx, Pebble  # noqa: E402
 from harness import secrets  # noqa: E402
 
 
@@ -32,6 +32,15 @@ def _dump(title, text):
     print("\n===== %s =====\n%s" % (title, text))
 
 
+def _running(request, server, title, lines):
+    """A fixture's body for a started server: yields it, stops it, and prints the last `lines`
+    of its log under `title` when the test failed."""
+    yield server
+    server.stop()
+    if _failed(request):
+        _dump(title, server.log_tail(lines))
+
+
 @pytest.fixture
 def workdir(tmp_path):
     """A fresh directory for the test's servers (pytest's tmp_path)."""
@@ -41,21 +50,27 @@ def workdir(tmp_path):
 @pytest.fixture
 def challtestsrv(workdir, request):
     """Started pebble-challtestsrv (mock DNS: every A query -> 127.0.0.1)."""
-    srv = ChallTestSrv(workdir).start()
-    yield srv
-    srv.stop()
-    if _failed(request):
-        _dump("challtestsrv log tail", srv.log_tail(30))
+    yield from _running(request, ChallTestSrv(workdir).start(), "challtestsrv log tail", 30)
 
 
 @pytest.fixture
 def pebble(workdir, challtestsrv, request):
     """Started Pebble using challtestsrv as DNS; validation of any name hits 127.0.0.1."""
-    p = Pebble(workdir, challtestsrv=challtestsrv).start()
-    yield p
-    p.stop()
-    if _failed(request):
-        _dump("pebble log tail", p.log_tail(60))
+    yield from _running(request, Pebble(workdir, challtestsrv=challtestsrv).start(),
+                        "pebble log tail", 60)
+
+
+@pytest.fixture
+def bind(workdir, request):
+    """Started Bind (BIND 9, authoritative for example.test, RFC 2136 updates with its key)."""
+    yield from _running(request, Bind(workdir).start(), "named log tail", 40)
+
+
+@pytest.fixture
+def pebble_bind(workdir, bind, request):
+    """Started Pebble 2.4 using ``bind`` as DNS (dns-01 records are real TXT records there)."""
+    yield from _running(request, Pebble(workdir, dns_server=bind.server).start(),
+                        "pebble log tail", 60)
 
 
 @pytest.fixture

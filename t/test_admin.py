@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import AutoSSL, free_port
+from harness.control import eval_server
 from pemutil import load_certs
 
 TOKEN = "t0ken-for-tests"
@@ -374,13 +375,8 @@ def test_admin_list_pages_through_a_hundred_thousand_names(pebble, challtestsrv,
     """10^5 stored names: a page, a name filter and the failures list answer in well under a
     second each, reading only the entries of the page (the rest is never parsed)."""
     port = free_port()
-    evals = """
-    server {
-      listen 127.0.0.1:%d;
-      location = /eval { content_by_lua_block { require("acme_t").eval() } }
-    }""" % port
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["x.example.test"],
-                key_types=("ecc",), admin_token=TOKEN, extra_http=evals, workers=1,
+                key_types=("ecc",), admin_token=TOKEN, extra_http=eval_server(port), workers=1,
                 extra=ec_account(workdir))
     req = urllib.request.Request("http://127.0.0.1:%d/eval" % port, method="POST", data=b"""
       local storage = require("resty.acme.autossl").storage

@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from harness import AutoSSL, Pebble, TestCA, free_port
+from harness.control import eval_server, lua_eval
+from harness.storage import file_store, put_entry
 from pemutil import load_certs
 
 
@@ -29,43 +31,9 @@ def san_names(cert):
     return ext.value.get_values_for_type(x509.DNSName)
 
 
-def eval_server(port):
-    return """
-    server {
-      listen 127.0.0.1:%d;
-      location = /eval { content_by_lua_block { require("acme_t").eval() } }
-    }""" % port
-
-
-def lua_eval(port, code):
-    req = urllib.request.Request("http://127.0.0.1:%d/eval" % port, data=code.encode(),
-                                 method="POST")
-    with urllib.request.urlopen(req, timeout=60) as r:
-        res = json.loads(r.read())
-    assert "error" not in res, res["error"]
-    return res
-
-
 def issued_by_pebble(pebble, cert):
     inter = [x509.load_pem_x509_certificate(p.encode()) for p in pebble.intermediates()]
     return cert.issuer in [i.subject for i in inter]
-
-
-def put_entry(store, name, cert_pem, key_pem, typ="ecc", updated=1700000000.0):
-    """Writes `domain:<typ>:<name>` into a file store as lua-resty-acme does (docs/FORMAT.md,
-    slashes escaped as cjson writes them); returns the file's path."""
-    value = json.dumps({"domain": name, "pkey": key_pem, "cert": cert_pem, "type": typ,
-                        "updated": updated}).replace("/", "\\/")
-    path = os.path.join(store, base64.b64encode(("domain:%s:%s" % (typ, name)).encode()).decode())
-    with open(path, "w") as f:
-        f.write("0::" + value)
-    return path
-
-
-def file_store(store, more=""):
-    """autossl config lines for the file storage in `store`."""
-    return 'storage_adapter = "file", storage_config = { dir = %s }, %s' % (json.dumps(store),
-                                                                            more)
 
 
 def test_pebble_autossl_issues_rsa_and_ecc_on_demand(pebble, challtestsrv, nginx_factory,

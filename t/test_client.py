@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from harness import REPO, Pebble, TestCA, free_port
-from harness.control import T_LUA, control_nginx, post
+from harness.control import T_LUA, control_nginx, http01_server, post
 from pemutil import load_certs
 from harness.nginx import lua_package_path
 
@@ -31,13 +31,7 @@ def client_nginx(nginx_factory, pebble, *, ca_pem=None, api_uri=None, extra=""):
         extra=extra, http_ports=[pebble.http_port],
         endpoints=["acme_t.order", "acme_t.revoke", "acme_t.rollover", "acme_t.call",
                    "acme_t.keys"],
-        servers="""
-    server {
-      listen 127.0.0.1:%d;
-      location /.well-known/acme-challenge/ {
-        content_by_lua_block { require("acme_t").client():serve_http_challenge() }
-      }
-    }""" % pebble.http_port)
+        servers=http01_server(pebble.http_port))
 
 
 def leaf(pem):

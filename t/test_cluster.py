@@ -7,7 +7,6 @@ has its own prefix, worker and https port.
 """
 
 import os
-import threading
 import time
 
 import pytest
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from harness import AutoSSL, Etcd, Redis, free_port
+from harness.autossl import crowd
 
 
 class RedisStore:
@@ -95,20 +95,7 @@ def test_cluster_concurrent_first_handshakes_order_once(pebble, challtestsrv, ng
     name = "crowd.example.test"
     nodes = cluster(nginx_factory, pebble, challtestsrv, workdir, store, [name],
                     key_types=("rsa", "ecc"))
-    errors = []
-
-    def hit(node):
-        try:
-            node.handshake(name, timeout=30)
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=hit, args=(nodes[i % 3],)) for i in range(60)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[:3]
+    crowd(nodes, name, n=60, timeout=30)
     served = {}
     for kind in ("ecc", "rsa"):
         for i, node in enumerate(nodes):

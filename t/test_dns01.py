@@ -9,7 +9,7 @@ import time
 import pytest
 from cryptography import x509
 
-from harness import AutoSSL, Bind, Pebble, free_port
+from harness import AutoSSL, free_port
 from harness.control import control_nginx, post
 from pemutil import load_certs
 
@@ -28,26 +28,6 @@ def lua(v):
     if isinstance(v, dict):
         return "{ %s }" % ", ".join("[%s] = %s" % (json.dumps(k), lua(x)) for k, x in v.items())
     raise TypeError(v)
-
-
-@pytest.fixture
-def bind(workdir, request):
-    b = Bind(workdir).start()
-    yield b
-    b.stop()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print("\n===== named log tail =====\n" + b.log_tail(40))
-
-
-@pytest.fixture
-def pebble_bind(workdir, bind, request):
-    p = Pebble(workdir, dns_server=bind.server).start()
-    yield p
-    p.stop()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print("\n===== pebble log tail =====\n" + p.log_tail(60))
 
 
 def account(bind, **secret_overrides):

@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from harness import REPO, AutoSSL, Bind, Pebble2, free_port, http_get, pebble2_bin_dir
-from harness.control import control_nginx, post
+from harness import REPO, AutoSSL, Pebble2, free_port, http_get, pebble2_bin_dir
+from harness.control import control_nginx, http01_server, post
 from pemutil import load_certs
 
 from test_dns01 import lua
@@ -27,16 +27,6 @@ pytestmark = pytest.mark.skipif(pebble2_bin_dir() is None,
 
 ISSUER = "pebble.letsencrypt.org"  # Pebble's default caaIdentities / issuer-domain-names
 RECORD = "_validation-persist.example.test"
-
-
-@pytest.fixture
-def bind(workdir, request):
-    b = Bind(workdir).start()
-    yield b
-    b.stop()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print("\n===== named log tail =====\n" + b.log_tail(40))
 
 
 @pytest.fixture
@@ -262,13 +252,7 @@ def test_client_falls_back_where_the_record_is_not_in_place(bind, pebble, nginx_
         extra='enabled_challenge_handlers = { "dns-persist-01", "http-01" },',
         http_ports=[pebble.http_port],
         endpoints=["acme_t.order", "acme_t.call", "dns_t.provider"],
-        servers="""
-    server {
-      listen 127.0.0.1:%d;
-      location /.well-known/acme-challenge/ {
-        content_by_lua_block { require("acme_t").client():serve_http_challenge() }
-      }
-    }""" % pebble.http_port)
+        servers=http01_server(pebble.http_port))
     conf = {"account_key": account_key(), "dns_persist": {"nameservers": [bind.server]}}
     www = expected_record(n, "www.example.test", conf)
     assert "policy" not in www["value"]

@@ -426,22 +426,6 @@ HOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks", "nsupda
 WEBHOOK_TOKEN = "wh-token-0123456789abcdef"
 
 
-@pytest.fixture
-def bind(workdir):
-    from harness import Bind
-    b = Bind(workdir).start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def pebble_bind(workdir, bind):
-    from harness import Pebble
-    p = Pebble(workdir, dns_server=bind.server).start()
-    yield p
-    p.stop()
-
-
 def hook_argv(bind, workdir):
     keyfile = os.path.join(str(workdir), "hook.key")
     with open(keyfile, "w") as f:
@@ -471,13 +455,20 @@ def generic_order(n, acct, names):
                               "conf": {"dns_provider_accounts": [acct]}}, timeout=120)
 
 
-def test_exec_provider_issues_wildcard_and_cleans_up(bind, pebble_bind, nginx_factory, workdir,
-                                                     core_so):
+def exec_setup(bind, pebble_bind, nginx_factory, workdir, mode):
+    """The control nginx and an exec provider account running the test hook in `mode`
+    -> (nginx, account, hook argv, call log path)."""
     argv, calllog = hook_argv(bind, workdir)
     n = dns_control_nginx(nginx_factory, workdir, [pebble_bind.ca_pem],
                           api_uri=pebble_bind.directory_url)
     acct = {"name": "hook", "provider": "exec", "domains": ["example.test"],
-            "secret": {"command": argv + ["ok"], "timeout": 20}, "nameservers": [bind.server]}
+            "secret": {"command": argv + [mode], "timeout": 20}, "nameservers": [bind.server]}
+    return n, acct, argv, calllog
+
+
+def test_exec_provider_issues_wildcard_and_cleans_up(bind, pebble_bind, nginx_factory, workdir,
+                                                     core_so):
+    n, acct, argv, calllog = exec_setup(bind, pebble_bind, nginx_factory, workdir, "ok")
     res = generic_order(n, acct, ["*.example.test", "example.test"])
     assert res.get("err") is None, res
     assert sans_of(res["cert"]) == ["*.example.test", "example.test"]
@@ -493,11 +484,7 @@ def test_exec_provider_issues_wildcard_and_cleans_up(bind, pebble_bind, nginx_fa
 def test_exec_provider_failure_output_and_timeout(bind, pebble_bind, nginx_factory, workdir,
                                                   core_so):
     import time
-    argv, calllog = hook_argv(bind, workdir)
-    n = dns_control_nginx(nginx_factory, workdir, [pebble_bind.ca_pem],
-                          api_uri=pebble_bind.directory_url)
-    acct = {"name": "hook", "provider": "exec", "domains": ["example.test"],
-            "secret": {"command": argv + ["fail"], "timeout": 20}, "nameservers": [bind.server]}
+    n, acct, argv, calllog = exec_setup(bind, pebble_bind, nginx_factory, workdir, "fail")
     res = generic_order(n, acct, ["*.example.test"])
     err = res.get("err") or ""
     assert ("dns provider exec (account hook) failed to create TXT record "

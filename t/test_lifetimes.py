@@ -11,7 +11,6 @@ import datetime
 import json
 import os
 import re
-import threading
 import time
 import urllib.request
 
@@ -23,6 +22,9 @@ from cryptography.x509.oid import NameOID
 
 from fakes.ari_proxy import AriProxy
 from harness import AutoSSL, ChallTestSrv2, Pebble2, Redis, TestCA, free_port, pebble2_bin_dir
+from harness.autossl import crowd
+from harness.control import eval_server, lua_eval
+from harness.storage import file_store, put_entry, read_entry
 
 pytestmark = pytest.mark.skipif(pebble2_bin_dir() is None,
                                 reason="Pebble 2.10.1 source (../shared/pebble) is absent")
@@ -88,23 +90,6 @@ def redis(workdir):
 
 def redis_conf(r):
     return 'storage_adapter = "redis", storage_config = { port = %d },' % r.port
-
-
-def crowd(nodes, name, n=200):
-    errors = []
-
-    def hit(node):
-        try:
-            node.handshake(name, timeout=60)
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=hit, args=(nodes[i % len(nodes)],)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[:3]
 
 
 def validity(cert):
@@ -224,26 +209,6 @@ def make_cert(ca_cert, ca_key, name, not_before, not_after):
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
     return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
-
-
-def put_entry(store, name, cert_pem, key_pem, typ="ecc", updated=None):
-    """`domain:<typ>:<name>` in a file store, as lua-resty-acme writes it."""
-    value = json.dumps({"domain": name, "pkey": key_pem, "cert": cert_pem, "type": typ,
-                        "updated": updated}).replace("/", "\\/")
-    path = os.path.join(store, base64.b64encode(("domain:%s:%s" % (typ, name)).encode()).decode())
-    with open(path, "w") as f:
-        f.write("0::" + value)
-
-
-def read_entry(store, name, typ="ecc"):
-    path = os.path.join(store, base64.b64encode(("domain:%s:%s" % (typ, name)).encode()).decode())
-    with open(path) as f:
-        return json.loads(f.read().split("::", 1)[1])
-
-
-def file_store(store, more=""):
-    return 'storage_adapter = "file", storage_config = { dir = %s }, %s' % (json.dumps(store),
-                                                                            more)
 
 
 def test_ninety_day_certificate_is_renewed_at_6_days_left_not_at_8(pebble, challtestsrv,
@@ -438,23 +403,6 @@ def test_profile_per_name_from_a_function_and_the_allow_list_callback(pebble, ch
     assert pebble.orders_count() == 2
 
 
-def eval_server(port):
-    return """
-    server {
-      listen 127.0.0.1:%d;
-      location = /eval { content_by_lua_block { require("acme_t").eval() } }
-    }""" % port
-
-
-def lua_eval(port, code):
-    req = urllib.request.Request("http://127.0.0.1:%d/eval" % port, data=code.encode(),
-                                 method="POST")
-    with urllib.request.urlopen(req, timeout=90) as r:
-        res = json.loads(r.read())
-    assert "error" not in res, res["error"]
-    return res
-
-
 def test_ip_address_certificate_asks_for_ip_profile(pebble, challtestsrv, nginx_factory,
                                                     workdir):
     """`ip_profile`: IP-address names (RFC 8738, ordered through update_cert: SNI carries no
@@ -469,14 +417,14 @@ def test_ip_address_certificate_asks_for_ip_profile(pebble, challtestsrv, nginx_
          extra=file_store(store, 'profile = function(d) if not d:find("^%d") then '
                                  'return "twelvehour" end end, ip_profile = "shortlived",'))
     res = lua_eval(port, 'return { err = require("resty.acme.autossl").update_cert('
-                         '{ domain = "127.0.0.1", type = "ecc" }) or "" }')
+                         '{ domain = "127.0.0.1", type = "ecc" }) or "" }', timeout=90)
     assert res["err"] == "", res
     cert = x509.load_pem_x509_certificate(read_entry(store, "127.0.0.1")["cert"].encode())
     assert abs(validity(cert).total_seconds() - 6 * DAY) <= 1
     ips = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert [str(i) for i in ips.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     res = lua_eval(port, 'return { err = require("resty.acme.autossl").update_cert('
-                         '{ domain = "dns.example.test", type = "ecc" }) or "" }')
+                         '{ domain = "dns.example.test", type = "ecc" }) or "" }', timeout=90)
     assert res["err"] == "", res
     cert = x509.load_pem_x509_certificate(read_entry(store, "dns.example.test")["cert"]
                                           .encode())
@@ -506,7 +454,7 @@ def test_retry_after_clamp_and_ari_moment(pebble, challtestsrv, nginx_factory, w
         none = r.next_query(nil, now) - now,
         mid = r.next_query(now + 3600, now) - now,
         d1 = d1, u1 = u1, at1 = at1 - nb, d2 = d2, at2 = at2 - nb, d3 = d3, u3 = u3, d4 = d4,
-      }''')
+      }''', timeout=90)
     assert (res["low"], res["high"], res["none"], res["mid"]) == (60, 86400, 21600, 3600)
     assert res["d1"] is False and res["u1"] is False and res["at1"] == 100
     assert res["d2"] is True and 199.9 <= res["at2"] <= 200.1

@@ -50,6 +50,19 @@ def probes(nginx):
     return out
 
 
+def check_probe(n, port, subsystem):
+    """The probe certificate is served on `port`, and the one probe of `subsystem` found the
+    running version's native call (pointer, rc 0), with no signal in the error.log."""
+    cert = tls_peer_cert(port, "probe.example.test")
+    assert "probe.example.test" in cert.subject.rfc4514_string()
+    (p,) = probes(n)
+    assert p["subsystem"] == subsystem
+    assert p["native"] is True, p
+    assert p["impl"] == expected_impl(subsystem), p
+    assert p["ptr"] is True and p["rc"] == 0, p
+    assert "signal" not in n.error_log()
+
+
 def test_http_ssl_pointer_is_the_running_versions_call(workdir, nginx_factory):
     ca = TestCA(str(workdir / "ca"))
     leaf, key = ca.issue(["probe.example.test"], "probe")
@@ -63,14 +76,7 @@ def test_http_ssl_pointer_is_the_running_versions_call(workdir, nginx_factory):
       return 200 "ok";
     }""" % (port, ca.cert_pem, ca.key_pem, PROBE % {"leaf": leaf, "key": key})
     n = nginx_factory(body, http_ports=[port])
-    cert = tls_peer_cert(port, "probe.example.test")
-    assert "probe.example.test" in cert.subject.rfc4514_string()
-    (p,) = probes(n)
-    assert p["subsystem"] == "http"
-    assert p["native"] is True, p
-    assert p["impl"] == expected_impl("http"), p
-    assert p["ptr"] is True and p["rc"] == 0, p
-    assert "signal" not in n.error_log()
+    check_probe(n, port, "http")
 
 
 def test_stream_ssl_pointer_is_the_running_versions_call(workdir, nginx_factory):
@@ -93,12 +99,5 @@ def test_stream_ssl_pointer_is_the_running_versions_call(workdir, nginx_factory)
     }""" % (lua_package_path(), lua_package_cpath(), port, ca.cert_pem, ca.key_pem,
             PROBE % {"leaf": leaf, "key": key})
     n = nginx_factory("", http_ports=[port], stream=stream)
-    cert = tls_peer_cert(port, "probe.example.test")
-    assert "probe.example.test" in cert.subject.rfc4514_string()
-    (p,) = probes(n)
-    assert p["subsystem"] == "stream"
-    assert p["native"] is True, p
-    assert p["impl"] == expected_impl("stream"), p
-    assert p["ptr"] is True and p["rc"] == 0, p
-    assert "signal" not in n.error_log()
+    check_probe(n, port, "stream")
     assert os.path.exists(n.error_log_path)

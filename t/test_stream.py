@@ -4,7 +4,6 @@ original's tls-alpn-01 set-up (an ssl_preread router) validated by a real Pebble
 
 import json
 import os
-import socket
 import ssl
 import subprocess
 import time
@@ -14,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from harness import REPO, TestCA, free_port, lua_package_cpath, lua_package_path, platform
+from harness.client import tls_handshake
 
 pytestmark = pytest.mark.skipif(
     not platform.has_stream_lua(),
@@ -67,27 +67,7 @@ class StreamAutoSSL:
 
     def handshake(self, port, name, kind=None, alpn=None, send=None):
         """(leaf, selected ALPN, bytes read after sending `send`) for SNI `name` on `port`."""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        if kind:
-            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-            ctx.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256" if kind == "ecc"
-                            else "ECDHE-RSA-AES128-GCM-SHA256")
-        if alpn:
-            ctx.set_alpn_protocols(alpn)
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-            with ctx.wrap_socket(s, server_hostname=name) as t:
-                der = t.getpeercert(binary_form=True)
-                data = b""
-                if send:
-                    t.sendall(send)
-                    while True:
-                        chunk = t.recv(4096)
-                        if not chunk:
-                            break
-                        data += chunk
-                return x509.load_der_x509_certificate(der), t.selected_alpn_protocol(), data
+        return tls_handshake(port, name, kind=kind, alpn=alpn, send=send)
 
     def is_fallback(self, cert):
         with open(self.fallback.ca_pem, "rb") as f:

@@ -8,18 +8,7 @@ use super::authorization::Authorization;
 use super::order::Order;
 use super::Directory;
 use super::{link, problem, renewal_info, timestamp, Problem};
-use crate::proptests::{hostile_response, json_value};
-
-fn cases(default: u32) -> ProptestConfig {
-    let from_env = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok());
-    ProptestConfig {
-        cases: from_env.unwrap_or(default),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
+use crate::proptests::{cases, hostile_response, json_value};
 
 proptest! {
     #![proptest_config(cases(512))]

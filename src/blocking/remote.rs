@@ -69,6 +69,75 @@ fn split_url(rest: &str) -> UrlParts {
     (userinfo, hostport, path.to_string(), pairs)
 }
 
+/// The agent of an HTTP store: statuses are answers, not errors; 30 s for a whole request.
+fn http_agent(non_standard_methods: bool) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .allow_non_standard_methods(non_standard_methods)
+        .build();
+    ureq::Agent::new_with_config(config)
+}
+
+/// One request of an HTTP store -> (status, body text); `what` begins every error message.
+fn http_send(
+    agent: &ureq::Agent,
+    what: &str,
+    b: ureq::http::request::Builder,
+    payload: String,
+) -> Result<(u16, String), BlockingError> {
+    let req = b
+        .body(payload)
+        .map_err(|e| store_err(format!("{what}: {e}")))?;
+    let mut resp = agent
+        .run(req)
+        .map_err(|e| store_err(format!("{what}: {e}")))?;
+    let status = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(256 * 1024 * 1024)
+        .read_to_string()
+        .map_err(|e| store_err(format!("{what}: {e}")))?;
+    Ok((status, text))
+}
+
+/// The `host:port[/kv_path]` of a Consul or Vault url -> (host:port, kv_path): no userinfo
+/// or options (`hint` says where the token goes), `port` when none is given, `acme` when no
+/// path is.
+fn kv_url(rest: &str, hint: &str, port: u16) -> Result<(String, String), BlockingError> {
+    let (userinfo, hostport, path, query) = split_url(rest);
+    if userinfo.is_some() || !query.is_empty() {
+        return Err(store_err(hint.to_string()));
+    }
+    let hostport = if hostport.contains(':') {
+        hostport
+    } else {
+        format!("{hostport}:{port}")
+    };
+    let kv_path = if path.is_empty() {
+        "acme".to_string()
+    } else {
+        path.trim_end_matches('/').to_string()
+    };
+    Ok((hostport, kv_path))
+}
+
+/// A key as Consul and Vault name it: "/" as "-", percent-escaped.
+fn kv_name(key: &str) -> String {
+    escape(&key.replace('/', "-"))
+}
+
+/// A base64 value of `what` (consul, vault) as UTF-8 text.
+fn b64_text(what: &str, key: &str, b64: &str) -> Result<Option<String>, BlockingError> {
+    let raw = B64
+        .decode(b64)
+        .map_err(|_| store_err(format!("{what} value of {key:?} is not base64")))?;
+    String::from_utf8(raw)
+        .map(Some)
+        .map_err(|_| store_err(format!("{what} value of {key:?} is not UTF-8 text")))
+}
+
 /// One Redis server (RESP2 over TCP; no TLS).
 pub struct RedisStore {
     conn: BufReader<TcpStream>,
@@ -284,12 +353,8 @@ impl EtcdStore {
                 _ => return Err(store_err(format!("etcd store: unknown option {k:?}"))),
             }
         }
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build();
         Ok(EtcdStore {
-            agent: ureq::Agent::new_with_config(config),
+            agent: http_agent(false),
             base: format!("http://{hostport}/v3/"),
             prefix,
         })
@@ -301,23 +366,11 @@ impl EtcdStore {
         body: serde_json::Value,
     ) -> Result<serde_json::Value, BlockingError> {
         let url = format!("{}{path}", self.base);
-        let req = ureq::http::Request::builder()
+        let b = ureq::http::Request::builder()
             .method("POST")
             .uri(url.as_str())
-            .header("Content-Type", "application/json")
-            .body(body.to_string())
-            .map_err(|e| store_err(format!("etcd {url}: {e}")))?;
-        let mut resp = self
-            .agent
-            .run(req)
-            .map_err(|e| store_err(format!("etcd {url}: {e}")))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(256 * 1024 * 1024)
-            .read_to_string()
-            .map_err(|e| store_err(format!("etcd {url}: {e}")))?;
+            .header("Content-Type", "application/json");
+        let (status, text) = http_send(&self.agent, &format!("etcd {url}"), b, body.to_string())?;
         if status != 200 {
             return Err(store_err(format!(
                 "etcd {url}: status {status}: {}",
@@ -438,29 +491,14 @@ pub struct ConsulStore {
 
 impl ConsulStore {
     fn open(rest: &str) -> Result<ConsulStore, BlockingError> {
-        let (userinfo, hostport, path, query) = split_url(rest);
-        if userinfo.is_some() || !query.is_empty() {
-            return Err(store_err(
-                "consul store: give the token in $CONSUL_HTTP_TOKEN, no options in the url",
-            ));
-        }
-        let hostport = if hostport.contains(':') {
-            hostport
-        } else {
-            format!("{hostport}:8500")
-        };
-        let kv_path = if path.is_empty() {
-            "acme".to_string()
-        } else {
-            path.trim_end_matches('/').to_string()
-        };
+        let (hostport, kv_path) = kv_url(
+            rest,
+            "consul store: give the token in $CONSUL_HTTP_TOKEN, no options in the url",
+            8500,
+        )?;
         let escaped: Vec<String> = kv_path.split('/').map(escape).collect();
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build();
         Ok(ConsulStore {
-            agent: ureq::Agent::new_with_config(config),
+            agent: http_agent(false),
             base: format!("http://{hostport}/v1/kv/{}/", escaped.join("/")),
             kv_prefix: format!("{kv_path}/"),
             token: std::env::var("CONSUL_HTTP_TOKEN")
@@ -482,20 +520,12 @@ impl ConsulStore {
         if let Some(t) = &self.token {
             b = b.header("X-Consul-Token", t.as_str());
         }
-        let req = b
-            .body(body.unwrap_or("").to_string())
-            .map_err(|e| store_err(format!("consul {method} {url}: {e}")))?;
-        let mut resp = self
-            .agent
-            .run(req)
-            .map_err(|e| store_err(format!("consul {method} {url}: {e}")))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(256 * 1024 * 1024)
-            .read_to_string()
-            .map_err(|e| store_err(format!("consul {method} {url}: {e}")))?;
+        let (status, text) = http_send(
+            &self.agent,
+            &format!("consul {method} {url}"),
+            b,
+            body.unwrap_or("").to_string(),
+        )?;
         if status != 200 && status != 404 {
             return Err(store_err(format!(
                 "consul {method} {url}: status {status}: {}",
@@ -505,12 +535,8 @@ impl ConsulStore {
         Ok((status, text))
     }
 
-    fn name(key: &str) -> String {
-        escape(&key.replace('/', "-"))
-    }
-
     fn get(&self, key: &str) -> Result<Option<String>, BlockingError> {
-        let (status, text) = self.request("GET", &Self::name(key), None)?;
+        let (status, text) = self.request("GET", &kv_name(key), None)?;
         if status == 404 {
             return Ok(None);
         }
@@ -524,16 +550,11 @@ impl ConsulStore {
         let Some(b64) = entry["Value"].as_str() else {
             return Ok(None);
         };
-        let raw = B64
-            .decode(b64)
-            .map_err(|_| store_err(format!("consul value of {key:?} is not base64")))?;
-        String::from_utf8(raw)
-            .map(Some)
-            .map_err(|_| store_err(format!("consul value of {key:?} is not UTF-8 text")))
+        b64_text("consul", key, b64)
     }
 
     fn set(&self, key: &str, value: &str, ttl: Option<f64>) -> Result<(), BlockingError> {
-        let mut path = Self::name(key);
+        let mut path = kv_name(key);
         if let Some(t) = ttl {
             path.push_str(&format!(
                 "?flags={:.0}",
@@ -548,12 +569,12 @@ impl ConsulStore {
     }
 
     fn delete(&self, key: &str) -> Result<(), BlockingError> {
-        self.request("DELETE", &Self::name(key), None)?;
+        self.request("DELETE", &kv_name(key), None)?;
         Ok(())
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, BlockingError> {
-        let (status, text) = self.request("GET", &format!("{}?keys", Self::name(prefix)), None)?;
+        let (status, text) = self.request("GET", &format!("{}?keys", kv_name(prefix)), None)?;
         if status == 404 {
             return Ok(Vec::new());
         }
@@ -585,35 +606,19 @@ pub struct VaultStore {
 
 impl VaultStore {
     fn open(rest: &str) -> Result<VaultStore, BlockingError> {
-        let (userinfo, hostport, path, query) = split_url(rest);
-        if userinfo.is_some() || !query.is_empty() {
-            return Err(store_err(
-                "vault store: give the token in $VAULT_TOKEN, no options in the url",
-            ));
-        }
-        let hostport = if hostport.contains(':') {
-            hostport
-        } else {
-            format!("{hostport}:8200")
-        };
-        let kv_path = if path.is_empty() {
-            "acme".to_string()
-        } else {
-            path.trim_end_matches('/').to_string()
-        };
+        let (hostport, kv_path) = kv_url(
+            rest,
+            "vault store: give the token in $VAULT_TOKEN, no options in the url",
+            8200,
+        )?;
         let (mount, sub) = match kv_path.split_once('/') {
             Some((m, s)) => (m.to_string(), format!("/{s}")),
             None => (kv_path.clone(), String::new()),
         };
         let sub_e: String = sub.split('/').map(escape).collect::<Vec<_>>().join("/");
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .allow_non_standard_methods(true)
-            .build();
         let env = |k: &str| std::env::var(k).ok().filter(|t| !t.is_empty());
         Ok(VaultStore {
-            agent: ureq::Agent::new_with_config(config),
+            agent: http_agent(true),
             origin: format!("http://{hostport}"),
             data_path: format!("/v1/{}/data{sub_e}/", escape(&mount)),
             metadata_path: format!("/v1/{}/metadata{sub_e}/", escape(&mount)),
@@ -642,20 +647,7 @@ impl VaultStore {
         if !payload.is_empty() {
             b = b.header("Content-Type", "application/json");
         }
-        let req = b
-            .body(payload)
-            .map_err(|e| store_err(format!("vault {method} {url}: {e}")))?;
-        let mut resp = self
-            .agent
-            .run(req)
-            .map_err(|e| store_err(format!("vault {method} {url}: {e}")))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(256 * 1024 * 1024)
-            .read_to_string()
-            .map_err(|e| store_err(format!("vault {method} {url}: {e}")))?;
+        let (status, text) = http_send(&self.agent, &format!("vault {method} {url}"), b, payload)?;
         let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
         if status != 404 && !(200..300).contains(&status) {
             return Err(store_err(format!(
@@ -666,16 +658,9 @@ impl VaultStore {
         Ok((status, v))
     }
 
-    fn name(key: &str) -> String {
-        escape(&key.replace('/', "-"))
-    }
-
     fn get(&self, key: &str) -> Result<Option<String>, BlockingError> {
-        let (status, v) = self.request(
-            "GET",
-            &format!("{}{}", self.data_path, Self::name(key)),
-            None,
-        )?;
+        let (status, v) =
+            self.request("GET", &format!("{}{}", self.data_path, kv_name(key)), None)?;
         if status == 404 {
             return Ok(None);
         }
@@ -686,18 +671,13 @@ impl VaultStore {
             _ => return Ok(None),
         };
         if data["encoding"].as_str() == Some("base64") {
-            let raw = B64
-                .decode(&value)
-                .map_err(|_| store_err(format!("vault value of {key:?} is not base64")))?;
-            return String::from_utf8(raw)
-                .map(Some)
-                .map_err(|_| store_err(format!("vault value of {key:?} is not UTF-8 text")));
+            return b64_text("vault", key, &value);
         }
         Ok(Some(value))
     }
 
     fn set(&self, key: &str, value: &str, ttl: Option<f64>) -> Result<(), BlockingError> {
-        let name = Self::name(key);
+        let name = kv_name(key);
         // a write without TTL clears a TTL an earlier write left in the metadata
         let dva = match ttl {
             Some(t) => format!("{}ms", ((t.max(1.0)) * 1000.0).floor() as i64),
@@ -721,7 +701,7 @@ impl VaultStore {
     fn delete(&self, key: &str) -> Result<(), BlockingError> {
         self.request(
             "DELETE",
-            &format!("{}{}", self.metadata_path, Self::name(key)),
+            &format!("{}{}", self.metadata_path, kv_name(key)),
             None,
         )?;
         Ok(())
@@ -893,6 +873,6 @@ mod tests {
     fn unknown_schemes_are_refused() {
         assert!(AnyStore::open("s3://x", false).is_err());
         assert_eq!(escape("domain:ecc:a b/c#"), "domain:ecc:a%20b%2Fc%23");
-        assert_eq!(ConsulStore::name("x/y"), "x-y");
+        assert_eq!(kv_name("x/y"), "x-y");
     }
 }

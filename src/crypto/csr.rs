@@ -96,11 +96,22 @@ pub fn create_csr(key: &PrivateKey, names: &[&str]) -> Result<Vec<u8>, CryptoErr
             Identifier::Ip(ip) => san.ip(&ip.to_string()),
         };
     }
-    let san = san.build(&builder.x509v3_context(None))?;
-    let mut extensions = Stack::new()?;
-    extensions.push(san)?;
-    builder.add_extensions(&extensions)?;
+    sign_request(builder, key, Some(san))
+}
 
+/// Adds `san` (when given) as the request's only extension, signs the request with `key`
+/// (SHA-384 for P-384 keys, else SHA-256) and returns its DER.
+fn sign_request(
+    mut builder: X509ReqBuilder,
+    key: &PrivateKey,
+    san: Option<SubjectAlternativeName>,
+) -> Result<Vec<u8>, CryptoError> {
+    if let Some(san) = san {
+        let san = san.build(&builder.x509v3_context(None))?;
+        let mut extensions = Stack::new()?;
+        extensions.push(san)?;
+        builder.add_extensions(&extensions)?;
+    }
     let md = match key.kind {
         KeyType::EcP384 => MessageDigest::sha384(),
         KeyType::Rsa(_) | KeyType::EcP256 => MessageDigest::sha256(),
@@ -129,6 +140,7 @@ pub fn build_csr(
     let name = name.build();
     builder.set_subject_name(&name)?;
     builder.set_pubkey(&key.pkey)?;
+    let mut alt_names = None;
     if !sans.is_empty() {
         let mut san = SubjectAlternativeName::new();
         for (typ, value) in sans {
@@ -149,17 +161,9 @@ pub fn build_csr(
                 }
             };
         }
-        let san = san.build(&builder.x509v3_context(None))?;
-        let mut extensions = Stack::new()?;
-        extensions.push(san)?;
-        builder.add_extensions(&extensions)?;
+        alt_names = Some(san);
     }
-    let md = match key.kind {
-        KeyType::EcP384 => MessageDigest::sha384(),
-        KeyType::Rsa(_) | KeyType::EcP256 => MessageDigest::sha256(),
-    };
-    builder.sign(&key.pkey, md)?;
-    Ok(builder.build().to_der()?)
+    sign_request(builder, key, alt_names)
 }
 
 #[cfg(test)]

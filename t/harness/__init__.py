@@ -104,6 +104,8 @@ stopped by PID (children included); anything still running at interpreter exit i
     enables the example's ssl_client_hello_by_lua line; ``extra_http`` appends server blocks. ``handshake(name,
     kind=None)``, ``is_fallback(cert)``, ``wait_issued(name, kind=None, timeout=60)``,
     ``kill()`` (SIGKILL master and workers); ``nginx``, ``https_port``, ``http_port``.
+    ``harness.autossl.crowd(nodes, name, n=200, timeout=60)``: ``n`` concurrent handshakes for
+    ``name`` spread over the ``nodes`` in turn; asserts none failed.
 
 ``OpenBao(workdir, *, tls=False, root_token=...)``
     OpenBao 2.7.2 ``bao server -dev`` (``-dev-tls``: generated CA ``ca_pem``, certificate for
@@ -134,7 +136,15 @@ session's tmp dir at the end of every session; a leak fails the run.
 
 ``harness.control``: ``control_nginx(nginx_factory, *, api_uri, ca_pem, endpoints, ...)`` and
 ``post(n, path, args)``: nginx with the t/lua control endpoints, shared by the client and
-dns-01 suites (see its docstring).
+dns-01 suites (see its docstring); ``http01_server(port)``: a server block answering http-01
+through ``acme_t``'s client; ``eval_server(port)`` and ``lua_eval(port, code,
+timeout=60)``: a ``/eval`` server block running POSTed Lua through ``acme_t.eval()``, and the
+call of it.
+
+``harness.storage``: ``put_entry(store, name, cert_pem, key_pem, typ="ecc",
+updated=1700000000.0) -> path``, ``read_entry(store, name, typ="ecc") -> dict`` and
+``file_store(store, more="")`` (autossl config lines): a file store's ``domain:<typ>:<name>``
+entries as lua-resty-acme writes them.
 
 ``dns_query(port, name, qtype="A", server="127.0.0.1") -> [str]``
     Minimal UDP DNS client (A, AAAA, TXT) for checking ChallTestSrv or other test DNS servers.
@@ -143,13 +153,19 @@ dns-01 suites (see its docstring).
     -> (status, headers, body); HTTPS without verification when ``cafile`` is None.
 ``tls_peer_cert(port, server_name, host="127.0.0.1", alpn=None) -> x509.Certificate``
     Handshake (no verification) with SNI ``server_name`` and return the served leaf.
+``harness.client.tls_handshake(port, server_name, *, host="127.0.0.1", kind=None, alpn=None,
+send=None, timeout=10) -> (leaf, selected ALPN, bytes read after sending send)``
+    The handshake behind ``tls_peer_cert`` and ``AutoSSL.handshake``: ``kind`` "rsa"/"ecc"
+    restricts the client to TLS 1.2 cipher suites of that key type; ``send`` is written after
+    the handshake and the reply read until EOF.
 
 Fixtures (``t/conftest.py``, function scope): ``workdir`` (tmp_path), ``challtestsrv``
 (started), ``pebble`` (started, uses ``challtestsrv`` for DNS so http-01 for any name reaches
-127.0.0.1:``pebble.http_port``), ``nginx_factory`` (``nginx_factory(conf_body, **kw)`` ->
+127.0.0.1:``pebble.http_port``), ``bind`` (a started ``Bind``), ``pebble_bind`` (started Pebble
+2.4 with ``bind`` as its DNS, for dns-01), ``nginx_factory`` (``nginx_factory(conf_body, **kw)`` ->
 started Nginx in a fresh sub-directory of workdir; all stopped at teardown), ``core_so``
 (session: makes sure ``make lua-build`` output exists). When a test fails, the fixtures print
-the tails of the pebble / challtestsrv / nginx logs at teardown.
+the tails of the pebble / challtestsrv / named / nginx logs at teardown.
 """
 
 from .autossl import AutoSSL

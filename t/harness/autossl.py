@@ -3,14 +3,15 @@
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
+import threading
 import time
 
 from cryptography import x509
 
 from .ca import TestCA
+from .client import tls_handshake
 from .nginx import lua_package_cpath, lua_package_path
 from .paths import REPO
 from .proc import free_port
@@ -140,17 +141,7 @@ class AutoSSL:
     def handshake(self, name, *, kind=None, timeout=10):
         """Returns the leaf certificate served for SNI `name` (None = no SNI). kind restricts
         the client to "rsa" or "ecc" certificates (TLS 1.2 cipher suites)."""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        if kind:
-            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-            ctx.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256" if kind == "ecc"
-                            else "ECDHE-RSA-AES128-GCM-SHA256")
-        with socket.create_connection(("127.0.0.1", self.https_port), timeout=timeout) as s:
-            with ctx.wrap_socket(s, server_hostname=name) as t:
-                der = t.getpeercert(binary_form=True)
-        return x509.load_der_x509_certificate(der)
+        return tls_handshake(self.https_port, name, kind=kind, timeout=timeout)[0]
 
     def served_chain(self, name, *, kind=None, timeout=10):
         """Every certificate the server sends for SNI `name` (leaf first), read with
@@ -196,3 +187,22 @@ class AutoSSL:
                 pass
         if n.proc is not None:
             n.proc.wait(10)
+
+
+def crowd(nodes, name, n=200, timeout=60):
+    """`n` concurrent handshakes for SNI `name`, spread over the AutoSSL `nodes` in turn (each
+    with `timeout`); asserts that none failed."""
+    errors = []
+
+    def hit(node):
+        try:
+            node.handshake(name, timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=hit, args=(nodes[i % len(nodes)],)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]

@@ -7,6 +7,13 @@ server on a free port maps ``/<name>`` to ``require("<module>").<name>()`` for e
 ``"module.name"`` in ``endpoints``; ``servers`` adds server blocks (e.g. an http-01 listener
 on ``http_ports``). The returned Nginx has ``ctl`` (the control port).
 ``post(n, path, args, timeout=120)`` POSTs JSON to a control endpoint and decodes the reply.
+
+``http01_server(port)`` is a server block (for ``servers``) on ``port`` answering http-01
+challenges through ``acme_t``'s client (``serve_http_challenge``).
+
+``eval_server(port)`` is a server block (for ``extra_http``/``servers``) whose ``/eval`` runs
+the POSTed Lua chunk through ``acme_t.eval()``; ``lua_eval(port, code, timeout=60)`` POSTs a
+chunk there and returns the decoded table it returned (an ``error`` in it fails the test).
 """
 
 import json
@@ -57,3 +64,30 @@ def post(n, path, args, timeout=120):
                                  data=json.dumps(args).encode(), method="POST")
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.loads(r.read())
+
+
+def http01_server(port):
+    return """
+    server {
+      listen 127.0.0.1:%d;
+      location /.well-known/acme-challenge/ {
+        content_by_lua_block { require("acme_t").client():serve_http_challenge() }
+      }
+    }""" % port
+
+
+def eval_server(port):
+    return """
+    server {
+      listen 127.0.0.1:%d;
+      location = /eval { content_by_lua_block { require("acme_t").eval() } }
+    }""" % port
+
+
+def lua_eval(port, code, timeout=60):
+    req = urllib.request.Request("http://127.0.0.1:%d/eval" % port, data=code.encode(),
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        res = json.loads(r.read())
+    assert "error" not in res, res["error"]
+    return res

@@ -37,10 +37,14 @@ class ChallTestSrv(proc.Server):
         self.default_ipv6 = default_ipv6
         self.proc = None
 
+    WHAT = "pebble-challtestsrv"  # in the error when it does not start
+
+    def _dns_argv(self):
+        """The binary and its DNS server flags (Pebble 2.4's pebble-challtestsrv)."""
+        return [CHALLTESTSRV_BIN, "-dns01", self.dns_server]
+
     def start(self):
-        argv = [
-            CHALLTESTSRV_BIN,
-            "-dns01", self.dns_server,
+        argv = self._dns_argv() + [
             "-management", "127.0.0.1:%d" % self.mgmt_port,
             "-http01", "", "-https01", "", "-tlsalpn01", "",
             "-defaultIPv4", self.default_ipv4,
@@ -48,7 +52,7 @@ class ChallTestSrv(proc.Server):
         ]
         self.proc = proc.spawn(argv, self.log_path)
         proc.wait_ports([self.dns_port, self.mgmt_port], self.proc, 15,
-                        "pebble-challtestsrv", self.log_tail)
+                        self.WHAT, self.log_tail)
         return self
 
     def _post(self, path, body):
@@ -280,20 +284,11 @@ def pebble2_bin_dir():
 class ChallTestSrv2(ChallTestSrv):
     """``ChallTestSrv`` run from Pebble 2.10's pebble-challtestsrv (``-dnsserver``, no DoH)."""
 
-    def start(self):
-        argv = [
-            os.path.join(pebble2_bin_dir(), "pebble-challtestsrv"),
-            "-dnsserver", self.dns_server,
-            "-doh", "",
-            "-management", "127.0.0.1:%d" % self.mgmt_port,
-            "-http01", "", "-https01", "", "-tlsalpn01", "",
-            "-defaultIPv4", self.default_ipv4,
-            "-defaultIPv6", self.default_ipv6,
-        ]
-        self.proc = proc.spawn(argv, self.log_path)
-        proc.wait_ports([self.dns_port, self.mgmt_port], self.proc, 15,
-                        "pebble-challtestsrv 2.10", self.log_tail)
-        return self
+    WHAT = "pebble-challtestsrv 2.10"
+
+    def _dns_argv(self):
+        return [os.path.join(pebble2_bin_dir(), "pebble-challtestsrv"),
+                "-dnsserver", self.dns_server, "-doh", ""]
 
 
 class Pebble2(Pebble):

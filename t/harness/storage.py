@@ -1,4 +1,6 @@
-"""nginx running storage adapters for the storage suites (t/lua/storage_t.lua)."""
+"""nginx running storage adapters for the storage suites (t/lua/storage_t.lua), and the
+file store's entries as lua-resty-acme writes them (``put_entry``, ``read_entry``,
+``file_store``)."""
 
 import base64
 import json
@@ -154,3 +156,31 @@ class StorageNginx:
                                      method="POST")
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.load(r)["error"]
+
+
+def _entry_path(store, name, typ):
+    return os.path.join(store,
+                        base64.b64encode(("domain:%s:%s" % (typ, name)).encode()).decode())
+
+
+def put_entry(store, name, cert_pem, key_pem, typ="ecc", updated=1700000000.0):
+    """Writes `domain:<typ>:<name>` into a file store as lua-resty-acme does (docs/FORMAT.md,
+    slashes escaped as cjson writes them); returns the file's path."""
+    value = json.dumps({"domain": name, "pkey": key_pem, "cert": cert_pem, "type": typ,
+                        "updated": updated}).replace("/", "\\/")
+    path = _entry_path(store, name, typ)
+    with open(path, "w") as f:
+        f.write("0::" + value)
+    return path
+
+
+def read_entry(store, name, typ="ecc"):
+    """The decoded `domain:<typ>:<name>` entry of a file store."""
+    with open(_entry_path(store, name, typ)) as f:
+        return json.loads(f.read().split("::", 1)[1])
+
+
+def file_store(store, more=""):
+    """autossl config lines for the file storage in `store` (and `more` lines)."""
+    return 'storage_adapter = "file", storage_config = { dir = %s }, %s' % (json.dumps(store),
+                                                                            more)

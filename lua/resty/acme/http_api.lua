@@ -63,6 +63,13 @@ end
 -- { token =, api_base =, ssl_verify =, timeout = } that may hold the provider's own keys too.
 -- Returns a client { token =, base = (api_base or default_base, no trailing "/"), transport = }
 -- and the conf table; or nil, "api token is needed".
+-- The transport of an HTTP DNS provider from its conf: TLS verified unless ssl_verify = false,
+-- timeout (ms per request) 10000 unless given.
+local function provider_transport(conf)
+  return transport.new({ ssl_verify = conf.ssl_verify ~= false, timeout = conf.timeout or 10000 })
+end
+_M.provider_transport = provider_transport
+
 function _M.token_client(secret, default_base)
   local conf = type(secret) == "table" and secret or { token = secret }
   local token = conf.token
@@ -73,7 +80,7 @@ function _M.token_client(secret, default_base)
   return {
     token = token,
     base = (base:gsub("/+$", "")),
-    transport = transport.new({ ssl_verify = conf.ssl_verify ~= false, timeout = conf.timeout or 10000 }),
+    transport = provider_transport(conf),
   }, conf
 end
 

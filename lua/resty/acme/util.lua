@@ -148,4 +148,13 @@ end
 
 _M.can_yield = can_yield
 
+-- A dns provider's `nameservers` setting as a list: one server given as a string becomes
+-- { server }; anything else is returned as it is.
+function _M.nameserver_list(ns)
+  if type(ns) == "string" then
+    return { ns }
+  end
+  return ns
+end
+
 return _M

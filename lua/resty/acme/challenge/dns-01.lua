@@ -276,12 +276,13 @@ function _M.update_dns_provider_info(accounts)
   return true
 end
 
--- Shared with challenge/dns-persist-01: the account serving a name, the servers to check and
--- the propagation wait.
+-- Shared with challenge/dns-persist-01: the account serving a name, the servers to check,
+-- the propagation wait and the list membership test.
 _M.provider_handler = provider_handler
 _M.provider_error = provider_error
 _M.servers_for = servers_for
 _M.wait_propagation = wait_propagation
+_M.contains = contains
 
 function _M.new(storage)
   return setmetatable({ storage = storage }, mt)

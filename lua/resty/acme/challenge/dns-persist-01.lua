@@ -31,6 +31,7 @@ local type = type
 local concat = table.concat
 local lower = string.lower
 local sub = string.sub
+local contains = dns01.contains
 
 local _M = { _VERSION = "0.16.0" }
 local mt = { __index = _M }
@@ -48,15 +49,6 @@ local function as_list(v)
     return v
   end
   return nil
-end
-
-local function contains(list, value)
-  for _, v in ipairs(list) do
-    if v == value then
-      return true
-    end
-  end
-  return false
 end
 
 -- The issuer domain name to put into the record: the configured one when the CA lists it,

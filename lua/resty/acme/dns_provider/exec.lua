@@ -91,11 +91,8 @@ function _M.new(secret)
   if timeout <= 0 then
     return fail("timeout must be positive")
   end
-  local ns = conf.nameservers
-  if type(ns) == "string" then
-    ns = { ns }
-  end
-  return setmetatable({ command = command, timeout = timeout, ns = ns }, mt)
+  return setmetatable({ command = command, timeout = timeout,
+                        ns = util.nameserver_list(conf.nameservers) }, mt)
 end
 
 function _M:post_txt_record(fqdn, content)

@@ -15,7 +15,7 @@
 -- when it was the last): the apex and the wildcard of one order share a name.
 local core = require("resty.acme.core")
 local http_api = require("resty.acme.http_api")
-local transport = require("resty.acme.transport")
+local util = require("resty.acme.util")
 
 local ngx = ngx
 local ngx_sleep = ngx.sleep
@@ -225,10 +225,6 @@ function _M.new(secret)
   if (scheme == "https" and sub(host, -4) == ":443") or (scheme == "http" and sub(host, -3) == ":80") then
     host = match(host, "^(.*):%d+$")
   end
-  local ns = secret.nameservers
-  if type(ns) == "string" then
-    ns = { ns }
-  end
   return setmetatable({
     access_key_id = secret.access_key_id,
     secret_access_key = secret.secret_access_key,
@@ -239,12 +235,13 @@ function _M.new(secret)
     change_timeout = tonumber(secret.change_timeout) or 120,
     base = base,
     host = host,
-    ns = ns,
-    transport = transport.new({ ssl_verify = secret.ssl_verify ~= false, timeout = secret.timeout or 10000 }),
+    ns = util.nameserver_list(secret.nameservers),
+    transport = http_api.provider_transport(secret),
   }, mt)
 end
 
-function _M:post_txt_record(fqdn, content)
+-- The hosted zone of fqdn and its current TXT values there: zone, values, ttl | nil, err
+local function zone_values(self, fqdn)
   local zone, err = zone_for(self, fqdn)
   if not zone then
     return nil, err
@@ -252,6 +249,14 @@ function _M:post_txt_record(fqdn, content)
   local values, ttl = current(self, zone, fqdn)
   if not values then
     return nil, ttl
+  end
+  return zone, values, ttl
+end
+
+function _M:post_txt_record(fqdn, content)
+  local zone, values, ttl = zone_values(self, fqdn)
+  if not zone then
+    return nil, values
   end
   local want = quoted(content)
   for _, v in ipairs(values) do
@@ -264,13 +269,9 @@ function _M:post_txt_record(fqdn, content)
 end
 
 function _M:delete_txt_record(fqdn, content)
-  local zone, err = zone_for(self, fqdn)
+  local zone, values, ttl = zone_values(self, fqdn)
   if not zone then
-    return nil, err
-  end
-  local values, ttl = current(self, zone, fqdn)
-  if not values then
-    return nil, ttl
+    return nil, values
   end
   if #values == 0 then
     return true

@@ -14,7 +14,7 @@
 --   nameservers = { "192.0.2.53" },          -- optional: servers the propagation check asks
 -- }
 local http_api = require("resty.acme.http_api")
-local transport = require("resty.acme.transport")
+local util = require("resty.acme.util")
 
 local setmetatable = setmetatable
 local tostring = tostring
@@ -75,17 +75,12 @@ function _M.new(secret)
   if token ~= nil and (type(token) ~= "string" or token == "") then
     return fail("token must be a non-empty string")
   end
-  local ns = secret.nameservers
-  if type(ns) == "string" then
-    ns = { ns }
-  end
   return setmetatable({
     url = url,
     token = token,
     header = type(secret.header) == "string" and secret.header or "Authorization",
-    ns = ns,
-    transport = transport.new({ ssl_verify = secret.ssl_verify ~= false,
-                                timeout = secret.timeout or 10000 }),
+    ns = util.nameserver_list(secret.nameservers),
+    transport = http_api.provider_transport(secret),
   }, mt)
 end
 
