@@ -332,6 +332,7 @@ local function order_now(autossl, name, args)
   end
   if args.force == "1" or args.force == "true" then
     storage:delete("failure_lock:" .. name)
+    backoff_state.clear(storage, name)
   end
   local b = backoff(autossl, name)
   if b.in_cooloff then

@@ -4,6 +4,7 @@
 -- second scrape of a store of 10^5 names reads the store but parses nothing.
 local core = require("resty.acme.core")
 local renewal = require("resty.acme.renewal")
+local backoff = require("resty.acme.backoff")
 local cjson = require("cjson.safe")
 
 local ngx = ngx
@@ -170,7 +171,10 @@ function _M.gauges(storage, threshold, now)
   for _, key in ipairs(storage:list("failed_attempts:") or {}) do
     if (tonumber((storage:get(key))) or 0) > 0 then
       failing = failing + 1
-      if storage:get("failure_lock:" .. sub(key, #"failed_attempts:" + 1)) then
+      local name = sub(key, #"failed_attempts:" + 1)
+      -- resty.acme.backoff's next try, or a failure_lock lua-resty-acme left behind
+      local until_t = backoff.until_any(storage, name)
+      if (until_t and until_t > now) or storage:get("failure_lock:" .. name) then
         cooling = cooling + 1
       end
     end
