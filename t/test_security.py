@@ -346,12 +346,18 @@ def test_ten_thousand_hostile_snis(pebble, challtestsrv, nginx_factory, workdir,
         name = entry.name
         key = base64.b64decode(name.replace("-", "+").replace("_", "/") + "=" * (-len(name) % 4))
         key = key.decode()
-        m = re.match(r"^(?:domain:(?:rsa|ecc):|update_lock:|failure_lock:|failed_attempts:)(.*)$",
+        # per-name keys (docs/FORMAT.md), the name last; a backoff key may end in @<issuer>
+        m = re.match(r"^(?:domain:(?:rsa|ecc):|update_lock:|failure_lock:|failed_attempts:"
+                     r"|backoff:(?:rsa|ecc):|order_queue:[0-9a-f]+:(?:rsa|ecc):)(.*?)(?:@\d+)?$",
                      key)
         if m:
             assert _allowed(m.group(1)), key
         else:
-            assert key.startswith("account_key") or "#" in key, key
+            # per-CA state (the order budget, keyed by a hash of the directory URL), the
+            # account key, challenges ("<name>#<type>")
+            assert (key.startswith(("account_key", "order_budget:", "order_budget_lock:",
+                                    "order_queue_waiting:", "order_queue_lock:"))
+                    or "#" in key), key
 
 
 # ---------------------------------------------------------------- crash safety
