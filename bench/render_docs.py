@@ -55,7 +55,7 @@ def render(d):
     figs, det, met = d["figures"], d["details"], d["met"]
     out = []
     out.append("Taken with `make bench` on %s: %d cores (`nproc`), CPU `%s` (`/proc/cpuinfo` "
-               "model name), Linux %s, %s, %s, from a fresh clone; the run took %.0f s (a VM "
+               "model name), Linux %s, %s, %s; the run took %.0f s (a VM "
                "whose cores may be shared; the figures are ratios taken side by side)." % (
                    m["date"], m["nproc"], m["cpu"], m["kernel"], m.get("openssl", "?"),
                    m.get("nginx", "?"), d["seconds"]))
