@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from harness import AutoSSL, Pebble, Redis, free_port
+from harness.control import admin_server
 
 ALLOWED_BY_ASK = [
     "a1.example.test", "a2.example.test", "a3.example.test", "a4.example.test",
@@ -50,18 +51,6 @@ def ask_server(port, allowed, log_path):
         return 403 "no";
       }
     }""" % (entries, port, log_path)
-
-
-def admin_server(port):
-    return """
-    server {
-      listen 127.0.0.1:%d;
-      access_log off;
-      location = /admin { content_by_lua_block { require("resty.acme.autossl").serve_admin() } }
-      location = /metrics {
-        content_by_lua_block { require("resty.acme.autossl").serve_metrics() }
-      }
-    }""" % port
 
 
 def get_text(port, path):

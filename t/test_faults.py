@@ -7,16 +7,15 @@ validation window of 12 s) and measured at the proxy: the lower bounds are exact
 comes before its time), the upper bounds generous (a busy machine is slow, never early).
 """
 
-import json
 import os
 import threading
 import time
-import urllib.request
 
 import pytest
 
 from fakes.fault_proxy import FaultProxy
 from harness import AutoSSL, free_port
+from harness.control import admin_server, admin_view
 
 NEW_ORDER = "/order-plz"  # Pebble's newOrder path
 SLACK = 8.0  # seconds a try may come late: handshake loop, timer, account setup in another
@@ -28,19 +27,6 @@ def proxy(pebble):
     p = FaultProxy(pebble)
     yield p
     p.stop()
-
-
-def admin_server(port):
-    return """
-    server {
-      listen 127.0.0.1:%d;
-      location = /admin { content_by_lua_block { require("resty.acme.autossl").serve_admin() } }
-    }""" % port
-
-
-def admin(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/admin" % port, timeout=30) as r:
-        return json.loads(r.read())
 
 
 def start(nginx_factory, proxy, challtestsrv, workdir, names, extra, **kw):
@@ -156,7 +142,7 @@ def test_rejected_identifier_stops_and_is_shown(pebble, proxy, challtestsrv, ngi
               extra_http=admin_server(port))
     knock_after_first_order(a, proxy, name, 8)
     assert len(orders(proxy)) == 1, gaps(orders(proxy))
-    view = admin(port)
+    view = admin_view(port)
     entry = [b for b in view["backoff"] if b["name"] == name]
     assert entry and entry[0]["cause"] == "permanent" and entry[0]["stopped"] is True, view
     assert "rejectedIdentifier" in entry[0]["error"], view

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import time
-import urllib.request
 
 import pytest
 from cryptography import x509
@@ -23,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from fakes.ari_proxy import AriProxy
 from harness import AutoSSL, ChallTestSrv2, Pebble2, Redis, TestCA, free_port, pebble2_bin_dir
 from harness.autossl import crowd
-from harness.control import eval_server, lua_eval
+from harness.control import admin_server, admin_view, eval_server, lua_eval
 from harness.storage import file_store, put_entry, read_entry
 
 pytestmark = pytest.mark.skipif(pebble2_bin_dir() is None,
@@ -247,19 +246,6 @@ def test_ninety_day_certificate_is_renewed_at_6_days_left_not_at_8(pebble, chall
                      a.nginx.error_log()), a.nginx.log_tail(20)
 
 
-def eval_admin(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/admin" % port, timeout=30) as r:
-        return json.loads(r.read())
-
-
-def admin_server(port):
-    return """
-    server {
-      listen 127.0.0.1:%d;
-      location = /admin { content_by_lua_block { require("resty.acme.autossl").serve_admin() } }
-    }""" % port
-
-
 def shared_windows(store, locks=False):
     prefixes = (b"ari_window:", b"ari_query_lock:") if locks else (b"ari_window:",)
     return [f for f in os.listdir(store) if base64.b64decode(f).startswith(prefixes)]
@@ -313,7 +299,7 @@ def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factor
     off = a.nginx.log_offset()
     forget_windows(store)
     a.nginx.wait_log(r"incident-42", since=off, timeout=15)
-    view = json.dumps(eval_admin(admin_port))
+    view = json.dumps(admin_view(admin_port))
     assert url in view, view
     assert pebble.orders_count() == 1
     # then the window moves into the past (mass revocation): renewed at once, with replaces

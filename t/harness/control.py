@@ -76,6 +76,26 @@ def http01_server(port):
     }""" % port
 
 
+def admin_server(port):
+    """A server block on 127.0.0.1:``port`` with autossl's admin view at /admin and its
+    metrics at /metrics."""
+    return """
+    server {
+      listen 127.0.0.1:%d;
+      access_log off;
+      location = /admin { content_by_lua_block { require("resty.acme.autossl").serve_admin() } }
+      location = /metrics {
+        content_by_lua_block { require("resty.acme.autossl").serve_metrics() }
+      }
+    }""" % port
+
+
+def admin_view(port):
+    """GET /admin of ``admin_server(port)`` as decoded JSON."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/admin" % port, timeout=30) as r:
+        return json.loads(r.read())
+
+
 def eval_server(port):
     return """
     server {
