@@ -243,6 +243,16 @@ pub struct FileStore {
 /// Private: keys and certificates live here.
 const MODE: u32 = 0o600;
 
+/// The lock file of `FileStore::exclusive`: hidden, so `list` never reports it as a key.
+const LOCK_NAME: &str = ".acme-rs.lock";
+
+/// What one entry's file holds at a given time.
+enum Slot {
+    Missing,
+    Expired,
+    Live(Vec<u8>),
+}
+
 impl FileStore {
     pub fn new(dir: impl Into<PathBuf>) -> FileStore {
         FileStore { dir: dir.into() }
@@ -265,38 +275,72 @@ impl FileStore {
         }
     }
 
+    /// Serialises `add`'s check-then-create and the removal of expired entries across
+    /// processes (nginx workers, the CLI). Without it a reader removing an entry it had seen
+    /// expired could delete the one another worker just added, and two adders would both win
+    /// an `update_lock:`. Reads of live entries and `set` take no lock.
+    fn exclusive(&self) -> Result<File, StoreError> {
+        let path = self.dir.join(LOCK_NAME);
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(MODE)
+            .open(&path)
+            .map_err(io_err(&path, "open"))?;
+        f.lock().map_err(io_err(&path, "lock"))?;
+        Ok(f)
+    }
+
+    /// What the file at `path` holds at `now`; malformed content is an error.
+    fn slot(path: &Path, now: f64) -> Result<Slot, StoreError> {
+        let Some(content) = read(path)? else {
+            return Ok(Slot::Missing);
+        };
+        match decode_entry(&content) {
+            Some((expiry, value)) if expiry == 0 || (now as i64) < expiry => {
+                Ok(Slot::Live(value.to_vec()))
+            }
+            Some(_) => Ok(Slot::Expired),
+            None => Err(StoreError::Malformed {
+                path: path.to_path_buf(),
+                why: "expected \"<expiry>::<value>\" with a non-empty value".into(),
+            }),
+        }
+    }
+
+    /// Under the lock: removes the entry at `path` if it is still expired or malformed, and
+    /// returns it if another writer replaced it with a live one meanwhile.
+    fn reap(path: &Path, now: f64) -> Result<Option<Vec<u8>>, StoreError> {
+        match Self::slot(path, now) {
+            Ok(Slot::Live(v)) => Ok(Some(v)),
+            Ok(Slot::Missing) => Ok(None),
+            Ok(Slot::Expired) | Err(StoreError::Malformed { .. }) => remove(path).map(|_| None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The value of `key`; expired or unreadable entries are removed and read as missing, as
     /// the original does.
     pub fn get(&self, key: &str, now: f64) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.get_strict(key, now) {
-            Err(StoreError::Malformed { path, .. }) => {
-                remove(&path)?;
-                Ok(None)
+        let path = self.path(key)?;
+        match Self::slot(&path, now) {
+            Ok(Slot::Live(v)) => Ok(Some(v)),
+            Ok(Slot::Missing) => Ok(None),
+            Ok(Slot::Expired) | Err(StoreError::Malformed { .. }) => {
+                let _lock = self.exclusive()?;
+                Self::reap(&path, now)
             }
-            Ok(None) => {
-                remove(&self.path(key)?)?;
-                Ok(None)
-            }
-            other => other,
+            Err(e) => Err(e),
         }
     }
 
     /// The value of `key`, `None` when missing or expired; malformed content is an error and
     /// the file is left for inspection (the CLI reports rather than repairs).
     pub fn get_strict(&self, key: &str, now: f64) -> Result<Option<Vec<u8>>, StoreError> {
-        let path = self.path(key)?;
-        let Some(content) = read(&path)? else {
-            return Ok(None);
-        };
-        match decode_entry(&content) {
-            Some((expiry, value)) if expiry == 0 || (now as i64) < expiry => {
-                Ok(Some(value.to_vec()))
-            }
-            Some(_) => Ok(None),
-            None => Err(StoreError::Malformed {
-                path,
-                why: "expected \"<expiry>::<value>\" with a non-empty value".into(),
-            }),
+        match Self::slot(&self.path(key)?, now)? {
+            Slot::Live(v) => Ok(Some(v)),
+            Slot::Missing | Slot::Expired => Ok(None),
         }
     }
 
@@ -323,17 +367,17 @@ impl FileStore {
         ttl: Option<f64>,
         now: f64,
     ) -> Result<bool, StoreError> {
-        if self.get(key, now)?.is_some() {
+        let path = self.path(key)?;
+        let _lock = self.exclusive()?;
+        if Self::reap(&path, now)?.is_some() {
             return Ok(false);
         }
         if matches!(ttl, Some(t) if t <= 0.0) {
             return Ok(true);
         }
-        create_exclusive(
-            &self.path(key)?,
-            &encode_entry(Self::expiry(ttl, now), value),
-            MODE,
-        )
+        // link(2) refuses an existing target, so even a writer that takes no lock (the
+        // original library) cannot be overwritten here.
+        create_exclusive(&path, &encode_entry(Self::expiry(ttl, now), value), MODE)
     }
 
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -462,6 +506,51 @@ mod tests {
         assert!(s.list("domain:").unwrap().is_empty());
         fs::write(d.join(file_name("bad").unwrap()), b"garbage").unwrap();
         assert_eq!(s.get("bad", 1.0).unwrap(), None);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Racing adders and readers (the readers reap the expired entry): exactly one add wins
+    /// every round. Before the lock, a reader's removal of an entry it had seen expired could
+    /// delete a fresh winner's file and let a second adder win.
+    #[test]
+    fn racing_adds_have_one_winner_even_while_readers_reap() {
+        use std::sync::{Arc, Barrier};
+        let d = tmpdir();
+        for round in 0..200 {
+            let key = format!("update_lock:r{round}");
+            // an expired holder, as a crashed node leaves it
+            FileStore::new(&d)
+                .set(&key, b"old", Some(1.0), 0.0)
+                .unwrap();
+            let barrier = Arc::new(Barrier::new(8));
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let (d, key, barrier) = (d.clone(), key.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let s = FileStore::new(&d);
+                        barrier.wait();
+                        if i % 2 == 0 {
+                            let _ = s.get(&key, 100.0).unwrap();
+                            false
+                        } else {
+                            s.add(&key, format!("h{i}").as_bytes(), Some(30.0), 100.0)
+                                .unwrap()
+                        }
+                    })
+                })
+                .collect();
+            let winners = handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|won| *won)
+                .count();
+            assert_eq!(winners, 1, "round {round}");
+        }
+        assert!(FileStore::new(&d)
+            .list("")
+            .unwrap()
+            .iter()
+            .all(|k| k.starts_with("update_lock:")));
         fs::remove_dir_all(&d).unwrap();
     }
 
