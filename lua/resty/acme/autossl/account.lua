@@ -8,7 +8,6 @@ local ngx = ngx
 local now = state.now
 local log = util.log
 local error = error
-local io_open = io.open
 local math_floor = math.floor
 local require = require
 local tostring = tostring
@@ -31,14 +30,10 @@ end
 -- load_account_key(filepath): the PEM of the file; raises "can't open account_key file ..." or
 -- "can't read account_key file ..." (COMPAT.md 2.1; init runs in init_by_lua).
 function _M.load_account_key(filepath)
-  local f, err = io_open(filepath, "r")
-  if not f then
-    error("can't open account_key file " .. filepath .. ": " .. tostring(err))
-  end
-  local pem = f:read("*a")
-  f:close()
-  if not pem or pem == "" then
-    error("can't read account_key file " .. filepath)
+  local pem, err, opened = util.read_file(filepath)
+  if not pem then
+    error(opened and ("can't read account_key file " .. filepath)
+      or ("can't open account_key file " .. filepath .. ": " .. err))
   end
   return pem
 end

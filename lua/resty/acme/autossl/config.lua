@@ -8,8 +8,8 @@ local util = require("resty.acme.util")
 local ngx = ngx
 local ngx_sleep = ngx.sleep
 local log = util.log
+local read_file = util.read_file
 local error = error
-local io_open = io.open
 local ipairs = ipairs
 local pairs = pairs
 local setmetatable = setmetatable
@@ -93,17 +93,12 @@ local default_config = {
 }
 _M.defaults = default_config
 
-local function read_file(path, what)
-  local f, err = io_open(path, "r")
-  if not f then
-    error("failed to open " .. what .. ": " .. tostring(err))
+-- key must be a positive number of seconds; raises naming it and what it got.
+local function check_seconds(conf, key)
+  local v = conf[key]
+  if type(v) ~= "number" or v <= 0 then
+    error(key .. " must be a positive number of seconds, got " .. tostring(v))
   end
-  local data = f:read("*a")
-  f:close()
-  if not data or data == "" then
-    error("failed to read " .. what .. ": " .. path)
-  end
-  return data
 end
 
 -- merge(autossl_config): the user's table with the defaults behind it (a metatable: the table
@@ -138,10 +133,7 @@ function _M.merge(autossl_config)
     error("native_serving must be true or false, got " .. tostring(autossl_config.native_serving))
   end
 
-  local rmi = autossl_config.renew_min_interval
-  if type(rmi) ~= "number" or rmi <= 0 then
-    error("renew_min_interval must be a positive number of seconds, got " .. tostring(rmi))
-  end
+  check_seconds(autossl_config, "renew_min_interval")
   local prof = autossl_config.profile
   if prof ~= nil and type(prof) ~= "string" and type(prof) ~= "function" then
     error("profile must be a profile name or a function of the domain, got " .. type(prof))
@@ -149,10 +141,7 @@ function _M.merge(autossl_config)
   if autossl_config.ip_profile ~= nil and type(autossl_config.ip_profile) ~= "string" then
     error("ip_profile must be a profile name, got " .. type(autossl_config.ip_profile))
   end
-  local lock_ttl = autossl_config.update_lock_ttl
-  if type(lock_ttl) ~= "number" or lock_ttl <= 0 then
-    error("update_lock_ttl must be a positive number of seconds, got " .. tostring(lock_ttl))
-  end
+  check_seconds(autossl_config, "update_lock_ttl")
 
   local types = autossl_config.domain_key_types
   if type(types) ~= "table" or #types == 0 then
@@ -183,7 +172,10 @@ end
 -- read_domain_keys(conf, into): the PEMs of domain_key_paths into `into` by key type. Raises.
 function _M.read_domain_keys(conf, into)
   for typ, path in pairs(conf.domain_key_paths or {}) do
-    local pem = read_file(path, "domain_key")
+    local pem, err, opened = read_file(path)
+    if not pem then
+      error(opened and ("failed to read domain_key: " .. path) or ("failed to open domain_key: " .. err))
+    end
     if not core.pkey_from_pem(pem) then
       error("failed to read domain key: " .. path .. " is not a supported private key")
     end

@@ -13,14 +13,16 @@ local math_max = math.max
 local _M = { _VERSION = "0.16.0" }
 
 local wake_at -- this worker's next early pass
-local run_pass
+local run_pass -- set by resty.acme.autossl.renew when it loads
 
 local function on_wake(premature, at)
   if premature or at ~= wake_at then
     return
   end
   wake_at = nil
-  run_pass()
+  if run_pass then
+    run_pass()
+  end
 end
 
 -- set_pass(fn): the pass a wake runs.
