@@ -4,11 +4,18 @@
 -- certificates reach every worker within the cache TTLs without a reload, keys are generated on
 -- a native thread, locks are always released, and a bad stored entry never aborts renewal.
 --
--- This module is the facade: the original's names, each the function of the module that does
--- that one job (resty.acme.autossl.*; docs/ARCHITECTURE.md). Its error conventions are those
--- of COMPAT.md 2.1, written above each function where it lives. The fields config, client,
--- storage, client_initialized, generated_account_key and dns_01_enabled are the shared state's
--- (resty.acme.autossl.state), read and written through this table.
+-- This module is the facade: the original's names, each the function of the module under
+-- resty.acme.autossl.* that does that one job:
+--   setup      init, init_worker          config    defaults and checks of the config
+--   names      SNI rule, allow-list       handshake ssl_certificate and the orders it starts
+--   serve      caches, store read, native entry     the stored entry: parse, get_certkey
+--   issue      update_cert (lock, order)  account   account key, client bootstrap
+--   renew      check_renew, the pass      schedule  the early-pass timer
+--   content    challenges, admin, metrics keys      storage key prefixes
+--   state      the handles they share
+-- Error conventions are COMPAT.md 2.1's, written above each function where it lives. The
+-- fields config, client, storage, client_initialized, generated_account_key and dns_01_enabled
+-- are the shared state's, read and written through this table. No module requires this one.
 local account = require("resty.acme.autossl.account")
 local content = require("resty.acme.autossl.content")
 local handshake = require("resty.acme.autossl.handshake")
