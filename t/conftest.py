@@ -10,6 +10,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import CORE_SO, REPO, Bind, ChallTestSrv, Nginx, Pebble  # noqa: E402
 from harness import secrets  # noqa: E402
+from harness.ca import write_key  # noqa: E402
+from harness.pebble import EAB_KEY, EAB_KID  # noqa: E402
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
@@ -48,6 +50,13 @@ def workdir(tmp_path):
 
 
 @pytest.fixture
+def account_key(workdir):
+    """An EC account key file in workdir that every node of a test shares (no RSA-4096 key
+    made per node: seconds of CPU each on a loaded machine)."""
+    return write_key(os.path.join(str(workdir), "account.pem"))
+
+
+@pytest.fixture
 def challtestsrv(workdir, request):
     """Started pebble-challtestsrv (mock DNS: every A query -> 127.0.0.1)."""
     yield from _running(request, ChallTestSrv(workdir).start(), "challtestsrv log tail", 30)
@@ -58,6 +67,44 @@ def pebble(workdir, challtestsrv, request):
     """Started Pebble using challtestsrv as DNS; validation of any name hits 127.0.0.1."""
     yield from _running(request, Pebble(workdir, challtestsrv=challtestsrv).start(),
                         "pebble log tail", 60)
+
+
+@pytest.fixture
+def pebble_factory(workdir, challtestsrv, request):
+    """``pebble_factory(name, **Pebble options)`` -> a started Pebble in ``<workdir>/<name>``
+    using ``challtestsrv`` as DNS (beside the plain ``pebble``, if the test has it too); all
+    stopped at teardown."""
+    made = []
+
+    def make(name, **options):
+        p = Pebble(os.path.join(str(workdir), name), challtestsrv=challtestsrv, **options)
+        made.append(p)
+        return p.start()
+
+    yield make
+    for p in made:
+        p.stop()
+    if _failed(request):
+        for p in made:
+            _dump("pebble log tail (%s)" % p.workdir, p.log_tail(60))
+
+
+@pytest.fixture
+def eab_pebble(pebble_factory):
+    """Started Pebble that requires EAB: kid ``harness.pebble.EAB_KID``, HMAC key ``EAB_KEY``."""
+    return pebble_factory("eab", eab_keys={EAB_KID: EAB_KEY})
+
+
+@pytest.fixture
+def alt_pebble(pebble_factory):
+    """Started Pebble with two alternate chains (three roots: ``roots()``)."""
+    return pebble_factory("alt", alternate_roots=2)
+
+
+@pytest.fixture
+def nonce_pebble(pebble_factory):
+    """Started Pebble that rejects half of all good nonces with badNonce."""
+    return pebble_factory("nonce", nonce_reject=50)
 
 
 @pytest.fixture

@@ -15,13 +15,11 @@ import time
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from fakes.ari_proxy import AriProxy
 from harness import AutoSSL, ChallTestSrv2, Pebble2, Redis, TestCA, free_port, pebble2_bin_dir
 from harness.autossl import crowd
+from harness.ca import write_key
 from harness.control import admin_server, admin_view, eval_server, lua_eval
 from harness.storage import file_store, put_entry, read_entry
 
@@ -59,16 +57,10 @@ def pebble(workdir, challtestsrv, request):
 
 
 @pytest.fixture(autouse=True)
-def account_key(workdir):
-    """One EC account key for every node of a test: no RSA-4096 account key per node (seconds
-    of CPU each on a loaded machine, which would eat into the renewal windows measured)."""
-    path = os.path.join(str(workdir), "account.pem")
-    key = ec.generate_private_key(ec.SECP256R1())
-    with open(path, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    ACCOUNT_KEY[0] = path
-    return path
+def _shared_account_key(account_key):
+    """Every node of a test with conftest's EC account key: no RSA-4096 key per node would eat
+    into the renewal windows measured."""
+    ACCOUNT_KEY[0] = account_key
 
 
 ACCOUNT_KEY = [None]
@@ -190,40 +182,18 @@ def test_two_minute_certificates_renew_once_per_window_across_three_nodes(
         n.nginx.stop()
 
 
-def make_cert(ca_cert, ca_key, name, not_before, not_after):
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                       critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
-
-
 def test_ninety_day_certificate_is_renewed_at_6_days_left_not_at_8(pebble, challtestsrv,
                                                                   nginx_factory, workdir):
     """The original's renew_threshold (7 days) for 90-day certificates, exactly."""
     ca = TestCA(os.path.join(str(workdir), "oldca"))
-    with open(ca.ca_pem, "rb") as f:
-        ca_cert = x509.load_pem_x509_certificate(f.read())
-    ca_key = ca._ca_key
     store = os.path.join(str(workdir), "store")
     os.makedirs(store)
     now = datetime.datetime.now(datetime.timezone.utc)
     entries = {}
     for name, left in (("eight.example.test", 8), ("six.example.test", 6)):
         nb = now - datetime.timedelta(days=90 - left)
-        cert_pem, key_pem = make_cert(ca_cert, ca_key, name, nb, nb + datetime.timedelta(days=90))
+        cert_pem, key_pem = ca.leaf_pem([name], not_before=nb,
+                                        not_after=nb + datetime.timedelta(days=90))
         put_entry(store, name, cert_pem, key_pem, updated=nb.timestamp())
         entries[name] = cert_pem
     a = node(nginx_factory, pebble, challtestsrv, workdir,
@@ -466,11 +436,7 @@ def test_ari_replacement_refused_after_an_account_change(pebble, challtestsrv, n
         "start": datetime.datetime.fromtimestamp(t - 7200, datetime.timezone.utc).strftime(iso),
         "end": datetime.datetime.fromtimestamp(t - 3600, datetime.timezone.utc).strftime(iso)}})
     forget_windows(store)
-    other = os.path.join(str(workdir), "other-account.pem")
-    key = ec.generate_private_key(ec.SECP256R1())
-    with open(other, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+    other = write_key(os.path.join(str(workdir), "other-account.pem"))
     b = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=[name], key_types=("ecc",),
                 workers=1, extra=file_store(store, 'account_key_path = "%s", profile = '
                                                    '"twelvehour", renew_check_interval = 1,'
