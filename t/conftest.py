@@ -9,9 +9,26 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import CORE_SO, REPO, Bind, ChallTestSrv, Nginx, Pebble  # noqa: E402
+from harness import nginx as harness_nginx  # noqa: E402
 from harness import secrets  # noqa: E402
 from harness.ca import write_key  # noqa: E402
 from harness.pebble import EAB_KEY, EAB_KID  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "platform_independent: runs no nginx (the CLI, Pebble, pure Python), so "
+        "`make test` runs it on the first platform only (PLATFORM_BOUND_ONLY=1 deselects it); "
+        "starting nginx in such a test fails it")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    # fixtures included: a platform_independent test may not start nginx in setup either
+    marked = item.get_closest_marker("platform_independent") is not None
+    harness_nginx.platform_independent_test[0] = item.nodeid if marked else None
+    yield
+    harness_nginx.platform_independent_test[0] = None
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

@@ -24,6 +24,9 @@ from harness.pebble import EAB_KEY, EAB_KID
 from pemutil import common_name as cn
 from pemutil import dns_names, load_certs
 
+# the CLI against Pebble, no nginx: `make test` runs this file on its first platform only
+pytestmark = pytest.mark.platform_independent
+
 CLI_TIMEOUT = 240
 
 
