@@ -545,22 +545,12 @@ def test_pebble_autossl_renews_when_ari_window_opens(pebble, challtestsrv, nginx
     new order names the certificate it replaces."""
     from fakes.ari_proxy import AriProxy
 
-    ca = TestCA(os.path.join(str(workdir), "proxyca"))
     now = time.time()
-    proxy = AriProxy(pebble, ca.cert_pem, ca.key_pem, (now + 30 * 86400, now + 31 * 86400))
-
-    class Via:  # Pebble as seen through the proxy
-        directory_url = proxy.directory_url
-        ca_pem = ca.ca_pem
-        http_port = pebble.http_port
-
-        def __getattr__(self, name):
-            return getattr(pebble, name)
-
+    proxy = AriProxy(pebble, (now + 30 * 86400, now + 31 * 86400))
     store = os.path.join(str(workdir), "store")
     os.makedirs(store)
     try:
-        a = AutoSSL(nginx_factory, Via(), challtestsrv, workdir, domains=["ari.example.test"],
+        a = AutoSSL(nginx_factory, proxy, challtestsrv, workdir, domains=["ari.example.test"],
                     key_types=("ecc",), workers=1,
                     extra=file_store(store, "renew_check_interval = 1, cache_ttl = 1,"))
         first = a.wait_issued("ari.example.test")

@@ -437,22 +437,19 @@ def test_pebble_client_ip_identifier(pebble, nginx_factory):
     assert [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
 
 
-def test_pebble_client_profiles(pebble, nginx_factory, workdir):
+def test_pebble_client_profiles(pebble, nginx_factory):
     """draft-ietf-acme-profiles: the configured profile goes into newOrder; one the CA does
     not offer is a clear error before any order."""
     from fakes.ari_proxy import AriProxy
-    ca = TestCA(os.path.join(str(workdir), "proxyca"))
-    proxy = AriProxy(pebble, ca.cert_pem, ca.key_pem, (0, 0))
+    proxy = AriProxy(pebble, (0, 0))
     try:
-        n = client_nginx(nginx_factory, pebble, ca_pem=ca.ca_pem, api_uri=proxy.directory_url,
-                         extra='profile = "shortlived",')
+        n = client_nginx(nginx_factory, proxy, extra='profile = "shortlived",')
         res = post(n, "/order", {"names": ["profile.example.test"], "key_type": "EC",
                                  "curve": "prime256v1", "account_key_type": "EC"})
         assert_issued(res, ["profile.example.test"], pebble)
         assert proxy.orders[-1]["profile"] == "shortlived"
         n.stop()
-        n = client_nginx(nginx_factory, pebble, ca_pem=ca.ca_pem, api_uri=proxy.directory_url,
-                         extra='profile = "nope",')
+        n = client_nginx(nginx_factory, proxy, extra='profile = "nope",')
         res = post(n, "/order", {"names": ["profile2.example.test"], "key_type": "EC",
                                  "curve": "prime256v1", "account_key_type": "EC"})
         assert res["err"] == ("profile nope is not offered by the CA "

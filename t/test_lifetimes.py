@@ -311,20 +311,10 @@ def test_ari_asked_once_per_certificate_per_retry_after_on_three_nodes(
         pebble, challtestsrv, nginx_factory, workdir, redis):
     """Every node runs a renewal pass every second; Pebble's renewalInfo (Retry-After 6 h)
     is asked once per certificate for the whole cluster, counted at a proxy."""
-    ca = TestCA(os.path.join(str(workdir), "proxyca"))
-    proxy = AriProxy(pebble, ca.cert_pem, ca.key_pem, None)
-
-    class Via:
-        directory_url = proxy.directory_url
-        ca_pem = ca.ca_pem
-        http_port = pebble.http_port
-
-        def __getattr__(self, attr):
-            return getattr(pebble, attr)
-
+    proxy = AriProxy(pebble, None)
     names = ["q1.example.test", "q2.example.test"]
     try:
-        nodes = cluster(nginx_factory, Via(), challtestsrv, workdir, redis, names,
+        nodes = cluster(nginx_factory, proxy, challtestsrv, workdir, redis, names,
                         'profile = "twelvehour", renew_check_interval = 1,', key_types=("ecc",))
         for name in names:
             nodes[0].handshake(name)

@@ -47,13 +47,13 @@ class _Handler(ProxyHandler):
 
 
 class AriProxy(PebbleProxy):
-    """``AriProxy(pebble, tls_cert, tls_key, window)``: ``window`` = (start, end) Unix times,
-    or None (forward and count renewalInfo queries); ``orders``, ``ari_queries``."""
+    """``AriProxy(pebble, window)``: ``window`` = (start, end) Unix times, or None (forward
+    and count renewalInfo queries); ``orders``, ``ari_queries``."""
 
     handler = _Handler
 
-    def __init__(self, pebble, tls_cert, tls_key, window):
+    def __init__(self, pebble, window):
         self.window = window
         self.orders = []
         self.ari_queries = []
-        super().__init__(pebble, tls_cert, tls_key)
+        super().__init__(pebble)

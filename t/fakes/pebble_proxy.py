@@ -1,11 +1,11 @@
 """Base of the HTTPS proxies that stand in front of a real Pebble (fault_proxy, ari_proxy).
 
-``PebbleProxy(pebble, tls_cert=None, tls_key=None)`` listens on a free port of 127.0.0.1 with
-``tls_cert``/``tls_key`` (default: the Pebble listener's own TestCA leaf, so ``pebble.ca_pem``
-is trusted for the proxy too) and forwards every request to Pebble with the proxy's Host
-header, so the URLs in Pebble's replies point back at the proxy. ``directory_url``,
-``ca_pem``, ``http_port`` and ``tls_port`` (Pebble's, where its VA validates) make it usable
-wherever a Pebble is. ``stop()``.
+``PebbleProxy(pebble)`` listens on a free port of 127.0.0.1 with the Pebble listener's own
+TestCA leaf (so ``pebble.ca_pem`` is trusted for the proxy too) and forwards every request to
+Pebble with the proxy's Host header, so the URLs in Pebble's replies point back at the proxy.
+It has its own ``directory_url`` and ``port``, and every other attribute of the Pebble
+(``ca_pem``, ``http_port`` where the VA validates, ``orders_count()``, ...): pass it wherever a
+Pebble goes (``AutoSSL``, ``control_nginx``). ``stop()`` stops the proxy only.
 
 A subclass sets ``handler`` to a ``ProxyHandler`` subclass whose ``answer(body)`` decides per
 request: ``self.send(*self.forward(body))`` passes it on.
@@ -86,22 +86,25 @@ class _Server(ThreadingHTTPServer):
 class PebbleProxy:
     handler = ProxyHandler
 
-    def __init__(self, pebble, tls_cert=None, tls_key=None):
+    def __init__(self, pebble):
         self.pebble = pebble
-        self.pebble_port = int(pebble.directory_url.split(":")[2].split("/")[0])
+        self.pebble_port = pebble.port
         self.upstream_ctx = ssl.create_default_context(cafile=pebble.ca_pem)
         self.upstream_ctx.check_hostname = False
-        self.ca_pem = pebble.ca_pem
-        self.http_port = pebble.http_port
-        self.tls_port = pebble.tls_port
         self.srv = _Server(("127.0.0.1", 0), self.handler)
         self.srv.proxy = self
         self.port = self.srv.server_address[1]
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(tls_cert or pebble.ca.cert_pem, tls_key or pebble.ca.key_pem)
+        ctx.load_cert_chain(pebble.ca.cert_pem, pebble.ca.key_pem)
         self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
         self.directory_url = "https://127.0.0.1:%d/dir" % self.port
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def __getattr__(self, name):
+        # only for what the proxy does not have itself: the Pebble's
+        if name == "pebble":  # not set yet (in __init__): no recursion
+            raise AttributeError(name)
+        return getattr(self.pebble, name)
 
     def stop(self):
         self.srv.shutdown()
