@@ -9,7 +9,9 @@
 #   make e2e-openresty  the same suites on OpenResty: OPENRESTY=<prefix>, or one built from
 #                    ../shared/openresty into a cache (scripts/build-openresty.sh); skipped,
 #                    saying so, where neither exists
-#   make test        deps + check + e2e on Debian's nginx + e2e-openresty (what CI runs)
+#   make e2e-both    e2e on Debian's nginx and e2e-openresty at the same time (E2E_SERIAL=1:
+#                    one after the other); the OpenResty log is printed after the Debian one
+#   make test        deps + check + e2e-both (what CI runs)
 #   make demo        scripts/demo.sh: Pebble + nginx + autossl, prints the issuer
 #                    (OPENRESTY=<prefix> runs it on OpenResty)
 #   make bench       every figure of docs/BENCHMARKS.md (P1..P9, about 9 minutes)
@@ -19,7 +21,7 @@
 # nginx 1.22 with libnginx-mod-http-lua), PYTHON (Debian's python3 with pytest + cryptography), CARGO, LUAROCKS,
 # PYTEST_ARGS (extra pytest arguments, e.g. PYTEST_ARGS="-k load -x"),
 # PLATFORM_BOUND_ONLY=1 (e2e: deselect the tests marked platform_independent, which run no
-# nginx; `make test` sets it for its second platform),
+# nginx; e2e-both sets it for OpenResty), E2E_SERIAL=1 (e2e-both: one platform after the other),
 # BENCH_ARGS (e.g. BENCH_ARGS="--only P1,P6 --quick").
 
 SHELL := /bin/bash
@@ -36,6 +38,7 @@ PYTHON ?= /usr/bin/python3
 LUAROCKS ?= luarocks
 PYTEST_ARGS ?=
 PLATFORM_BOUND_ONLY ?=
+E2E_SERIAL ?=
 BENCH_ARGS ?=
 OPENRESTY ?=
 
@@ -52,7 +55,7 @@ LUADIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 
 .PHONY: all deps build lua-build check fmt clippy luacheck cargo-test e2e e2e-debian \
-        e2e-openresty openresty test demo bench rock rock-build rock-install openresty-install \
+        e2e-openresty e2e-both openresty test demo bench rock rock-build rock-install openresty-install \
         openresty-uninstall clean
 
 all: lua-build
@@ -65,8 +68,9 @@ build:
 
 lua-build: build
 	@mkdir -p $(dir $(CORE_SO))
-	@# copy then rename: a running nginx keeps its mapping of the old file intact
-	@install -m 0755 $(CORE_LIB) $(CORE_SO).tmp && mv -f $(CORE_SO).tmp $(CORE_SO)
+	@# copy then rename: a running nginx keeps its mapping of the old file intact (a temporary
+	@# name of this shell's own: the two platform runs of e2e-both may both get here)
+	@install -m 0755 $(CORE_LIB) $(CORE_SO).tmp.$$$$ && mv -f $(CORE_SO).tmp.$$$$ $(CORE_SO)
 	@echo "lua-build: $(CORE_SO) (copy of $(CORE_LIB))"
 
 fmt:
@@ -126,15 +130,32 @@ e2e-openresty: lua-build
 	fi; \
 	$(MAKE) --no-print-directory e2e OPENRESTY="$$prefix"
 
-# both platforms run even when the first fails, so one CI log shows both; the tests that run no
-# nginx (marked platform_independent) run on the first only
+# Both platforms run even when one fails, so one CI log shows both; the tests that run no nginx
+# (marked platform_independent) run on Debian only. The two runs overlap: the suite mostly
+# waits (timers, cooloffs, renewal windows), one run keeps about a fifth of a core busy, and
+# the tests allow for a machine shared with parallel runs. Pebble and OpenResty are built (or
+# found in their caches) first, so the two runs never build them at once.
+e2e-both: lua-build
+	@# a failed build is reported by the run that needs it
+	@scripts/build-pebble.sh >/dev/null || true
+	@$(MAKE) --no-print-directory openresty >/dev/null 2>&1 || true
+	@rc=0; \
+	if [ -n "$(E2E_SERIAL)" ]; then \
+		$(MAKE) --no-print-directory e2e-debian || rc=1; \
+		$(MAKE) --no-print-directory e2e-openresty PLATFORM_BOUND_ONLY=1 || rc=1; \
+	else \
+		out=$$(mktemp); \
+		$(MAKE) --no-print-directory e2e-openresty PLATFORM_BOUND_ONLY=1 >"$$out" 2>&1 & pid=$$!; \
+		$(MAKE) --no-print-directory e2e-debian || rc=1; \
+		wait $$pid || rc=1; \
+		echo "===== e2e-openresty (ran beside e2e-debian) ====="; cat "$$out"; rm -f "$$out"; \
+	fi; \
+	if [ $$rc -ne 0 ]; then echo "e2e-both: FAILED (see the runs above)"; fi; \
+	exit $$rc
+
 test: deps
 	$(MAKE) --no-print-directory check
-	@rc=0; \
-	$(MAKE) --no-print-directory e2e-debian || rc=1; \
-	$(MAKE) --no-print-directory e2e-openresty PLATFORM_BOUND_ONLY=1 || rc=1; \
-	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see the e2e runs above)"; fi; \
-	exit $$rc
+	@$(MAKE) --no-print-directory e2e-both || { echo "make test: FAILED (see the e2e runs above)"; exit 1; }
 
 demo:
 	@OPENRESTY="$(OPENRESTY)" scripts/demo.sh
