@@ -60,6 +60,16 @@ def _running(request, server, title, lines):
         _dump(title, server.log_tail(lines))
 
 
+def _stop_all(request, made, title, lines):
+    """A factory fixture's teardown: stops every server it made and, when the test failed,
+    prints the last `lines` of each one's log under `title % workdir`."""
+    for server in made:
+        server.stop()
+    if _failed(request):
+        for server in made:
+            _dump(title % server.workdir, server.log_tail(lines))
+
+
 @pytest.fixture
 def workdir(tmp_path):
     """A fresh directory for the test's servers (pytest's tmp_path)."""
@@ -99,11 +109,7 @@ def pebble_factory(workdir, challtestsrv, request):
         return p.start()
 
     yield make
-    for p in made:
-        p.stop()
-    if _failed(request):
-        for p in made:
-            _dump("pebble log tail (%s)" % p.workdir, p.log_tail(60))
+    _stop_all(request, made, "pebble log tail (%s)", 60)
 
 
 @pytest.fixture
@@ -155,11 +161,7 @@ def nginx_factory(workdir, request):
         return n
 
     yield make
-    for n in made:
-        n.stop()
-    if _failed(request):
-        for n in made:
-            _dump("nginx error.log tail (%s)" % n.workdir, n.log_tail(80))
+    _stop_all(request, made, "nginx error.log tail (%s)", 80)
 
 
 @pytest.fixture(scope="session")
