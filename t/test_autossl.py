@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from harness import AutoSSL, TestCA, free_port
 from harness.ca import write_key
 from harness.control import admin_metrics, admin_server, admin_view, eval_server, lua_eval
-from harness.storage import file_store, put_entry
+from harness.storage import ari_windows, file_store, forget_ari_windows, put_entry
 from pemutil import dns_names, load_certs
 
 
@@ -564,11 +564,8 @@ def test_pebble_autossl_renews_when_ari_window_opens(pebble, challtestsrv, nginx
         proxy.window = (time.time() - 60, time.time() - 1)
         # the window is shared through storage until the CA's Retry-After (at least 60 s):
         # its expiry is what makes every node ask again
-        shared = [f for f in os.listdir(store)
-                  if base64.b64decode(f).startswith(b"ari_window:")]
-        assert shared, os.listdir(store)
-        for f in shared:
-            os.unlink(os.path.join(store, f))
+        assert ari_windows(store), os.listdir(store)
+        forget_ari_windows(store)
         deadline = time.monotonic() + 30
         while len(proxy.orders) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)

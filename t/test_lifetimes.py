@@ -6,7 +6,6 @@ Pebble 2.10.1 is built from ../shared/pebble (scripts/build-pebble.sh, cached); 
 tests are skipped. Its profiles give each lifetime: an order names the profile.
 """
 
-import base64
 import datetime
 import json
 import os
@@ -21,7 +20,7 @@ from harness import AutoSSL, ChallTestSrv2, Pebble2, Redis, TestCA, free_port, p
 from harness.autossl import crowd
 from harness.ca import write_key
 from harness.control import admin_server, admin_view, eval_server, lua_eval
-from harness.storage import file_store, put_entry, read_entry
+from harness.storage import ari_windows, file_store, forget_ari_windows, put_entry, read_entry
 
 pytestmark = pytest.mark.skipif(pebble2_bin_dir() is None,
                                 reason="Pebble 2.10.1 source (../shared/pebble) is absent")
@@ -222,17 +221,6 @@ def test_ninety_day_certificate_is_renewed_at_6_days_left_not_at_8(pebble, chall
                      a.nginx.error_log()), a.nginx.log_tail(20)
 
 
-def shared_windows(store, locks=False):
-    prefixes = (b"ari_window:", b"ari_query_lock:") if locks else (b"ari_window:",)
-    return [f for f in os.listdir(store) if base64.b64decode(f).startswith(prefixes)]
-
-
-def forget_windows(store):
-    """What the CA's Retry-After expiring does: the shared window (and its query lock) go."""
-    for f in shared_windows(store, locks=True):
-        os.unlink(os.path.join(store, f))
-
-
 def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factory, workdir):
     """A window moved into the past (mass revocation) renews at once with `replaces`; its
     explanationURL reaches the log and the admin view. Then the old certificate comes back (a
@@ -249,9 +237,9 @@ def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factor
     a.wait_issued(name)
     first = read_entry(store, name)
     deadline = time.monotonic() + 10
-    while not shared_windows(store) and time.monotonic() < deadline:
+    while not ari_windows(store) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert shared_windows(store), "the renewal window was never asked for"
+    assert ari_windows(store), "the renewal window was never asked for"
     time.sleep(2)
     assert pebble.orders_count() == 1  # Pebble's own window: not due yet
     t = time.time()
@@ -263,7 +251,7 @@ def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factor
     # a malformed answer is a warning and a retry after 60 s, never a renewal
     pebble.set_renewal_info(first["cert"], '{"suggestedWindow": {"start": "soon"')
     off = a.nginx.log_offset()
-    forget_windows(store)
+    forget_ari_windows(store)
     a.nginx.wait_log(r"renewal information for .*renewalInfo", since=off, timeout=15)
     time.sleep(2)
     assert pebble.orders_count() == 1
@@ -273,7 +261,7 @@ def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factor
         "suggestedWindow": {"start": iso(t + 3 * 3600), "end": iso(t + 4 * 3600)},
         "explanationURL": url})
     off = a.nginx.log_offset()
-    forget_windows(store)
+    forget_ari_windows(store)
     a.nginx.wait_log(r"incident-42", since=off, timeout=15)
     view = json.dumps(admin_view(admin_port))
     assert url in view, view
@@ -283,7 +271,7 @@ def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factor
         "suggestedWindow": {"start": iso(t - 7200), "end": iso(t - 3600)},
         "explanationURL": url})
     off = a.nginx.log_offset()
-    forget_windows(store)
+    forget_ari_windows(store)
     deadline = time.monotonic() + 30
     while read_entry(store, name)["cert"] == first["cert"] and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -295,7 +283,7 @@ def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factor
     # the replaced certificate is back in the store and its window still says "now"
     put_entry(store, name, first["cert"], first["pkey"], updated=first["updated"])
     off = a.nginx.log_offset()
-    forget_windows(store)
+    forget_ari_windows(store)
     a.nginx.wait_log(r"refused the order as a replacement.*alreadyReplaced", timeout=30,
                      since=off)
     deadline = time.monotonic() + 30
@@ -431,7 +419,7 @@ def test_ari_replacement_refused_after_an_account_change(pebble, challtestsrv, n
     pebble.set_renewal_info(first["cert"], {"suggestedWindow": {
         "start": datetime.datetime.fromtimestamp(t - 7200, datetime.timezone.utc).strftime(iso),
         "end": datetime.datetime.fromtimestamp(t - 3600, datetime.timezone.utc).strftime(iso)}})
-    forget_windows(store)
+    forget_ari_windows(store)
     other = write_key(os.path.join(str(workdir), "other-account.pem"))
     b = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=[name], key_types=("ecc",),
                 workers=1, extra=file_store(store, 'account_key_path = "%s", profile = '
