@@ -7,6 +7,7 @@ local client = require("resty.acme.client")
 local util = require("resty.acme.util")
 local core = require("resty.acme.core")
 local certcache = require("resty.acme.certcache")
+local sharedcache = require("resty.acme.sharedcache")
 local metrics = require("resty.acme.metrics")
 local ondemand = require("resty.acme.ondemand")
 local backoff = require("resty.acme.backoff")
@@ -91,6 +92,9 @@ local default_config = {
   -- remembered (a new certificate reaches every worker within this).
   cache_ttl = 60,
   negative_cache_ttl = 1,
+  -- Beyond the original: a lua_shared_dict all workers of a node share as a second cache level
+  -- (resty.acme.sharedcache): a worker-cache miss it holds costs no storage read. Off when nil.
+  shared_cache = nil,
   -- How long a blocking handshake waits for an order that another worker or node runs.
   blocking_timeout = 60,
   -- Ask the CA when to renew (RFC 9773 ARI) where its directory offers renewalInfo; the
@@ -325,8 +329,19 @@ function AUTOSSL.get_cert_from_cache(domain, typ)
   return public_entry(cache, domain, value), public_entry(cache, domain, stale)
 end
 
--- The cache, then the store; a failing store serves the stale entry rather than nothing. When
--- the TTL ran out and the store still holds the value the entry was parsed from (same MD5), the
+-- The worker's fresh entry of a name for every worker of the node (the shared cache), when on.
+local function share(domain, typ)
+  local shared = AUTOSSL.shared_cache
+  if shared then
+    local ok, err = shared:share(caches[typ], typ, domain, AUTOSSL.config.cache_ttl)
+    if not ok then
+      log_quiet(ngx.WARN, "cannot share the cached certificate:", domain .. ": " .. tostring(err))
+    end
+  end
+end
+
+-- The cache, then the shared cache, then the store; a failing store serves the stale entry rather
+-- than nothing. When the TTL ran out and the store still holds the value the entry was parsed from (same MD5), the
 -- entry is kept for another TTL: a few µs instead of parsing the chain and key again. What it
 -- returns is the cache's view of the entry: use it before anything that may yield.
 local function lookup(domain, typ)
@@ -341,12 +356,24 @@ local function lookup(domain, typ)
   end
   local had_stale = stale ~= nil and stale ~= ngx_null
   local conf = AUTOSSL.config
+  -- shared cache: what another worker of this node read from the store
+  local shared = AUTOSSL.shared_cache
+  if shared then
+    local view, serr = shared:fill(cache, typ, domain, had_stale)
+    if view then
+      return view
+    elseif serr then
+      log_quiet(ngx.WARN, "cannot load the shared cache entry:",
+        domain .. ": " .. tostring(serr))
+    end
+  end
   -- may yield: what the cache handed out above is not used after it
   local raw, err = AUTOSSL.storage:get(stored_key(typ, domain))
   local entry, perr, digest
   if raw and not err then
     digest = type(raw) == "string" and ngx_md5_bin(raw)
     if digest and had_stale and cache:refresh(domain, digest, conf.cache_ttl) then
+      share(domain, typ)
       return (cache:get(domain))
     end
     entry, perr = parse_entry(raw)
@@ -369,6 +396,7 @@ local function lookup(domain, typ)
     return nil
   end
   cache:set(domain, entry, conf.cache_ttl)
+  share(domain, typ)
   return (cache:get(domain))
 end
 
@@ -593,6 +621,8 @@ local function do_update(data, domain, typ)
   local parsed = parse_certkey(cert, pkey, ngx_md5_bin(value))
   if parsed and caches[typ] then
     caches[typ]:set(domain, parsed, AUTOSSL.config.cache_ttl)
+    -- and replaces what the node's shared cache held: a renewal reaches its workers at once
+    share(domain, typ)
   end
   return nil
 end
@@ -995,6 +1025,9 @@ function AUTOSSL._cache_state(domain, typ)
 end
 
 function AUTOSSL._forget(domain, typ)
+  if AUTOSSL.shared_cache then
+    AUTOSSL.shared_cache:delete(typ, domain)
+  end
   if caches[typ] then
     caches[typ]:delete(domain)
     negatives[typ]:delete(domain)
@@ -1247,6 +1280,18 @@ function AUTOSSL.init(autossl_config, acme_config)
   end
   -- the native callback installs every key type of a name, in the order of domain_key_types
   certcache.serve_from(served_from)
+  AUTOSSL.shared_cache = nil
+  local shared_name = autossl_config.shared_cache
+  if shared_name ~= nil then
+    if type(shared_name) ~= "string" then
+      error("shared_cache must be the name of a lua_shared_dict, got " .. type(shared_name))
+    end
+    local sc, serr = sharedcache.new(shared_name)
+    if not sc then
+      error(serr)
+    end
+    AUTOSSL.shared_cache = sc
+  end
 end
 
 function AUTOSSL.init_worker()

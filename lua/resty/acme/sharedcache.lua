@@ -13,8 +13,8 @@ local core_ffi = require("resty.acme.core_ffi")
 
 local ngx = ngx
 local ngx_now = ngx.now
+local ngx_null = ngx.null
 local ffi_new = ffi.new
-local ffi_copy = ffi.copy
 local ffi_string = ffi.string
 local pcall = pcall
 local setmetatable = setmetatable
@@ -39,9 +39,6 @@ local digest_buf = ffi_new("unsigned char[16]")
 -- one buffer for every encode, grown when an entry does not fit
 local buf_size = 8192
 local buf = ffi_new("unsigned char[?]", buf_size)
-local expires_buf = ffi_new("double[1]")
--- where the expiry sits in an entry (src/crypto/compact.rs)
-local EXPIRES_AT = 24
 
 local function dict_key(typ, domain)
   return typ .. ":" .. domain
@@ -60,40 +57,26 @@ function _M.new(name)
   return setmetatable({ dict = dict, name = name }, mt)
 end
 
--- The raw entry of a name: blob, expires, digest (a 16-byte string), or nil. An entry past its
--- expiry stays for as long again: when the store still holds the value it came from, refresh()
--- keeps it without loading anything.
+-- The raw entry of a name within its life: blob, expires, digest (a 16-byte string), or nil.
 function _M:peek(typ, domain)
   local blob = self.dict:get(dict_key(typ, domain))
   if not blob then
     return nil
   end
   local expires = lib.resty_acme_compact_header(blob, #blob, digest_buf)
-  if expires < 0 then
+  if expires <= ngx_now() then
     return nil
   end
   return blob, expires, ffi_string(digest_buf, 16)
 end
 
 local function put(self, typ, domain, n, ttl)
-  local ok, err = self.dict:set(dict_key(typ, domain), ffi_string(buf, n), ttl * 2 + 1)
+  -- the dict's own expiry frees the slot; the entry's (in it) is the exact one
+  local ok, err = self.dict:set(dict_key(typ, domain), ffi_string(buf, n), ttl + 1)
   if not ok then
     return nil, "shared_cache " .. self.name .. ": " .. tostring(err)
   end
   return true
-end
-
--- The entry `blob` (from peek) again for `ttl` seconds. true | nil, err
-function _M:refresh(typ, domain, blob, ttl)
-  local n = #blob
-  if n > buf_size then
-    buf_size = n
-    buf = ffi_new("unsigned char[?]", buf_size)
-  end
-  ffi_copy(buf, blob, n)
-  expires_buf[0] = ngx_now() + ttl
-  ffi_copy(buf + EXPIRES_AT, expires_buf, 8)
-  return put(self, typ, domain, n, ttl)
 end
 
 -- The entry `blob` (from peek) loaded as a certkey of the caller's own (for certcache:set), or
@@ -126,6 +109,40 @@ function _M:set(typ, domain, view, ttl)
     end
   end
   return put(self, typ, domain, n, ttl)
+end
+
+-- For a worker-cache miss, before the store: the name's entry into the worker's certcache
+-- `cache` for what is left of the entry's life (a stale worker entry of the same stored value
+-- is only given that life again). The cache's view (use it before anything that may yield),
+-- or nil[, err].
+function _M:fill(cache, typ, domain, had_stale)
+  local blob, expires, digest = self:peek(typ, domain)
+  if not blob then
+    return nil
+  end
+  local ttl = expires - ngx_now()
+  if had_stale and cache:refresh(domain, digest, ttl) then
+    return (cache:get(domain))
+  end
+  local e, err = _M.load(blob)
+  if not e then
+    return nil, err
+  end
+  local ok, serr = cache:set(domain, e, ttl)
+  if not ok then
+    return nil, serr
+  end
+  return (cache:get(domain))
+end
+
+-- After the store filled or refreshed the worker's entry of a name: the same for the node, for
+-- `ttl` seconds. true | nil, err
+function _M:share(cache, typ, domain, ttl)
+  local view = cache:get(domain)
+  if not view or view == ngx_null then
+    return nil, "no cached entry to share"
+  end
+  return self:set(typ, domain, view, ttl)
 end
 
 function _M:delete(typ, domain)
