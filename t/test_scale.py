@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from harness import AutoSSL, Pebble, Redis, TestCA, free_port
+from harness import AutoSSL, Pebble, Redis, StorageNginx, TestCA, free_port
 from harness.client import tls_handshake
 
 L2_DICT = "acme_l2"
@@ -144,6 +144,19 @@ def redis(workdir):
     r = Redis(workdir).start()
     yield r
     r.stop()
+
+
+def test_l2_config_names_a_dict_that_exists(workdir, core_so):
+    n = StorageNginx(workdir, {}).start()
+    try:
+        shm = {"shm_name": "acme"}
+        assert n.autossl_init("shm", shm, shared_cache="acme") is None
+        err = n.autossl_init("shm", shm, shared_cache="no_such_dict")
+        assert "lua_shared_dict no_such_dict is not defined (shared_cache)" in err, err
+        err = n.autossl_init("shm", shm, shared_cache=5)
+        assert "shared_cache must be the name of a lua_shared_dict, got number" in err, err
+    finally:
+        n.stop()
 
 
 def test_l2_filled_by_one_worker_used_by_another(nginx_factory, pebble, challtestsrv, workdir,

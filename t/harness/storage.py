@@ -157,8 +157,11 @@ class StorageNginx:
     def store(self, name):
         return Store(self, name)
 
-    def autossl_init(self, adapter, storage_config):
-        body = json.dumps({"storage_adapter": adapter, "storage_config": storage_config}).encode()
+    def autossl_init(self, adapter, storage_config, **more):
+        """autossl.init's error (None when it succeeded); `more`: further config keys (those
+        t/lua/storage_t.lua passes on)."""
+        body = json.dumps({"storage_adapter": adapter, "storage_config": storage_config,
+                           **more}).encode()
         req = urllib.request.Request("http://127.0.0.1:%d/autossl_init" % self.port, data=body,
                                      method="POST")
         with urllib.request.urlopen(req, timeout=30) as r:

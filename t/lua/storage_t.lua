@@ -138,6 +138,7 @@ function _M.autossl_init()
     domain_whitelist = { "example.test" },
     storage_adapter = req.storage_adapter,
     storage_config = req.storage_config,
+    shared_cache = req.shared_cache,
   }, { api_uri = "https://127.0.0.1:1/dir" })
   return reply(200, { ok = ok, error = not ok and tostring(err) or cjson.null })
 end
