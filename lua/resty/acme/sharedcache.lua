@@ -6,7 +6,7 @@
 -- store path takes about 500).
 --
 -- The dict holds private keys: it is memory of the nginx processes, the same trust domain as
--- the workers' own caches (docs/STORAGE.md, "The shared certificate cache").
+-- the workers' own caches (README, "Many names: the shared certificate cache").
 local ffi = require("ffi")
 local certcache = require("resty.acme.certcache")
 local core_ffi = require("resty.acme.core_ffi")
@@ -44,6 +44,34 @@ local function dict_key(typ, domain)
   return typ .. ":" .. domain
 end
 
+-- The compact form of a certcache view into `buf` (grown when it does not fit): its length, or
+-- nil, err.
+local function encode(view, expires)
+  for _ = 1, 2 do
+    local n = lib.resty_acme_compact_encode(view.cert, view.pkey, view.digest, expires, buf,
+      buf_size, errmsg)
+    if n < 0 then
+      return nil, ffi_string(errmsg[0])
+    end
+    n = tonumber(n)
+    if n <= buf_size then
+      return n
+    end
+    buf_size = n
+    buf = ffi_new("unsigned char[?]", buf_size)
+  end
+  return nil, "the compact entry did not fit its buffer"
+end
+
+local function put(self, typ, domain, n, ttl)
+  -- the dict's own expiry frees the slot; the entry's (in it) is the exact one
+  local ok, err = self.dict:set(dict_key(typ, domain), ffi_string(buf, n), ttl + 1)
+  if not ok then
+    return nil, "shared_cache " .. self.name .. ": " .. tostring(err)
+  end
+  return true
+end
+
 -- new(name): the cache over lua_shared_dict `name`, or nil, err naming what is missing.
 function _M.new(name)
   if not lib then
@@ -70,15 +98,6 @@ function _M:peek(typ, domain)
   return blob, expires, ffi_string(digest_buf, 16)
 end
 
-local function put(self, typ, domain, n, ttl)
-  -- the dict's own expiry frees the slot; the entry's (in it) is the exact one
-  local ok, err = self.dict:set(dict_key(typ, domain), ffi_string(buf, n), ttl + 1)
-  if not ok then
-    return nil, "shared_cache " .. self.name .. ": " .. tostring(err)
-  end
-  return true
-end
-
 -- The entry `blob` (from peek) loaded as a certkey of the caller's own (for certcache:set), or
 -- nil, err.
 function _M.load(blob)
@@ -92,21 +111,9 @@ end
 -- Leaves the chain and key `view` (a certcache view: cert, pkey, digest) for `ttl` seconds,
 -- replacing what the name had. true | nil, err
 function _M:set(typ, domain, view, ttl)
-  local expires = ngx_now() + ttl
-  local n = lib.resty_acme_compact_encode(view.cert, view.pkey, view.digest, expires, buf,
-    buf_size, errmsg)
-  if n < 0 then
-    return nil, ffi_string(errmsg[0])
-  end
-  n = tonumber(n)
-  if n > buf_size then
-    buf_size = n
-    buf = ffi_new("unsigned char[?]", buf_size)
-    n = tonumber(lib.resty_acme_compact_encode(view.cert, view.pkey, view.digest, expires, buf,
-      buf_size, errmsg))
-    if n < 0 then
-      return nil, ffi_string(errmsg[0])
-    end
+  local n, err = encode(view, ngx_now() + ttl)
+  if not n then
+    return nil, err
   end
   return put(self, typ, domain, n, ttl)
 end
