@@ -12,6 +12,11 @@ from harness import CORE_SO, REPO, Bind, ChallTestSrv, Nginx, Pebble  # noqa: E4
 from harness import secrets  # noqa: E402
 
 
+def pytest_configure(config):
+    # `make test` (.ci/run) runs every test; `-m "not slow"` leaves these out of a quick run
+    config.addinivalue_line("markers", "slow: a long test (minutes), e.g. 100,000 stored names")
+
+
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     # Keep each phase's report on the item so fixtures can tell at teardown whether it failed.

@@ -8,6 +8,7 @@ workers).
 
 import json
 import os
+import random
 import subprocess
 import time
 
@@ -16,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from harness import AutoSSL, Pebble, Redis, StorageNginx, TestCA, free_port
+from harness import AutoSSL, Pebble, Redis, StorageNginx, TestCA, bulk, free_port
 from harness.client import tls_handshake
 
 L2_DICT = "acme_l2"
@@ -224,3 +225,40 @@ def test_l2_renewal_replaces_the_entry(nginx_factory, challtestsrv, workdir, red
         assert "[error]" not in node.nginx.error_log()
     finally:
         pebble.stop()
+
+
+@pytest.mark.slow
+def test_100k_names_three_nodes_each_served_its_own(nginx_factory, pebble, challtestsrv,
+                                                    workdir, redis):
+    count, sample = 100000, 1000
+    names = ["n%06d.scale.test" % i for i in range(count)]
+    t0 = time.monotonic()
+    entries = bulk.leaves(names)
+    bulk.seed_redis(redis, entries)
+    serials = {e[0]: e[3] for e in entries}
+    del entries
+    assert redis.command("DBSIZE") == count
+    print("100k: %d entries generated and stored in %.1f s" % (count, time.monotonic() - t0))
+    nodes = []
+    for i in range(3):
+        nodes.append(AutoSSL(
+            nginx_factory, pebble, challtestsrv, os.path.join(str(workdir), "node%d" % i),
+            domains=["*.scale.test"], workers=1, key_types=("ecc",),
+            http_port=None if i == 0 else free_port(),
+            extra='storage_adapter = "redis", storage_config = { port = %d }, '
+                  'cache_size = 100, shared_cache = "%s",' % (redis.port, L2_DICT),
+            extra_http="\n  lua_shared_dict %s 8m;" % L2_DICT))
+    orders0 = pebble.orders_count()
+    rng = random.Random(17)
+    picked = rng.sample(names, sample)
+    wrong = []
+    for i, name in enumerate(picked):
+        cert = nodes[i % 3].handshake(name, kind="ecc")
+        if cert.serial_number != serials[name]:
+            wrong.append(name)
+    assert wrong == [], "%d of %d names got another certificate, e.g. %s" % (
+        len(wrong), sample, wrong[:3])
+    # all of them came from the store: nothing was ordered
+    assert pebble.orders_count() == orders0
+    for n in nodes:
+        assert "[error]" not in n.nginx.error_log(), n.nginx.log_tail(20)
