@@ -45,8 +45,9 @@ class Scale:
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption()).decode())
         self.ports = {k: lib.free_port() for k in ("autossl", "static", "ctl")}
-        # about 1.4 KiB an entry (DER leaf + intermediate, key components) and the dict's own
-        l2_mib = max(16, count * 2 // 1024 + 16)
+        # an entry is about 1.1 KiB (DER leaf + intermediate, key components), 2 KiB in the
+        # dict's slab; room beyond that so that no entry is evicted
+        l2_mib = max(16, count * 3 // 1024 + 16)
         values = {
             "AFFINITY": "01",
             "ACCOUNT_KEY": self.account_key,
