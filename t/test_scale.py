@@ -92,7 +92,8 @@ def l2_node(nginx_factory, pebble, challtestsrv, workdir, redis, domains, *, cac
       content_by_lua_block {
         local autossl = require("resty.acme.autossl")
         local typ, name = ngx.var.arg_type, ngx.var.arg_name
-        local _, expires, digest = autossl.shared_cache:peek(typ, name)
+        local shared = require("resty.acme.sharedcache").new("%(dict)s")
+        local _, expires, digest = shared:peek(typ, name)
         local raw = autossl.storage:get("domain:" .. typ .. ":" .. name)
         ngx.say(require("cjson").encode({
           digest = digest and digest:gsub(".", function(c)
