@@ -14,7 +14,7 @@
 #   make test        deps + check + e2e-both (what CI runs)
 #   make demo        scripts/demo.sh: Pebble + nginx + autossl, prints the issuer
 #                    (OPENRESTY=<prefix> runs it on OpenResty)
-#   make bench       every figure of docs/BENCHMARKS.md (P1..P9, about 9 minutes)
+#   make bench       every figure of docs/BENCHMARKS.md (P1..P12, about 15 minutes)
 #   make rock        luarocks make (installs into the default /usr/local tree)
 #
 # Variables: OPENRESTY (an OpenResty prefix: the platform for e2e, demo, bench; empty = Debian's

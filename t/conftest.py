@@ -31,6 +31,11 @@ def pytest_runtest_protocol(item, nextitem):
     harness_nginx.platform_independent_test[0] = None
 
 
+def pytest_configure(config):
+    # `make test` (.ci/run) runs every test; `-m "not slow"` leaves these out of a quick run
+    config.addinivalue_line("markers", "slow: a long test (minutes), e.g. 100,000 stored names")
+
+
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     # Keep each phase's report on the item so fixtures can tell at teardown whether it failed.

@@ -114,3 +114,23 @@ def test_etcd_config_errors(workdir, core_so):
     assert n.store("badhost").new_error() == \
         "etcd: conf.http_host[1] must be an http:// or https:// URL"
     n.stop()
+
+
+def test_etcd_list_pages_with_a_limit(etcd, workdir, core_so):
+    n = StorageNginx(workdir, {
+        "s": {"adapter": "etcd", "conf": {"http_host": etcd.client_url, "key_prefix": "/pg",
+                                          "page_size": 3}},
+        "bad": {"adapter": "etcd", "conf": {"http_host": etcd.client_url, "page_size": 0}},
+    }).start()
+    s = n.store("s")
+    want = sorted("domain:ecc:n%02d.example.test" % i for i in range(20))
+    for k in want:
+        etcd.put("/pg/" + k, '"x"')
+    etcd.put("/pg/update_lock:x", '"1"')
+    etcd.put("/pgz/domain:ecc:outside", '"x"')
+    assert s.list("domain:") == (want, None)
+    keys, err, own = s.each_key("domain:")
+    assert (keys, err, own) == (want, None, True)  # in key order, each once
+    assert len(s.list("")[0]) == 21
+    assert n.store("bad").new_error() == "etcd: conf.page_size must be a positive integer"
+    n.stop()

@@ -228,3 +228,17 @@ def test_autossl_refuses_a_reserved_redis_namespace(workdir, core_so, namespace,
     else:
         assert err.endswith("namespace can't be prefixed with reserved word: " + error), err
     n.stop()
+
+
+def test_redis_each_key_gives_every_key_page_by_page(redis, workdir, core_so):
+    n = start(workdir, {"s": {"adapter": "redis", "conf": {"port": redis.port, "scan_count": 3,
+                                                          "namespace": "ek:"}}})
+    s = n.store("s")
+    want = sorted("domain:rsa:n%02d.example.test" % i for i in range(40))
+    for k in want:
+        assert s.set(k, "x") is None
+    assert s.set("other", "x") is None
+    keys, err, own = s.each_key("domain:")
+    assert err is None and own is True
+    assert sorted(set(keys)) == want
+    n.stop()

@@ -95,6 +95,14 @@ pub fn build_chain_with(pem: &[u8], intern: &Mutex<Intern>) -> Result<Stack<X509
     Ok(chain)
 }
 
+/// The shared parsed certificate of a chain certificate's DER (a new reference), from the
+/// process-wide table.
+pub fn interned(der: &[u8]) -> Result<X509, CryptoError> {
+    // see build_chain_with on a poisoned lock
+    let mut table = INTERN.lock().unwrap_or_else(|e| e.into_inner());
+    table.get(der)
+}
+
 fn count(haystack: &[u8], needle: &[u8]) -> usize {
     haystack
         .windows(needle.len())

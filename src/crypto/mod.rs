@@ -7,6 +7,7 @@ pub mod cert;
 pub mod certcache;
 pub mod chain;
 pub mod challenge;
+pub mod compact;
 pub mod csr;
 pub mod digest;
 pub mod encoding;

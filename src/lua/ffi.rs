@@ -349,3 +349,111 @@ pub unsafe extern "C" fn resty_acme_serve_attach(
 pub extern "C" fn resty_acme_serve_count() -> f64 {
     crate::crypto::serve::served() as f64
 }
+
+// --- the node-wide second cache level (src/crypto/compact.rs) -----------------------------
+
+/// Writes the compact form of `chain` and `pkey` (handles as the cache holds them, borrowed)
+/// with `digest` (16 bytes) and `expires` into `buf` when it has room for it. Returns its
+/// length (greater than `cap`: nothing written, call again with that room), or -1 with `*err`.
+///
+/// # Safety
+/// `chain` a valid `STACK_OF(X509)*`, `pkey` a valid `EVP_PKEY*`, `digest` 16 readable bytes,
+/// `buf` `cap` writable bytes, `err` writable or null.
+#[no_mangle]
+pub unsafe extern "C" fn resty_acme_compact_encode(
+    chain: *mut c_void,
+    pkey: *mut c_void,
+    digest: *const u8,
+    expires: f64,
+    buf: *mut u8,
+    cap: usize,
+    err: *mut *const c_char,
+) -> i64 {
+    use foreign_types::ForeignTypeRef;
+    use openssl::pkey::PKeyRef;
+    use openssl::stack::StackRef;
+    if chain.is_null() || pkey.is_null() || digest.is_null() {
+        return fail(err, "no chain, key or digest to encode".into()) as i64;
+    }
+    // SAFETY: valid handles borrowed for the call, 16 digest bytes (contract).
+    let (chain, pkey, digest) = unsafe {
+        (
+            StackRef::<openssl::x509::X509>::from_ptr(chain.cast()),
+            PKeyRef::from_ptr(pkey.cast()),
+            &*digest.cast::<[u8; 16]>(),
+        )
+    };
+    match crate::crypto::compact::encode(chain, pkey, digest, expires) {
+        Ok(bytes) => {
+            if bytes.len() <= cap && !buf.is_null() {
+                // SAFETY: `cap` writable bytes (contract), and the entry fits.
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len()) };
+            }
+            bytes.len() as i64
+        }
+        Err(e) => fail(err, e.to_string()) as i64,
+    }
+}
+
+fn bytes_of<'a>(data: *const c_char, len: usize) -> &'a [u8] {
+    if data.is_null() {
+        return &[];
+    }
+    // SAFETY: callers pass a Lua string's bytes and length, valid for the call.
+    unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }
+}
+
+/// The expiry of a compact entry (its digest into `digest`, 16 writable bytes, when not null),
+/// or -1 when it is not one.
+///
+/// # Safety
+/// `data` `len` readable bytes; `digest` null or 16 writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn resty_acme_compact_header(
+    data: *const c_char,
+    len: usize,
+    digest: *mut u8,
+) -> f64 {
+    match crate::crypto::compact::header(bytes_of(data, len)) {
+        Ok((d, expires)) => {
+            if !digest.is_null() {
+                // SAFETY: 16 writable bytes (contract).
+                unsafe { std::ptr::copy_nonoverlapping(d.as_ptr(), digest, 16) };
+            }
+            expires
+        }
+        Err(_) => -1.0,
+    }
+}
+
+/// Loads a compact entry into `out`: a chain and a key of the caller's own (freed as ngx.ssl's
+/// parsed ones) and the digest. 0, or -1 with `*err`.
+///
+/// # Safety
+/// `data` `len` readable bytes; `out` writable; `err` writable or null.
+#[no_mangle]
+pub unsafe extern "C" fn resty_acme_compact_decode(
+    data: *const c_char,
+    len: usize,
+    out: *mut CacheHit,
+    err: *mut *const c_char,
+) -> c_int {
+    use foreign_types::ForeignType;
+    if out.is_null() {
+        return fail(err, "nowhere to load the entry".into());
+    }
+    match crate::crypto::compact::decode(bytes_of(data, len)) {
+        Ok((entry, _)) => {
+            let digest = entry.digest;
+            let chain = std::mem::ManuallyDrop::new(entry.chain);
+            let pkey = std::mem::ManuallyDrop::new(entry.pkey);
+            // SAFETY: `out` is writable (contract); ownership of both handles passes to it.
+            let out = unsafe { &mut *out };
+            out.cert = chain.as_ptr().cast();
+            out.pkey = pkey.as_ptr().cast();
+            out.digest = digest;
+            0
+        }
+        Err(e) => fail(err, e.to_string()),
+    }
+}

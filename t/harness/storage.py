@@ -97,6 +97,13 @@ class Store:
             keys = sorted(self._maybe_text(k) for k in keys)
         return keys, _text(r[1])
 
+    def each_key(self, prefix):
+        """storage_util.each_key -> (keys in the order given, err, whether the adapter has its
+        own each_key)"""
+        r = self.call("each_key_collect", prefix)
+        keys = r[0] if isinstance(r[0], list) else []
+        return [self._maybe_text(k) for k in keys], _text(r[1]), r[2]
+
     def new_error(self):
         with urllib.request.urlopen("http://127.0.0.1:%d/new_error?store=%s"
                                     % (self.nginx.port, self.name), timeout=10) as r:
@@ -150,8 +157,11 @@ class StorageNginx:
     def store(self, name):
         return Store(self, name)
 
-    def autossl_init(self, adapter, storage_config):
-        body = json.dumps({"storage_adapter": adapter, "storage_config": storage_config}).encode()
+    def autossl_init(self, adapter, storage_config, **more):
+        """autossl.init's error (None when it succeeded); `more`: further config keys (those
+        t/lua/storage_t.lua passes on)."""
+        body = json.dumps({"storage_adapter": adapter, "storage_config": storage_config,
+                           **more}).encode()
         req = urllib.request.Request("http://127.0.0.1:%d/autossl_init" % self.port, data=body,
                                      method="POST")
         with urllib.request.urlopen(req, timeout=30) as r:

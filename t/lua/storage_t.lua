@@ -98,7 +98,16 @@ function _M.op()
   end
   local fn = store[req.method]
   local res
-  if req.dot then
+  if req.method == "each_key_collect" then
+    -- storage_util.each_key (the adapter's each_key, or list): the keys in the order given
+    local keys = {}
+    res = pack(pcall(function()
+      local err = require("resty.acme.storage_util").each_key(store, args[1], function(k)
+        keys[#keys + 1] = k
+      end)
+      return keys, err, store.each_key ~= nil
+    end))
+  elseif req.dot then
     -- a plain function call with the adapter as first argument (as kong.cache does)
     res = pack(pcall(fn, store, unpack(args, 1, nargs)))
   else
@@ -129,6 +138,7 @@ function _M.autossl_init()
     domain_whitelist = { "example.test" },
     storage_adapter = req.storage_adapter,
     storage_config = req.storage_config,
+    shared_cache = req.shared_cache,
   }, { api_uri = "https://127.0.0.1:1/dir" })
   return reply(200, { ok = ok, error = not ok and tostring(err) or cjson.null })
 end

@@ -14,6 +14,22 @@ local sub = string.sub
 
 local _M = { _VERSION = "0.16.0" }
 
+-- fn(key) for every key of `storage` under `prefix`: through the adapter's each_key (paged,
+-- bounded memory; redis may give a key twice) when it has one, else through list(). err or nil
+function _M.each_key(storage, prefix, fn)
+  if storage.each_key then
+    return storage:each_key(prefix, fn)
+  end
+  local keys, err = storage:list(prefix)
+  if err then
+    return err
+  end
+  for i = 1, #keys do
+    fn(keys[i])
+  end
+  return nil
+end
+
 -- Text of a value as the adapters store it: a string as is, a number as its decimal text
 -- (integers without an exponent); nil for any other type.
 function _M.text(v)

@@ -56,6 +56,10 @@ local default_config = {
   -- remembered (a new certificate reaches every worker within this).
   cache_ttl = 60,
   negative_cache_ttl = 1,
+  -- Beyond the original: a lua_shared_dict all workers of a node share as a second cache level
+  -- (resty.acme.sharedcache; README, "Many names"): a worker-cache miss it holds costs no
+  -- storage read. Off when nil.
+  shared_cache = nil,
   -- How long a blocking handshake waits for an order that another worker or node runs.
   blocking_timeout = 60,
   -- Ask the CA when to renew (RFC 9773 ARI) where its directory offers renewalInfo; the

@@ -219,6 +219,15 @@ local function do_update(data, domain, typ)
   local parsed = stored.certkey(cert, pkey, ngx_md5_bin(value))
   if parsed and state.caches[typ] then
     state.caches[typ]:set(domain, parsed, state.config.cache_ttl)
+    -- and replaces what the node's shared cache held: a renewal reaches its workers at once
+    local shared = state.shared_cache
+    if shared then
+      local shared_ok, sherr = shared:share(state.caches[typ], typ, domain,
+        state.config.cache_ttl)
+      if not shared_ok then
+        log(ngx.WARN, "cannot share the certificate of ", domain, ": ", sherr)
+      end
+    end
   end
   return nil
 end

@@ -69,8 +69,19 @@ function _M.get_cert_from_cache(domain, typ)
   return public_entry(cache, domain, value), public_entry(cache, domain, stale)
 end
 
+-- The worker's fresh entry of a name for every worker of the node (the shared cache), when on.
+local function share(domain, typ)
+  local shared = state.shared_cache
+  if shared then
+    local ok, err = shared:share(caches[typ], typ, domain, state.config.cache_ttl)
+    if not ok then
+      log_quiet(ngx.WARN, "cannot share the cached certificate:", domain .. ": " .. tostring(err))
+    end
+  end
+end
+
 -- lookup(domain, typ): the entry to serve, or nil; never raises (store errors are logged).
--- The cache, then the store; a failing store serves the stale entry rather than nothing. When
+-- The cache, then the shared cache, then the store; a failing store serves the stale entry rather than nothing. When
 -- the TTL ran out and the store still holds the value the entry was parsed from (same MD5), the
 -- entry is kept for another TTL: a few µs instead of parsing the chain and key again. What it
 -- returns is the cache's view of the entry: use it before anything that may yield.
@@ -86,12 +97,23 @@ function _M.lookup(domain, typ)
   end
   local had_stale = stale ~= nil and stale ~= ngx_null
   local conf = state.config
+  -- shared cache: what another worker of this node read from the store
+  local shared = state.shared_cache
+  if shared then
+    local view, serr = shared:fill(cache, typ, domain, had_stale)
+    if view then
+      return view
+    elseif serr then
+      log_quiet(ngx.WARN, "cannot load the shared cache entry:", domain .. ": " .. tostring(serr))
+    end
+  end
   -- may yield: what the cache handed out above is not used after it
   local raw, err = state.storage:get(keys.domain(typ, domain))
   local entry, perr, digest
   if raw and not err then
     digest = type(raw) == "string" and ngx_md5_bin(raw)
     if digest and had_stale and cache:refresh(domain, digest, conf.cache_ttl) then
+      share(domain, typ)
       return (cache:get(domain))
     end
     entry, perr = stored.parse(raw)
@@ -114,12 +136,16 @@ function _M.lookup(domain, typ)
     return nil
   end
   cache:set(domain, entry, conf.cache_ttl)
+  share(domain, typ)
   return (cache:get(domain))
 end
 
--- forget(domain, typ): drops the name from this worker's caches of typ (the others within the
--- cache TTLs); nothing for a key type that is not configured.
+-- forget(domain, typ): drops the name from this worker's caches of typ and the node's shared
+-- one (the other workers within the cache TTLs); nothing for a key type that is not configured.
 function _M.forget(domain, typ)
+  if state.shared_cache then
+    state.shared_cache:delete(typ, domain)
+  end
   if caches[typ] then
     caches[typ]:delete(domain)
     negatives[typ]:delete(domain)

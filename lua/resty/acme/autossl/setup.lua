@@ -15,6 +15,7 @@ local metrics = require("resty.acme.metrics")
 local names = require("resty.acme.autossl.names")
 local ondemand = require("resty.acme.ondemand")
 local renew = require("resty.acme.autossl.renew")
+local sharedcache = require("resty.acme.sharedcache")
 local state = require("resty.acme.autossl.state")
 local tls_cert = require("resty.acme.tls_cert")
 local util = require("resty.acme.util")
@@ -86,6 +87,18 @@ function _M.init(autossl_config, acme_config)
   end
   -- the native callback installs every key type of a name, in the order of domain_key_types
   certcache.serve_from(served_from)
+  state.shared_cache = nil
+  local shared_name = autossl_config.shared_cache
+  if shared_name ~= nil then
+    if type(shared_name) ~= "string" then
+      error("shared_cache must be the name of a lua_shared_dict, got " .. type(shared_name))
+    end
+    local sc, serr = sharedcache.new(shared_name)
+    if not sc then
+      error(serr)
+    end
+    state.shared_cache = sc
+  end
 end
 
 -- init_worker(): returns nothing; raises when init did not run or the storage, the metrics or

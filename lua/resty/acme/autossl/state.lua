@@ -18,6 +18,7 @@ local _M = {
   -- evict the certificates that are served
   negatives = {},
   domain_keys = {},            -- key type -> PEM from domain_key_paths
+  shared_cache = nil,          -- the node's resty.acme.sharedcache when shared_cache is set (init)
 }
 
 -- The fields above that resty.acme.autossl exposes as its own (read and written through it).

@@ -13,6 +13,7 @@ local encode_base64 = ngx.encode_base64
 local decode_base64 = ngx.decode_base64
 local ipairs = ipairs
 local math_ceil = math.ceil
+local math_floor = math.floor
 local math_max = math.max
 local setmetatable = setmetatable
 local tonumber = tonumber
@@ -32,6 +33,9 @@ local json = cjson.new()
 
 local HEADERS = { ["Content-Type"] = "application/json" }
 local MAX_BODY = 64 * 1024 * 1024
+-- keys per range request of list() unless conf.page_size says otherwise: about 100 KiB of
+-- response for our key names
+local PAGE = 1000
 
 -- The first key after every key that starts with `key` (etcd's prefix range_end).
 local function range_end(key)
@@ -155,6 +159,10 @@ function _M.new(conf)
   if not timeout or timeout < 0 then
     return nil, "etcd: conf.timeout must be a non-negative number of seconds"
   end
+  local page_size = tonumber(conf.page_size or PAGE)
+  if not page_size or page_size < 1 or page_size ~= math_floor(page_size) then
+    return nil, "etcd: conf.page_size must be a positive integer"
+  end
   local t = transport.new({
     timeout = math_ceil(timeout * 1000),
     -- nil verifies, as lua-resty-etcd did
@@ -165,6 +173,7 @@ function _M.new(conf)
     hosts = list,
     current = 1,
     key_prefix = key_prefix,
+    page_size = page_size,
     transport = t,
   }, mt)
 end
@@ -252,25 +261,61 @@ function _M.get(self, k)
   return deserialize(raw), nil
 end
 
-function _M.list(self, prefix)
+-- Every page of up to PAGE keys under `prefix`, `<key_prefix>/` stripped, to `each(keys)`: a
+-- range request with a limit, continued after the last key while etcd says there is more.
+local function range_pages(self, prefix, each)
   local start = full_key(self, prefix or "")
-  local res, err = call(self, "kv/range", {
-    key = encode_base64(start),
-    range_end = encode_base64(range_end(start)),
-    keys_only = true,
-  })
-  if not res then
+  local stop = encode_base64(range_end(start))
+  local strip = #self.key_prefix + 1 -- "<key_prefix>/"
+  local from = start
+  while true do
+    local res, err = call(self, "kv/range", {
+      key = encode_base64(from),
+      range_end = stop,
+      keys_only = true,
+      limit = self.page_size,
+    })
+    if not res then
+      return err
+    end
+    local page, last = {}, nil
+    for _, kv in ipairs(res.kvs or {}) do
+      local key = decode_base64(kv.key or "")
+      if key then
+        last = key
+        page[#page + 1] = sub(key, strip + 1)
+      end
+    end
+    each(page)
+    if not res.more or not last then
+      return nil
+    end
+    -- the next key after `last`
+    from = last .. "\0"
+  end
+end
+
+function _M.list(self, prefix)
+  local out = {}
+  local err = range_pages(self, prefix, function(page)
+    for i = 1, #page do
+      out[#out + 1] = page[i]
+    end
+  end)
+  if err then
     return {}, err
   end
-  local strip = #self.key_prefix + 1 -- "<key_prefix>/"
-  local out = {}
-  for _, kv in ipairs(res.kvs or {}) do
-    local key = decode_base64(kv.key or "")
-    if key then
-      out[#out + 1] = sub(key, strip + 1)
-    end
-  end
   return out, nil
+end
+
+-- Beyond the original (docs/STORAGE.md): each_key(prefix, fn) calls fn(key) for every key under
+-- `prefix`, page by page in bounded memory. err or nil
+function _M.each_key(self, prefix, fn)
+  return range_pages(self, prefix, function(page)
+    for i = 1, #page do
+      fn(page[i])
+    end
+  end)
 end
 
 return _M

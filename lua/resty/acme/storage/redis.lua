@@ -342,13 +342,14 @@ function _M.get(self, k)
   return res, nil
 end
 
-function _M.list(self, prefix)
-  prefix = prefix or ""
+-- Every SCAN page of the keys under `prefix`, namespace stripped, to `each(keys)`: one round
+-- trip per page and no more than a page in memory. A key may come in more than one page (SCAN
+-- does that while the keyspace is rehashed, and a retried connection starts over).
+local function scan_pages(self, prefix, each)
   local ns = self.namespace
   local nslen = #ns
-  local pattern = glob_escape(ns .. prefix) .. "*"
-  local keys, err = run(self, "list", function(s, red)
-    local seen, out = {}, {}
+  local pattern = glob_escape(ns .. (prefix or "")) .. "*"
+  local _, err = run(self, "list", function(s, red)
     local cursor = "0"
     repeat
       local res, serr, broken = cmd_result(red:scan(cursor, "MATCH", pattern, "COUNT", s.scan_count))
@@ -356,22 +357,45 @@ function _M.list(self, prefix)
         return nil, serr, broken
       end
       cursor = res[1]
-      local batch = res[2]
+      local batch, page = res[2], {}
       for i = 1, #batch do
         local key = batch[i]
-        -- SCAN may return a key more than once
-        if not seen[key] and sub(key, 1, nslen) == ns then
-          seen[key] = true
-          out[#out + 1] = sub(key, nslen + 1)
+        if sub(key, 1, nslen) == ns then
+          page[#page + 1] = sub(key, nslen + 1)
         end
       end
+      each(page)
     until cursor == "0"
-    return out
+    return true
+  end)
+  return err
+end
+
+function _M.list(self, prefix)
+  local seen, out = {}, {}
+  local err = scan_pages(self, prefix, function(page)
+    for i = 1, #page do
+      local key = page[i]
+      if not seen[key] then
+        seen[key] = true
+        out[#out + 1] = key
+      end
+    end
   end)
   if err then
     return {}, err
   end
-  return keys, nil
+  return out, nil
+end
+
+-- Beyond the original (docs/STORAGE.md): each_key(prefix, fn) calls fn(key) for every key under
+-- `prefix`, page by page in bounded memory; a key may come more than once. err or nil
+function _M.each_key(self, prefix, fn)
+  return scan_pages(self, prefix, function(page)
+    for i = 1, #page do
+      fn(page[i])
+    end
+  end)
 end
 
 return _M
