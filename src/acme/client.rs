@@ -2,6 +2,7 @@
 pub use super::identifier::Identifier;
 use super::nonce::NoncePool;
 pub use super::operation::Operation;
+pub use super::types::Directory;
 use super::{AcmeError, Request, Response};
 use crate::crypto::PrivateKey;
 use std::sync::Arc;
@@ -34,25 +35,6 @@ impl Default for ClientConfig {
             deferred_signing: false,
         }
     }
-}
-
-/// The directory object (RFC 8555 §7.1.1).
-#[derive(Debug, Clone, Default)]
-pub struct Directory {
-    pub new_nonce: String,
-    pub new_account: String,
-    pub new_order: String,
-    pub revoke_cert: String,
-    pub key_change: Option<String>,
-    /// RFC 9773 §4.
-    pub renewal_info: Option<String>,
-    pub terms_of_service: Option<String>,
-    pub website: Option<String>,
-    pub external_account_required: bool,
-    /// ACME profiles (draft-ietf-acme-profiles): name → description.
-    pub profiles: Vec<(String, String)>,
-    /// The directory as received.
-    pub raw: serde_json::Value,
 }
 
 /// Challenge types (RFC 8555 §8.3, §8.4; RFC 8737).

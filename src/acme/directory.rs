@@ -1,7 +1,9 @@
-//! The directory object (RFC 8555 §7.1.1).
+//! Reading the directory (RFC 8555 §7.1.1) and the operation that fetches it.
 use super::operation::{Flow, Step};
 use super::problem::quote_body;
+use super::types::DirectoryDoc;
 use super::{AcmeError, Client, Directory, Outcome, Response};
+use serde::Deserialize;
 
 /// `Operation::directory`: refetches the directory whether or not the client has one.
 pub(crate) struct DirectoryFlow {
@@ -51,17 +53,19 @@ impl Directory {
 
     /// Reads a directory object; the four resources every ACME server has must be present.
     pub fn from_json(raw: serde_json::Value) -> Result<Directory, AcmeError> {
-        let url = |k: &str| {
-            raw.get(k)
-                .and_then(|v| v.as_str())
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
-        let required = ["newNonce", "newAccount", "newOrder", "revokeCert"];
+        let doc = DirectoryDoc::deserialize(&raw).map_err(|e| {
+            AcmeError::Directory(format!("acme directory listing response malformed: {e}"))
+        })?;
+        let required = [
+            ("newNonce", &doc.new_nonce),
+            ("newAccount", &doc.new_account),
+            ("newOrder", &doc.new_order),
+            ("revokeCert", &doc.revoke_cert),
+        ];
         let missing: Vec<&str> = required
             .iter()
-            .copied()
-            .filter(|k| url(k).is_none())
+            .filter(|(_, url)| url.as_deref().is_none_or(str::is_empty))
+            .map(|(name, _)| *name)
             .collect();
         if !missing.is_empty() {
             return Err(AcmeError::Directory(format!(
@@ -69,36 +73,23 @@ impl Directory {
                 missing.join(", ")
             )));
         }
-        let meta = raw.get("meta");
-        let meta_text = |k: &str| {
-            meta.and_then(|m| m.get(k))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        };
-        // draft-ietf-acme-profiles: meta.profiles maps a name to a description.
-        let profiles = meta
-            .and_then(|m| m.get("profiles"))
-            .and_then(|p| p.as_object())
-            .map(|o| {
-                o.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let non_empty = |url: Option<String>| url.filter(|u| !u.is_empty());
+        let meta = doc.meta;
         Ok(Directory {
-            new_nonce: url("newNonce").unwrap_or_default(),
-            new_account: url("newAccount").unwrap_or_default(),
-            new_order: url("newOrder").unwrap_or_default(),
-            revoke_cert: url("revokeCert").unwrap_or_default(),
-            key_change: url("keyChange"),
-            renewal_info: url("renewalInfo"),
-            terms_of_service: meta_text("termsOfService"),
-            website: meta_text("website"),
-            external_account_required: meta
-                .and_then(|m| m.get("externalAccountRequired"))
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false),
-            profiles,
+            new_nonce: doc.new_nonce.unwrap_or_default(),
+            new_account: doc.new_account.unwrap_or_default(),
+            new_order: doc.new_order.unwrap_or_default(),
+            revoke_cert: doc.revoke_cert.unwrap_or_default(),
+            key_change: non_empty(doc.key_change),
+            renewal_info: non_empty(doc.renewal_info),
+            terms_of_service: meta.terms_of_service,
+            website: meta.website,
+            external_account_required: meta.external_account_required,
+            profiles: meta
+                .profiles
+                .into_iter()
+                .map(|(name, about)| (name, about.as_str().unwrap_or_default().to_string()))
+                .collect(),
             raw,
         })
     }
@@ -180,5 +171,11 @@ mod tests {
         .unwrap_err();
         let m = e.to_string();
         assert!(m.contains("missing newAccount, revokeCert"), "{m}");
+        let e = Directory::from_json(json!({"newNonce": 7})).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.starts_with("acme directory listing response malformed: invalid type: integer"),
+            "{m}"
+        );
     }
 }

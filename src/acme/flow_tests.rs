@@ -728,7 +728,7 @@ fn wildcard_takes_dns01_and_reused_valid_authz_is_skipped() {
     let t = &m.published[0];
     assert_eq!(t.kind, ChallengeType::Dns01);
     assert!(t.wildcard);
-    assert_eq!(t.identifier.value, "example.com");
+    assert_eq!(t.identifier.value(), "example.com");
     assert_eq!(t.dns_record_name(), "_acme-challenge.example.com");
     assert_eq!(
         t.dns_txt_value(),

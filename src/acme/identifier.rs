@@ -1,13 +1,17 @@
 //! Order identifiers: `dns` (RFC 8555 §9.7.7) and `ip` (RFC 8738).
 use super::AcmeError;
+use serde::Deserialize;
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// An order identifier (RFC 8555 §9.7.7 `dns`, RFC 8738 `ip`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identifier {
-    /// `dns` or `ip`.
-    pub kind: String,
-    pub value: String,
+/// An order identifier: `{"type": "dns"|"ip", "value": ...}` (RFC 8555 §9.7.7 `dns`,
+/// RFC 8738 `ip`); any other type is refused when read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "lowercase")]
+pub enum Identifier {
+    Dns(String),
+    /// Written in its canonical text form (RFC 8738 §3, RFC 5952).
+    Ip(IpAddr),
 }
 
 /// RFC 1035 §2.3.4 / RFC 1123 §2.1: a label is at most 63 octets, a name at most 253 in text.
@@ -17,17 +21,22 @@ const MAX_NAME: usize = 253;
 impl Identifier {
     /// A `dns` identifier taken as is (no validation; see [`Identifier::parse`]).
     pub fn dns(value: impl Into<String>) -> Identifier {
-        Identifier {
-            kind: "dns".into(),
-            value: value.into(),
+        Identifier::Dns(value.into())
+    }
+
+    /// `dns` or `ip`, the identifier's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Identifier::Dns(_) => "dns",
+            Identifier::Ip(_) => "ip",
         }
     }
 
-    /// An `ip` identifier taken as is (RFC 8738 §3; no validation).
-    pub fn ip(value: impl Into<String>) -> Identifier {
-        Identifier {
-            kind: "ip".into(),
-            value: value.into(),
+    /// The identifier's `value`: the name, or the address in canonical form.
+    pub fn value(&self) -> Cow<'_, str> {
+        match self {
+            Identifier::Dns(name) => Cow::Borrowed(name),
+            Identifier::Ip(ip) => Cow::Owned(ip.to_string()),
         }
     }
 
@@ -59,14 +68,14 @@ impl Identifier {
             }
         }
         if let Ok(v4) = name.parse::<Ipv4Addr>() {
-            return Ok(Identifier::ip(v4.to_string()));
+            return Ok(Identifier::Ip(IpAddr::V4(v4)));
         }
         let unbracketed = name
             .strip_prefix('[')
             .and_then(|s| s.strip_suffix(']'))
             .unwrap_or(name);
         if let Ok(v6) = unbracketed.parse::<Ipv6Addr>() {
-            return Ok(Identifier::ip(v6.to_string()));
+            return Ok(Identifier::Ip(IpAddr::V6(v6)));
         }
         if unbracketed != name || name.contains(':') {
             return Err(bad("not a valid IP address"));
@@ -118,41 +127,32 @@ impl Identifier {
 
     /// Whether this is a wildcard `dns` identifier (`*.example.com`, RFC 8555 §7.1.3).
     pub fn wildcard(&self) -> bool {
-        self.kind == "dns" && self.value.starts_with("*.")
+        matches!(self, Identifier::Dns(name) if name.starts_with("*."))
     }
 
     /// The value without a leading `*.`: the name an authorization is about (§7.1.4).
-    pub fn base(&self) -> &str {
-        if self.wildcard() {
-            &self.value[2..]
-        } else {
-            &self.value
+    pub fn base(&self) -> Cow<'_, str> {
+        match self {
+            Identifier::Dns(name) => Cow::Borrowed(name.strip_prefix("*.").unwrap_or(name)),
+            Identifier::Ip(_) => self.value(),
         }
     }
 
-    /// Whether the value is an IP literal (RFC 8738).
+    /// Whether this is an `ip` identifier (RFC 8738).
     pub fn is_ip(&self) -> bool {
-        self.kind == "ip" && self.value.parse::<IpAddr>().is_ok()
+        matches!(self, Identifier::Ip(_))
     }
 
     /// The JSON object of §7.1.3/§7.1.4: `{"type": ..., "value": ...}`.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({ "type": self.kind, "value": self.value })
-    }
-
-    /// Reads an identifier object; `None` when `type` or `value` is missing.
-    pub fn from_json(v: &serde_json::Value) -> Option<Identifier> {
-        Some(Identifier {
-            kind: v.get("type")?.as_str()?.to_string(),
-            value: v.get("value")?.as_str()?.to_string(),
-        })
+        serde_json::json!({ "type": self.kind(), "value": self.value() })
     }
 }
 
 impl std::fmt::Display for Identifier {
     /// `dns:example.com`, the form problem subproblems are reported in.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.kind, self.value)
+        write!(f, "{}:{}", self.kind(), self.value())
     }
 }
 
@@ -180,11 +180,7 @@ mod tests {
         ];
         for (input, kind, value) in ok {
             let id = Identifier::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
-            assert_eq!(
-                (id.kind.as_str(), id.value.as_str()),
-                (kind, value),
-                "{input}"
-            );
+            assert_eq!((id.kind(), id.value().as_ref()), (kind, value), "{input}");
         }
         let label63 = "a".repeat(63);
         assert!(Identifier::parse(&format!("{label63}.com")).is_ok());
@@ -256,6 +252,16 @@ mod tests {
             n.to_json(),
             serde_json::json!({"type": "dns", "value": "example.com"})
         );
-        assert_eq!(Identifier::from_json(&n.to_json()), Some(n));
+        let back: Identifier = serde_json::from_value(n.to_json()).unwrap();
+        assert_eq!(back, n);
+        let ip: Identifier =
+            serde_json::from_value(serde_json::json!({"type": "ip", "value": "2001:db8::1"}))
+                .unwrap();
+        assert_eq!(ip.base(), "2001:db8::1");
+        let e = serde_json::from_value::<Identifier>(
+            serde_json::json!({"type": "email", "value": "a@b.test"}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown variant `email`"), "{e}");
     }
 }

@@ -49,6 +49,7 @@ pub mod problem;
 pub mod renewal;
 mod renewal_info;
 mod timestamp;
+mod types;
 
 #[cfg(test)]
 mod flow_tests;

@@ -1,51 +1,18 @@
-//! Orders (RFC 8555 §7.1.3) and the issuance flow (§7.4): newOrder, authorizations and
-//! challenges (§7.5), finalization, certificate download (§7.4.2).
-use super::authorization::{Authorization, PendingAuthz};
+//! The issuance flow (RFC 8555 §7.4): newOrder, authorizations and challenges (§7.5),
+//! finalization, certificate download (§7.4.2). The objects it reads are in `types`.
+use super::authorization::PendingAuthz;
 use super::certificate::{chain_from_reply, root_is};
-use super::challenge::Challenge;
 use super::jws::{no_account_key, Signer, PEM_CHAIN};
 use super::link::links;
 use super::operation::{Call, Flow, Step};
 use super::poll::{retry_after, Poll, FIRST_POLL, MAX_DELAY, MIN_DELAY};
-use super::{
-    AcmeError, ChallengeTask, ChallengeType, Client, OrderRequest, Outcome, Problem, Response,
+use super::types::{
+    Authorization, AuthorizationStatus, Challenge, ChallengeStatus, Order, OrderStatus,
 };
+use super::{AcmeError, ChallengeTask, ChallengeType, Client, OrderRequest, Outcome, Response};
 use crate::crypto::encoding::b64url;
 
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Order {
-    /// `pending`, `ready`, `processing`, `valid` or `invalid` (§7.1.6).
-    pub status: String,
-    pub authorizations: Vec<String>,
-    pub finalize: String,
-    pub certificate: Option<String>,
-    pub error: Option<Problem>,
-}
-
 impl Order {
-    pub fn from_json(v: &serde_json::Value, url: &str) -> Result<Order, AcmeError> {
-        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-        let malformed = |what: &str| AcmeError::Malformed(format!("order {url}: {what}"));
-        let authorizations = v
-            .get("authorizations")
-            .and_then(|a| a.as_array())
-            .ok_or_else(|| malformed("no authorizations"))?
-            .iter()
-            .map(|a| a.as_str().map(str::to_string))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| malformed("authorization URL is not a string"))?;
-        Ok(Order {
-            status: text("status").ok_or_else(|| malformed("no status"))?,
-            authorizations,
-            finalize: text("finalize").ok_or_else(|| malformed("no finalize URL"))?,
-            certificate: text("certificate"),
-            error: v
-                .get("error")
-                .filter(|e| e.is_object())
-                .map(|e| Problem::from_json(e, 0, None)),
-        })
-    }
-
     /// The text of an `invalid` order: its error when it has one.
     pub fn invalid_reason(&self, url: &str) -> String {
         match &self.error {
@@ -248,9 +215,9 @@ impl OrderFlow {
 
     /// Moves on from an order object according to its status (§7.1.6).
     fn follow_order(&mut self, order: &Order, resp: &Response, now: f64) -> Result<(), AcmeError> {
-        match order.status.as_str() {
-            "ready" => self.stage = Stage::AwaitingFinalize,
-            "valid" => match &order.certificate {
+        match order.status {
+            OrderStatus::Ready => self.stage = Stage::AwaitingFinalize,
+            OrderStatus::Valid => match &order.certificate {
                 Some(url) => {
                     self.cert_url = url.clone();
                     self.stage = Stage::AwaitingCertificate;
@@ -262,8 +229,10 @@ impl OrderFlow {
                     )))
                 }
             },
-            "invalid" => return Err(AcmeError::Invalid(order.invalid_reason(&self.order_url))),
-            "processing" => {
+            OrderStatus::Invalid => {
+                return Err(AcmeError::Invalid(order.invalid_reason(&self.order_url)))
+            }
+            OrderStatus::Processing => {
                 if !matches!(self.stage, Stage::AwaitingOrderValid) {
                     let first = retry_after(resp, now)
                         .map_or(FIRST_POLL, |at| (at - now).clamp(MIN_DELAY, MAX_DELAY));
@@ -276,7 +245,7 @@ impl OrderFlow {
                     )?;
                 }
             }
-            "pending" => {
+            OrderStatus::Pending => {
                 if matches!(self.stage, Stage::AwaitingOrderReady) {
                     self.repoll(
                         resp,
@@ -284,12 +253,6 @@ impl OrderFlow {
                         format!("order {} is still pending", self.order_url),
                     )?;
                 }
-            }
-            other => {
-                return Err(AcmeError::Malformed(format!(
-                    "order {} has unknown status {other:?}",
-                    self.order_url
-                )))
             }
         }
         Ok(())
@@ -418,7 +381,7 @@ impl Flow for OrderFlow {
                 let order = Order::from_json(&resp.json("newOrder")?, &self.order_url)?;
                 self.finalize_url = order.finalize.clone();
                 self.authz_urls = order.authorizations.clone();
-                if order.status == "pending" {
+                if order.status == OrderStatus::Pending {
                     if self.authz_urls.is_empty() {
                         self.enter_poll(Stage::AwaitingOrderReady, 0.0);
                     } else {
@@ -454,14 +417,17 @@ impl Flow for OrderFlow {
             }
             Stage::AwaitingChallengeStart(i) => {
                 resp.expect_status(&[200], "challenge start")?;
-                let body = resp.json("challenge start")?;
-                if let Some(ch) = Challenge::from_json(&body) {
-                    if ch.status == "invalid" {
-                        return Err(AcmeError::Invalid(format!(
-                            "challenge invalid: {}",
-                            ch.describe()
-                        )));
-                    }
+                let url = current_authz(&self.pending, i)?
+                    .task
+                    .as_ref()
+                    .map(|t| t.url.clone())
+                    .unwrap_or_default();
+                let ch = Challenge::from_reply(&resp.json("challenge start")?, &url)?;
+                if let Some(ch) = ch.filter(|c| c.status == ChallengeStatus::Invalid) {
+                    return Err(AcmeError::Invalid(format!(
+                        "challenge invalid: {}",
+                        ch.describe()
+                    )));
                 }
                 match (i + 1..self.pending.len()).find(|&j| self.pending[j].start) {
                     Some(j) => self.stage = Stage::AwaitingChallengeStart(j),
@@ -473,8 +439,8 @@ impl Flow for OrderFlow {
                 resp.expect_status(&[200], "authorization")?;
                 let p = current_authz(&self.pending, i)?.clone();
                 let authz = Authorization::from_json(&resp.json("authorization")?, &p.url)?;
-                match authz.status.as_str() {
-                    "valid" => {
+                match authz.status {
+                    AuthorizationStatus::Valid => {
                         if i + 1 < self.pending.len() {
                             // Same phase and deadline; the next one was started as long ago.
                             if let Some(poll) = self.poll.as_mut() {
@@ -488,18 +454,22 @@ impl Flow for OrderFlow {
                         Ok(())
                     }
                     // §7.5.1: the server answers `pending` while validating.
-                    "pending" => self.repoll(
+                    AuthorizationStatus::Pending => self.repoll(
                         &resp,
                         now,
                         format!("authorization {} for {} is still pending", p.url, p.name),
                     ),
-                    "invalid" => Err(AcmeError::Invalid(format!(
+                    AuthorizationStatus::Invalid => Err(AcmeError::Invalid(format!(
                         "challenge invalid: {}",
                         authz.describe_challenges()
                     ))),
-                    other => Err(AcmeError::Invalid(format!(
-                        "authorization {} for {} is {other}",
-                        p.url, p.name
+                    AuthorizationStatus::Deactivated
+                    | AuthorizationStatus::Expired
+                    | AuthorizationStatus::Revoked => Err(AcmeError::Invalid(format!(
+                        "authorization {} for {} is {}",
+                        p.url,
+                        p.name,
+                        authz.status.as_str()
                     ))),
                 }
             }
@@ -507,14 +477,17 @@ impl Flow for OrderFlow {
                 resp.expect_status(&[200], "order")?;
                 let order = Order::from_json(&resp.json("order")?, &self.order_url)?;
                 let after_finalize = matches!(self.stage, Stage::AwaitingOrderValid);
-                if after_finalize && matches!(order.status.as_str(), "ready" | "pending") {
+                if after_finalize
+                    && matches!(order.status, OrderStatus::Ready | OrderStatus::Pending)
+                {
                     // Not issued yet whatever it says; the deadline ends the wait.
                     return self.repoll(
                         &resp,
                         now,
                         format!(
                             "order {} is still {} after finalization",
-                            self.order_url, order.status
+                            self.order_url,
+                            order.status.as_str()
                         ),
                     );
                 }
@@ -523,15 +496,17 @@ impl Flow for OrderFlow {
             Stage::AwaitingFinalize => {
                 resp.expect_status(&[200], "finalize")?;
                 let order = Order::from_json(&resp.json("finalize")?, &self.order_url)?;
-                match order.status.as_str() {
+                match order.status {
                     // §7.4: processing until issued; some servers answer still `ready`.
-                    "ready" | "pending" => {
+                    OrderStatus::Ready | OrderStatus::Pending => {
                         let first = retry_after(&resp, now)
                             .map_or(FIRST_POLL, |at| (at - now).clamp(MIN_DELAY, MAX_DELAY));
                         self.enter_poll(Stage::AwaitingOrderValid, first);
                         Ok(())
                     }
-                    _ => self.follow_order(&order, &resp, now),
+                    OrderStatus::Processing | OrderStatus::Valid | OrderStatus::Invalid => {
+                        self.follow_order(&order, &resp, now)
+                    }
                 }
             }
             Stage::AwaitingCertificate => {
@@ -643,7 +618,24 @@ mod tests {
             "order https://ca.test/o/1 is invalid: unauthorized: nope"
         );
         let e = Order::from_json(&json!({"status": "pending"}), "u").unwrap_err();
-        assert!(e.to_string().contains("no authorizations"));
+        assert_eq!(
+            e.to_string(),
+            "malformed response: order u: missing field `authorizations`"
+        );
+        let e = Order::from_json(
+            &json!({"status": "on hold", "authorizations": [], "finalize": "f"}),
+            "u",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown variant `on hold`"), "{e}");
+        // Unknown members are ignored; an `error` that is no problem document reads as none.
+        let o = Order::from_json(
+            &json!({"status": "ready", "authorizations": [], "finalize": "f",
+                    "notBefore": "2030-01-01T00:00:00Z", "error": "oops"}),
+            "u",
+        )
+        .unwrap();
+        assert_eq!((o.status, o.error), (OrderStatus::Ready, None));
     }
 
     #[test]
@@ -661,7 +653,10 @@ mod tests {
     #[test]
     fn payload_fields() {
         let mut r = OrderRequest {
-            identifiers: vec![Identifier::dns("*.example.com"), Identifier::ip("::1")],
+            identifiers: vec![
+                Identifier::dns("*.example.com"),
+                Identifier::Ip([0u16, 0, 0, 0, 0, 0, 0, 1].into()),
+            ],
             ..Default::default()
         };
         assert_eq!(

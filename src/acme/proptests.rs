@@ -4,8 +4,7 @@
 
 use proptest::prelude::*;
 
-use super::authorization::Authorization;
-use super::order::Order;
+use super::types::{Authorization, Order};
 use super::Directory;
 use super::{link, problem, renewal_info, timestamp, Problem};
 use crate::proptests::{cases, hostile_response, json_value};

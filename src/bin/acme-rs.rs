@@ -351,14 +351,9 @@ fn save_account_key(args: &Args, store: &mut AnyStore, pem: &str) -> Result<(), 
 
 fn identifier(name: &str) -> Identifier {
     // RFC 8738: IP addresses are `ip` identifiers; everything else is a DNS name.
-    let kind = if name.parse::<std::net::IpAddr>().is_ok() {
-        "ip"
-    } else {
-        "dns"
-    };
-    Identifier {
-        kind: kind.into(),
-        value: name.into(),
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => Identifier::Ip(ip),
+        Err(_) => Identifier::dns(name),
     }
 }
 

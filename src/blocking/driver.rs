@@ -259,7 +259,7 @@ impl Driver {
                         eprintln!(
                             "publishing {} for {}",
                             task.kind.as_str(),
-                            task.identifier.value
+                            task.identifier.value()
                         );
                     }
                     let r = publisher.publish(&task);

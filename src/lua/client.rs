@@ -30,8 +30,8 @@ fn task_table(lua: &Lua, kind: &str, task: &ChallengeTask) -> LuaResult<LuaTable
     let t = lua.create_table()?;
     t.set("kind", kind)?;
     t.set("type", task.kind.as_str())?;
-    t.set("identifier", task.identifier.value.clone())?;
-    t.set("identifier_type", task.identifier.kind.clone())?;
+    t.set("identifier", task.identifier.value())?;
+    t.set("identifier_type", task.identifier.kind())?;
     t.set("wildcard", task.wildcard)?;
     t.set("token", task.token.clone())?;
     t.set("key_authorization", task.key_authorization.clone())?;
@@ -511,7 +511,7 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
         lua.create_function(
             |_, name: String| -> LuaResult<(Option<String>, Option<String>)> {
                 match Identifier::parse(&name) {
-                    Ok(id) => Ok((Some(id.value), Some(id.kind))),
+                    Ok(id) => Ok((Some(id.value().into_owned()), Some(id.kind().to_string()))),
                     Err(e) => Ok((None, Some(e.to_string()))),
                 }
             },
