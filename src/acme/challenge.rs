@@ -1,7 +1,58 @@
 //! Challenges (RFC 8555 §8): what the caller publishes for them.
 use super::types::Challenge;
-use super::{ChallengeTask, ChallengeType};
+use super::Identifier;
 use crate::crypto;
+
+/// Challenge types (RFC 8555 §8.3, §8.4; RFC 8737).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeType {
+    Http01,
+    Dns01,
+    TlsAlpn01,
+    /// draft-ietf-acme-dns-persist-01: a standing TXT record naming the CA and the account.
+    DnsPersist01,
+}
+
+impl ChallengeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeType::Http01 => "http-01",
+            ChallengeType::Dns01 => "dns-01",
+            ChallengeType::TlsAlpn01 => "tls-alpn-01",
+            ChallengeType::DnsPersist01 => "dns-persist-01",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ChallengeType> {
+        match s {
+            "http-01" => Some(ChallengeType::Http01),
+            "dns-01" => Some(ChallengeType::Dns01),
+            "tls-alpn-01" => Some(ChallengeType::TlsAlpn01),
+            "dns-persist-01" => Some(ChallengeType::DnsPersist01),
+            _ => None,
+        }
+    }
+}
+
+/// What the caller must publish so that the CA can validate one authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeTask {
+    pub kind: ChallengeType,
+    /// The authorization's identifier; for a wildcard authorization the base name.
+    pub identifier: Identifier,
+    /// The authorization was for `*.` + identifier (§7.1.4 `wildcard`).
+    pub wildcard: bool,
+    /// Empty for dns-persist-01, which has no token.
+    pub token: String,
+    /// Empty for dns-persist-01.
+    pub key_authorization: String,
+    pub url: String,
+    pub authz_url: String,
+    /// dns-persist-01: the challenge's `issuer-domain-names` (the CA names a record may use).
+    pub issuer_domain_names: Vec<String>,
+    /// dns-persist-01: the challenge's `accounturi` when the CA sent one.
+    pub account_uri: Option<String>,
+}
 
 impl Challenge {
     pub fn challenge_type(&self) -> Option<ChallengeType> {

@@ -1,35 +1,8 @@
-//! Reading the directory (RFC 8555 §7.1.1) and the operation that fetches it.
-use super::operation::{Flow, Step};
+//! Reading the directory (RFC 8555 §7.1.1).
 use super::problem::quote_body;
-use super::types::DirectoryDoc;
-use super::{AcmeError, Client, Directory, Outcome, Response};
+use super::types::{Directory, DirectoryDoc};
+use super::{AcmeError, Response};
 use serde::Deserialize;
-
-/// `Operation::directory`: refetches the directory whether or not the client has one.
-pub(crate) struct DirectoryFlow {
-    pub requested: bool,
-}
-
-impl Flow for DirectoryFlow {
-    fn needs_directory(&self) -> bool {
-        false
-    }
-
-    fn step(&mut self, _client: &mut Client, _now: f64) -> Step {
-        if self.requested {
-            Step::Done(Outcome::Directory)
-        } else {
-            self.requested = true;
-            Step::FetchDirectory
-        }
-    }
-
-    fn on_reply(&mut self, _: &mut Client, _: Response, _: f64) -> Result<(), AcmeError> {
-        Err(AcmeError::State(
-            "unexpected reply for the directory operation".into(),
-        ))
-    }
-}
 
 impl Directory {
     /// Reads a directory reply. Error texts are the original library's.
