@@ -68,6 +68,26 @@ impl Directory {
     }
 }
 
+impl Directory {
+    /// draft-ietf-acme-profiles: `profile` must be one the directory's `meta.profiles` offers.
+    /// The text (the original Lua client's) names what is offered.
+    pub fn check_profile(&self, profile: &str) -> Result<(), String> {
+        if self.profiles.iter().any(|(name, _)| name == profile) {
+            return Ok(());
+        }
+        if self.profiles.is_empty() {
+            return Err(format!(
+                "profile {profile} is not offered: the CA's directory lists no profiles"
+            ));
+        }
+        let names: Vec<&str> = self.profiles.iter().map(|(n, _)| n.as_str()).collect();
+        Err(format!(
+            "profile {profile} is not offered by the CA (it offers: {})",
+            names.join(", ")
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +140,16 @@ mod tests {
             ]
         );
         assert_eq!(d.raw, body);
+        assert_eq!(d.check_profile("shortlived"), Ok(()));
+        assert_eq!(
+            d.check_profile("nope").unwrap_err(),
+            "profile nope is not offered by the CA (it offers: classic, shortlived)"
+        );
+        let plain = Directory::default();
+        assert_eq!(
+            plain.check_profile("classic").unwrap_err(),
+            "profile classic is not offered: the CA's directory lists no profiles"
+        );
     }
 
     #[test]

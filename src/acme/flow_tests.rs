@@ -2205,3 +2205,74 @@ fn unexpected_or_empty_signatures_fail_cleanly() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn finalize_alone_polls_the_order_and_downloads_the_chain() {
+    let mut c = client();
+    let pem = chain("root.test");
+    let csr = vec![0x30, 0x03, 0x02, 0x01, 0x00];
+    let csr_b64 = b64url(&csr);
+    let a1 = "https://ca.test/authz/1";
+    let mut m = Mock::new(vec![
+        head_nonce(),
+        post_check(
+            FINALIZE,
+            with(
+                json_resp(200, order_json("processing", &[a1], None)),
+                "Retry-After",
+                "2",
+            ),
+            move |s| assert_eq!(s.payload, json!({ "csr": csr_b64 })),
+        ),
+        post_as_get(
+            ORDER,
+            json_resp(200, order_json("valid", &[a1], Some(CERT))),
+        ),
+        post_as_get(CERT, pem_resp(&pem)),
+    ]);
+    let op = &mut Operation::finalize(ORDER.into(), FINALIZE.into(), csr.clone());
+    let out = m.run(&mut c, op).unwrap();
+    assert_eq!(
+        (out.pem.as_str(), out.url.as_str(), out.order_url.as_str()),
+        (pem.as_str(), CERT, ORDER)
+    );
+    assert!(m.now >= T0 + 2.0, "the Retry-After was waited for");
+
+    let mut invalid = order_json("invalid", &[a1], None);
+    invalid["error"] = json!({"type": "urn:ietf:params:acme:error:badCSR", "detail": "no"});
+    let mut m = Mock::new(vec![post(FINALIZE, json_resp(200, invalid))]);
+    m.foreign_nonces = true;
+    let e = m
+        .run(
+            &mut c,
+            &mut Operation::finalize(ORDER.into(), FINALIZE.into(), csr),
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("order {ORDER} is invalid: badCSR: no")
+    );
+    let e = Mock::new(vec![])
+        .run(
+            &mut c,
+            &mut Operation::finalize(ORDER.into(), FINALIZE.into(), vec![]),
+        )
+        .unwrap_err();
+    assert!(matches!(e, AcmeError::InvalidInput(_)), "{e:?}");
+}
+
+#[test]
+fn a_profile_the_directory_does_not_offer_sends_nothing() {
+    let mut c = client();
+    let req = OrderRequest {
+        profile: Some("shortlived".into()),
+        ..order_req(&[ChallengeType::Http01])
+    };
+    let e = Mock::new(vec![])
+        .run(&mut c, &mut Operation::order(req))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid input: profile shortlived is not offered: the CA's directory lists no profiles"
+    );
+}

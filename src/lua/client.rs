@@ -429,6 +429,21 @@ impl LuaUserData for LuaClient {
             ))
         });
         m.add_method(
+            "op_finalize",
+            |_, this, (finalize_url, order_url, csr): (String, String, LuaString)| {
+                let op = Operation::finalize(order_url, finalize_url, csr.as_bytes().to_vec());
+                Ok(this.operation(op.map(Done::Certificate)))
+            },
+        );
+        // draft-ietf-acme-profiles: true, or nil and why the directory does not offer `profile`.
+        m.add_method("check_profile", |_, this, profile: String| -> Ret<bool> {
+            let client = this.0.try_borrow().map_err(LuaError::external)?;
+            match &client.directory {
+                Some(dir) => Ok(dir.check_profile(&profile).map(|()| true)),
+                None => Ok(Err("the directory is not known".into())),
+            }
+        });
+        m.add_method(
             "op_revoke",
             |_,
              this,

@@ -49,6 +49,23 @@ impl Operation<IssuedCertificate> {
     pub fn order(req: OrderRequest) -> Operation<IssuedCertificate> {
         Operation::from_flow(Box::new(OrderFlow::new(req)))
     }
+
+    /// Only the end of an issuance, for an order whose authorizations are done: POST the CSR
+    /// (DER) to `finalize_url`, poll `order_url` until it is valid, download the default chain.
+    pub fn finalize(
+        order_url: String,
+        finalize_url: String,
+        csr_der: Vec<u8>,
+    ) -> Operation<IssuedCertificate> {
+        let mut flow = OrderFlow::new(OrderRequest {
+            csr_der,
+            ..OrderRequest::default()
+        });
+        flow.order_url = order_url;
+        flow.finalize_url = finalize_url;
+        flow.stage = Stage::AwaitingFinalize;
+        Operation::from_flow(Box::new(flow))
+    }
 }
 
 impl Order {
@@ -530,6 +547,9 @@ impl Flow for OrderFlow {
                 if let Err(e) = self.req.validate() {
                     return Step::Fail(e);
                 }
+                if let Some(Err(e)) = self.req.profile.as_deref().map(|p| dir.check_profile(p)) {
+                    return Step::Fail(AcmeError::InvalidInput(e));
+                }
                 Step::Call(Call::post(
                     &dir.new_order.clone(),
                     Some(self.req.payload().to_string()),
@@ -563,6 +583,9 @@ impl Flow for OrderFlow {
                 self.poll_step(client, now, &url)
             }
             Stage::AwaitingFinalize => {
+                if self.req.csr_der.is_empty() {
+                    return Step::Fail(AcmeError::InvalidInput("the order has no CSR".into()));
+                }
                 // §7.4: the CSR, DER in base64url.
                 let payload = serde_json::json!({ "csr": b64url(&self.req.csr_der) });
                 Step::Call(Call::post(&self.finalize_url, Some(payload.to_string())))
