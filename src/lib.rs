@@ -12,6 +12,7 @@ pub mod cpu_slot;
 pub mod crypto;
 pub mod dns;
 pub mod filestore;
+pub mod hostname;
 pub mod httpwire;
 mod lua;
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Order identifiers: `dns` (RFC 8555 §9.7.7) and `ip` (RFC 8738).
 use super::AcmeError;
+use crate::hostname;
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -13,10 +14,6 @@ pub enum Identifier {
     /// Written in its canonical text form (RFC 8738 §3, RFC 5952).
     Ip(IpAddr),
 }
-
-/// RFC 1035 §2.3.4 / RFC 1123 §2.1: a label is at most 63 octets, a name at most 253 in text.
-const MAX_LABEL: usize = 63;
-const MAX_NAME: usize = 253;
 
 impl Identifier {
     /// A `dns` identifier taken as is (no validation; see [`Identifier::parse`]).
@@ -44,8 +41,8 @@ impl Identifier {
     ///
     /// IPv4 and IPv6 literals (IPv6 optionally in brackets) become `ip` identifiers in their
     /// canonical text form (RFC 8738 §3, RFC 5952); anything else must be a DNS name made of
-    /// letter-digit-hyphen labels, optionally starting with `*.` (RFC 8555 §7.1.3), which is
-    /// lower-cased.
+    /// host name (`crate::hostname`) once lower-cased, optionally starting with `*.` (RFC 8555
+    /// §7.1.3).
     pub fn parse(name: &str) -> Result<Identifier, AcmeError> {
         let bad = |why: &str| {
             AcmeError::InvalidInput(format!(
@@ -80,48 +77,14 @@ impl Identifier {
         if unbracketed != name || name.contains(':') {
             return Err(bad("not a valid IP address"));
         }
-        if name.contains("..") {
-            return Err(bad("empty label"));
-        }
-        if name.ends_with('.') {
-            return Err(bad("trailing dot"));
-        }
-        if name.len() > MAX_NAME {
-            return Err(bad(&format!("longer than {MAX_NAME} characters")));
-        }
         let lower = name.to_ascii_lowercase();
-        // §7.1.3: a wildcard is `*.` followed by a name; `*` appears nowhere else.
+        // §7.1.3: a wildcard is `*.` followed by a host name; `*` appears nowhere else.
         let base = lower.strip_prefix("*.").unwrap_or(&lower);
-        let labels: Vec<&str> = base.split('.').collect();
-        for label in &labels {
-            if label.is_empty() {
-                return Err(bad("empty label"));
-            }
-            if label.len() > MAX_LABEL {
-                return Err(bad(&format!("label longer than {MAX_LABEL} characters")));
-            }
-            if let Some(c) = label
-                .chars()
-                .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
-            {
-                return Err(bad(&format!(
-                    "character '{}' not allowed",
-                    c.escape_default()
-                )));
-            }
-            if label.starts_with('-') || label.ends_with('-') {
-                return Err(bad("label starts or ends with '-'"));
-            }
+        // The limit is on the name as written, `*.` included.
+        if name.len() > hostname::MAX_NAME {
+            return Err(bad(&hostname::Invalid::TooLong.to_string()));
         }
-        // RFC 3696 §2: a top-level label is never all-numeric; such a name is a mistyped IP.
-        if labels
-            .last()
-            .is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()))
-        {
-            return Err(bad(
-                "all-numeric last label (not a valid IP address either)",
-            ));
-        }
+        hostname::check(base.as_bytes()).map_err(|why| bad(&why.to_string()))?;
         Ok(Identifier::dns(lower))
     }
 

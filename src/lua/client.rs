@@ -520,6 +520,12 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
             Ok(Ok(LuaClient(Rc::new(RefCell::new(Client::new(config))))))
         })?,
     )?;
+    // The host-name rule (crate::hostname) for callers outside the handshake path, which use
+    // resty_acme_hostname_valid through the FFI.
+    t.set(
+        "hostname_valid",
+        lua.create_function(|_, name: LuaString| Ok(crate::hostname::is_valid(&name.as_bytes())))?,
+    )?;
     t.set(
         "identifier_parse",
         lua.create_function(

@@ -1,6 +1,7 @@
 //! Plain C entry points that Lua calls through LuaJIT's FFI instead of the Lua C API: an FFI
 //! call is compiled into the trace of the handshake path, a `lua_CFunction` call is not.
-//! Declared for Lua in lua/resty/acme/tls_cert.lua and lua/resty/acme/certcache.lua.
+//! Declared for Lua in lua/resty/acme/tls_cert.lua, lua/resty/acme/certcache.lua and
+//! lua/resty/acme/hostname.lua.
 use crate::tls::certcache::{CertCache, CertKey, Found};
 use std::cell::RefCell;
 use std::ffi::CString;
@@ -23,6 +24,21 @@ fn fail(err: *mut *const c_char, msg: String) -> c_int {
         }
     });
     -1
+}
+
+/// 1 when the `len` bytes at `name` are a host name (`crate::hostname`), else 0: the SNI check
+/// of every handshake.
+///
+/// # Safety
+/// `name` points at `len` readable bytes, or is null.
+#[no_mangle]
+pub unsafe extern "C" fn resty_acme_hostname_valid(name: *const u8, len: usize) -> c_int {
+    if name.is_null() {
+        return 0;
+    }
+    // SAFETY: `len` readable bytes at `name`, under this function's contract.
+    let bytes = unsafe { std::slice::from_raw_parts(name, len) };
+    c_int::from(crate::hostname::is_valid(bytes))
 }
 
 /// 1 when `pkey` is the key of the chain's leaf, 0 when not, -1 on bad handles.
