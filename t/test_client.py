@@ -526,13 +526,14 @@ def test_pebble_client_ip_identifier(pebble, nginx_factory):
 def test_pebble_client_finalize_polls_through_the_core(pebble, nginx_factory):
     """The original's step-by-step API: new_order, challenges answered by the caller, then
     finalize(finalize_url, order_url, csr), which the core polls and downloads; a CSR the CA
-    refuses is an error naming the cause, not a certificate."""
+    cannot read is an error naming the cause (Pebble's problem), not a certificate."""
     n = client_nginx(nginx_factory, pebble)
     res = post(n, "/finalize", {"names": ["fin.example.test"]})
     assert_issued(res, ["fin.example.test"], pebble)
     res = post(n, "/finalize", {"names": ["fin2.example.test"], "csr_override": "not a csr"})
     assert res.get("cert") is None, res
-    assert res["err"].startswith("error checking finalize: acme problem: badCSR"), res
+    assert res["err"].startswith("error checking finalize: acme problem: malformed (400): "
+                                 "Error parsing Base64url-encoded CSR"), res
     assert "[error]" not in n.error_log()
 
 
