@@ -29,7 +29,8 @@ def client_nginx(nginx_factory, pebble, *, ca_pem=None, api_uri=None, extra=""):
     return control_nginx(
         nginx_factory, api_uri=api_uri or pebble.directory_url, ca_pem=ca_pem or pebble.ca_pem,
         extra=extra, http_ports=[pebble.http_port],
-        endpoints=["acme_t.order", "acme_t.revoke", "acme_t.rollover", "acme_t.call",
+        endpoints=["acme_t.order", "acme_t.finalize", "acme_t.revoke", "acme_t.rollover",
+                   "acme_t.call",
                    "acme_t.keys"],
         servers=http01_server(pebble.http_port))
 
@@ -435,6 +436,20 @@ def test_pebble_client_ip_identifier(pebble, nginx_factory):
     cert = leaf(res["cert"])
     ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+
+
+def test_pebble_client_finalize_polls_through_the_core(pebble, nginx_factory):
+    """The original's step-by-step API: new_order, challenges answered by the caller, then
+    finalize(finalize_url, order_url, csr), which the core polls and downloads; a CSR the CA
+    cannot read is an error naming the cause (Pebble's problem), not a certificate."""
+    n = client_nginx(nginx_factory, pebble)
+    res = post(n, "/finalize", {"names": ["fin.example.test"]})
+    assert_issued(res, ["fin.example.test"], pebble)
+    res = post(n, "/finalize", {"names": ["fin2.example.test"], "csr_override": "not a csr"})
+    assert res.get("cert") is None, res
+    assert res["err"].startswith("error checking finalize: acme problem: malformed (400): "
+                                 "Error parsing Base64url-encoded CSR"), res
+    assert "[error]" not in n.error_log()
 
 
 def test_pebble_client_profiles(pebble, nginx_factory):

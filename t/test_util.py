@@ -198,13 +198,23 @@ def test_autossl_server_name_rules(lua):
         "UPPER.test": False, "a_b.test": False, "a/b.test": False, "a\\\\b.test": False,
         "*.test": False, "a b.test": False, "[::1]": False,
     }
+    # autossl's SNI check, the core's rule through the FFI (resty.acme.hostname, what the
+    # admin and order endpoints use) and through the Lua C API: one rule, the same answers.
     res = lua("""
-      local valid = require("resty.acme.autossl")._valid_sni
+      local rules = {
+        sni = require("resty.acme.autossl")._valid_sni,
+        ffi = require("resty.acme.hostname").valid,
+        core = require("resty.acme.core").hostname_valid,
+      }
       local names = %s
       local out = {}
-      for _, n in ipairs(names) do out[#out + 1] = valid(n) end
-      return { r = out }""" % ("{" + ", ".join(json.dumps(k) for k in cases) + "}"))
-    assert dict(zip(cases, res["r"])) == cases
+      for which, valid in pairs(rules) do
+        out[which] = {}
+        for _, n in ipairs(names) do out[which][#out[which] + 1] = valid(n) end
+      end
+      return out""" % ("{" + ", ".join(json.dumps(k) for k in cases) + "}"))
+    for which in ("sni", "ffi", "core"):
+        assert dict(zip(cases, res[which])) == cases, which
 
 
 def test_autossl_init_rejects_bad_config_naming_the_key(lua, workdir):

@@ -1,7 +1,8 @@
-//! Authorization objects (RFC 8555 §7.1.4) and the choice of a challenge (§7.5).
-use super::challenge::{token_is_valid, Challenge};
+//! What an authorization asks of the client: the choice of a challenge (RFC 8555 §7.5).
+use super::challenge::token_is_valid;
 use super::persist;
-use super::{AcmeError, ChallengeTask, ChallengeType, Identifier};
+use super::types::{Authorization, AuthorizationStatus, Challenge, ChallengeStatus};
+use super::{AcmeError, ChallengeTask, ChallengeType};
 use crate::crypto::challenge::key_authorization;
 
 /// An authorization that needs the client: a challenge to publish (and maybe start), or just
@@ -16,47 +17,13 @@ pub(crate) struct PendingAuthz {
     pub start: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Authorization {
-    pub identifier: Identifier,
-    /// `pending`, `valid`, `invalid`, `deactivated`, `expired` or `revoked` (§7.1.6).
-    pub status: String,
-    /// §7.1.4: the authorization is for `*.` + identifier (the identifier has no `*.`).
-    pub wildcard: bool,
-    pub challenges: Vec<Challenge>,
-}
-
 impl Authorization {
-    pub fn from_json(v: &serde_json::Value, url: &str) -> Result<Authorization, AcmeError> {
-        let malformed = |what: &str| AcmeError::Malformed(format!("authorization {url}: {what}"));
-        let identifier = v
-            .get("identifier")
-            .and_then(Identifier::from_json)
-            .ok_or_else(|| malformed("no identifier"))?;
-        let status = v
-            .get("status")
-            .and_then(|s| s.as_str())
-            .ok_or_else(|| malformed("no status"))?
-            .to_string();
-        let challenges = v
-            .get("challenges")
-            .and_then(|c| c.as_array())
-            .map(|list| list.iter().filter_map(Challenge::from_json).collect())
-            .unwrap_or_default();
-        Ok(Authorization {
-            identifier,
-            status,
-            wildcard: v.get("wildcard").and_then(|w| w.as_bool()).unwrap_or(false),
-            challenges,
-        })
-    }
-
     /// The identifier as the order named it: `*.example.com` for a wildcard authorization.
     pub fn name(&self) -> String {
         if self.wildcard {
-            format!("*.{}", self.identifier.value)
+            format!("*.{}", self.identifier.value())
         } else {
-            self.identifier.value.clone()
+            self.identifier.value().into_owned()
         }
     }
 
@@ -97,20 +64,25 @@ impl Authorization {
     ) -> Result<Option<PendingAuthz>, AcmeError> {
         let invalid =
             || AcmeError::Invalid(format!("challenge invalid: {}", self.describe_challenges()));
-        match self.status.as_str() {
-            "valid" => return Ok(None),
-            "pending" => {}
-            "invalid" => return Err(invalid()),
-            other => {
+        match self.status {
+            AuthorizationStatus::Valid => return Ok(None),
+            AuthorizationStatus::Pending => {}
+            AuthorizationStatus::Invalid => return Err(invalid()),
+            AuthorizationStatus::Deactivated
+            | AuthorizationStatus::Expired
+            | AuthorizationStatus::Revoked => {
                 return Err(AcmeError::Invalid(format!(
-                    "authorization {url} for {} is {other}",
-                    self.name()
+                    "authorization {url} for {} is {}",
+                    self.name(),
+                    self.status.as_str()
                 )))
             }
         }
         let (chall, kind) = self.choose(prefs)?;
-        let (task, start) = match chall.status.as_str() {
-            "pending" | "processing" if kind == ChallengeType::DnsPersist01 => {
+        let (task, start) = match chall.status {
+            ChallengeStatus::Pending | ChallengeStatus::Processing
+                if kind == ChallengeType::DnsPersist01 =>
+            {
                 // draft-ietf-acme-dns-persist-01: no token; the CA lists the issuer domain
                 // names a record may name, and the client must use one of them.
                 let issuers = &chall.issuer_domain_names;
@@ -131,9 +103,9 @@ impl Authorization {
                     issuer_domain_names: issuers.clone(),
                     account_uri: chall.account_uri.clone(),
                 };
-                (Some(task), chall.status == "pending")
+                (Some(task), chall.status == ChallengeStatus::Pending)
             }
-            "pending" | "processing" => {
+            ChallengeStatus::Pending | ChallengeStatus::Processing => {
                 let token = chall.token.as_deref().unwrap_or_default();
                 if !token_is_valid(token) {
                     return Err(AcmeError::Malformed(format!(
@@ -153,11 +125,11 @@ impl Authorization {
                     issuer_domain_names: Vec::new(),
                     account_uri: None,
                 };
-                (Some(task), chall.status == "pending")
+                (Some(task), chall.status == ChallengeStatus::Pending)
             }
             // Validated already; the authorization will follow.
-            "valid" => (None, false),
-            _ => return Err(invalid()),
+            ChallengeStatus::Valid => (None, false),
+            ChallengeStatus::Invalid => return Err(invalid()),
         };
         Ok(Some(PendingAuthz {
             url: url.to_string(),
@@ -229,14 +201,34 @@ mod tests {
         let e = Authorization::from_json(&json!({"status": "pending"}), "https://a").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "malformed response: authorization https://a: no identifier"
+            "malformed response: authorization https://a: missing field `identifier`"
         );
         let e = Authorization::from_json(
             &json!({"identifier": {"type": "dns", "value": "x"}}),
             "https://a",
         )
         .unwrap_err();
-        assert!(e.to_string().contains("no status"));
+        assert!(e.to_string().contains("missing field `status`"), "{e}");
+        let e = Authorization::from_json(
+            &json!({"identifier": {"type": "dns", "value": "x"}, "status": "paused"}),
+            "https://a",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown variant `paused`"), "{e}");
+        let e = Authorization::from_json(
+            &json!({"identifier": {"type": "email", "value": "x"}, "status": "valid"}),
+            "https://a",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown variant `email`"), "{e}");
+        // Members this library does not know are ignored.
+        let a = Authorization::from_json(
+            &json!({"identifier": {"type": "ip", "value": "::1"}, "status": "valid",
+                    "expires": "2030-01-01T00:00:00Z", "x-extra": [1]}),
+            "https://a",
+        )
+        .unwrap();
+        assert_eq!(a.name(), "::1");
     }
 
     #[test]

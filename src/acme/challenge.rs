@@ -1,50 +1,60 @@
-//! Challenge objects (RFC 8555 §7.1.5, §8) and what the caller publishes for them.
-use super::{ChallengeTask, ChallengeType, Problem};
+//! Challenges (RFC 8555 §8): what the caller publishes for them.
+use super::types::Challenge;
+use super::Identifier;
 use crate::crypto;
 
-/// A challenge object as listed in an authorization (§7.1.5).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Challenge {
-    /// The type as sent, e.g. `http-01`; unknown types are kept for error messages.
-    pub kind: String,
+/// Challenge types (RFC 8555 §8.3, §8.4; RFC 8737).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeType {
+    Http01,
+    Dns01,
+    TlsAlpn01,
+    /// draft-ietf-acme-dns-persist-01: a standing TXT record naming the CA and the account.
+    DnsPersist01,
+}
+
+impl ChallengeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeType::Http01 => "http-01",
+            ChallengeType::Dns01 => "dns-01",
+            ChallengeType::TlsAlpn01 => "tls-alpn-01",
+            ChallengeType::DnsPersist01 => "dns-persist-01",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ChallengeType> {
+        match s {
+            "http-01" => Some(ChallengeType::Http01),
+            "dns-01" => Some(ChallengeType::Dns01),
+            "tls-alpn-01" => Some(ChallengeType::TlsAlpn01),
+            "dns-persist-01" => Some(ChallengeType::DnsPersist01),
+            _ => None,
+        }
+    }
+}
+
+/// What the caller must publish so that the CA can validate one authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeTask {
+    pub kind: ChallengeType,
+    /// The authorization's identifier; for a wildcard authorization the base name.
+    pub identifier: Identifier,
+    /// The authorization was for `*.` + identifier (§7.1.4 `wildcard`).
+    pub wildcard: bool,
+    /// Empty for dns-persist-01, which has no token.
+    pub token: String,
+    /// Empty for dns-persist-01.
+    pub key_authorization: String,
     pub url: String,
-    /// `pending`, `processing`, `valid` or `invalid` (§7.1.6).
-    pub status: String,
-    /// §8.3, §8.4, RFC 8737 §3: the token of the three challenge types this library answers.
-    pub token: Option<String>,
-    pub error: Option<Problem>,
-    /// dns-persist-01: `issuer-domain-names`, the CA's names a record may carry.
+    pub authz_url: String,
+    /// dns-persist-01: the challenge's `issuer-domain-names` (the CA names a record may use).
     pub issuer_domain_names: Vec<String>,
-    /// dns-persist-01: `accounturi`, the account URL the record must name.
+    /// dns-persist-01: the challenge's `accounturi` when the CA sent one.
     pub account_uri: Option<String>,
 }
 
 impl Challenge {
-    pub fn from_json(v: &serde_json::Value) -> Option<Challenge> {
-        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-        Some(Challenge {
-            kind: text("type")?,
-            url: text("url")?,
-            status: text("status").unwrap_or_else(|| "pending".into()),
-            token: text("token"),
-            error: v
-                .get("error")
-                .filter(|e| e.is_object())
-                .map(|e| Problem::from_json(e, 0, None)),
-            issuer_domain_names: v
-                .get("issuer-domain-names")
-                .and_then(|l| l.as_array())
-                .map(|l| {
-                    l.iter()
-                        .filter_map(|x| x.as_str())
-                        .map(str::to_ascii_lowercase)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            account_uri: text("accounturi"),
-        })
-    }
-
     pub fn challenge_type(&self) -> Option<ChallengeType> {
         ChallengeType::parse(&self.kind)
     }
@@ -52,8 +62,8 @@ impl Challenge {
     /// `<type>: <status>[: <error.detail>]`, the original's per-challenge text.
     pub fn describe(&self) -> String {
         match &self.error {
-            Some(p) => format!("{}: {}: {}", self.kind, self.status, p.message()),
-            None => format!("{}: {}", self.kind, self.status),
+            Some(p) => format!("{}: {}: {}", self.kind, self.status.as_str(), p.message()),
+            None => format!("{}: {}", self.kind, self.status.as_str()),
         }
     }
 }
@@ -87,23 +97,30 @@ impl ChallengeTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acme::types::ChallengeStatus;
     use serde_json::json;
 
     #[test]
     fn parse_and_describe() {
-        let c = Challenge::from_json(&json!({
+        let read = |v| Challenge::from_reply(&v, "u");
+        let c = read(json!({
             "type": "http-01", "url": "https://ca.test/chall/1", "status": "invalid",
             "token": "tok", "error": {"type": "urn:ietf:params:acme:error:connection",
             "detail": "connection refused"}
         }))
+        .unwrap()
         .unwrap();
         assert_eq!(c.challenge_type(), Some(ChallengeType::Http01));
         assert_eq!(c.describe(), "http-01: invalid: connection refused");
-        let c = Challenge::from_json(&json!({"type": "x-99", "url": "u"})).unwrap();
-        assert_eq!(c.status, "pending");
+        let c = read(json!({"type": "x-99", "url": "u", "error": "not a problem"}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.status, ChallengeStatus::Pending);
         assert_eq!(c.challenge_type(), None);
         assert_eq!(c.describe(), "x-99: pending");
-        assert!(Challenge::from_json(&json!({"type": "http-01"})).is_none());
+        assert!(read(json!({"type": "http-01"})).unwrap().is_none());
+        let e = read(json!({"type": "http-01", "url": "u", "status": "done"})).unwrap_err();
+        assert!(e.to_string().contains("unknown variant `done`"), "{e}");
     }
 
     #[test]

@@ -1,33 +1,8 @@
-//! The directory object (RFC 8555 §7.1.1).
-use super::operation::{Flow, Step};
+//! Reading the directory (RFC 8555 §7.1.1).
 use super::problem::quote_body;
-use super::{AcmeError, Client, Directory, Outcome, Response};
-
-/// `Operation::directory`: refetches the directory whether or not the client has one.
-pub(crate) struct DirectoryFlow {
-    pub requested: bool,
-}
-
-impl Flow for DirectoryFlow {
-    fn needs_directory(&self) -> bool {
-        false
-    }
-
-    fn step(&mut self, _client: &mut Client, _now: f64) -> Step {
-        if self.requested {
-            Step::Done(Outcome::Directory)
-        } else {
-            self.requested = true;
-            Step::FetchDirectory
-        }
-    }
-
-    fn on_reply(&mut self, _: &mut Client, _: Response, _: f64) -> Result<(), AcmeError> {
-        Err(AcmeError::State(
-            "unexpected reply for the directory operation".into(),
-        ))
-    }
-}
+use super::types::{Directory, DirectoryDoc};
+use super::{AcmeError, Response};
+use serde::Deserialize;
 
 impl Directory {
     /// Reads a directory reply. Error texts are the original library's.
@@ -51,17 +26,19 @@ impl Directory {
 
     /// Reads a directory object; the four resources every ACME server has must be present.
     pub fn from_json(raw: serde_json::Value) -> Result<Directory, AcmeError> {
-        let url = |k: &str| {
-            raw.get(k)
-                .and_then(|v| v.as_str())
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
-        let required = ["newNonce", "newAccount", "newOrder", "revokeCert"];
+        let doc = DirectoryDoc::deserialize(&raw).map_err(|e| {
+            AcmeError::Directory(format!("acme directory listing response malformed: {e}"))
+        })?;
+        let required = [
+            ("newNonce", &doc.new_nonce),
+            ("newAccount", &doc.new_account),
+            ("newOrder", &doc.new_order),
+            ("revokeCert", &doc.revoke_cert),
+        ];
         let missing: Vec<&str> = required
             .iter()
-            .copied()
-            .filter(|k| url(k).is_none())
+            .filter(|(_, url)| url.as_deref().is_none_or(str::is_empty))
+            .map(|(name, _)| *name)
             .collect();
         if !missing.is_empty() {
             return Err(AcmeError::Directory(format!(
@@ -69,38 +46,45 @@ impl Directory {
                 missing.join(", ")
             )));
         }
-        let meta = raw.get("meta");
-        let meta_text = |k: &str| {
-            meta.and_then(|m| m.get(k))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        };
-        // draft-ietf-acme-profiles: meta.profiles maps a name to a description.
-        let profiles = meta
-            .and_then(|m| m.get("profiles"))
-            .and_then(|p| p.as_object())
-            .map(|o| {
-                o.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let non_empty = |url: Option<String>| url.filter(|u| !u.is_empty());
+        let meta = doc.meta;
         Ok(Directory {
-            new_nonce: url("newNonce").unwrap_or_default(),
-            new_account: url("newAccount").unwrap_or_default(),
-            new_order: url("newOrder").unwrap_or_default(),
-            revoke_cert: url("revokeCert").unwrap_or_default(),
-            key_change: url("keyChange"),
-            renewal_info: url("renewalInfo"),
-            terms_of_service: meta_text("termsOfService"),
-            website: meta_text("website"),
-            external_account_required: meta
-                .and_then(|m| m.get("externalAccountRequired"))
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false),
-            profiles,
+            new_nonce: doc.new_nonce.unwrap_or_default(),
+            new_account: doc.new_account.unwrap_or_default(),
+            new_order: doc.new_order.unwrap_or_default(),
+            revoke_cert: doc.revoke_cert.unwrap_or_default(),
+            key_change: non_empty(doc.key_change),
+            renewal_info: non_empty(doc.renewal_info),
+            terms_of_service: meta.terms_of_service,
+            website: meta.website,
+            external_account_required: meta.external_account_required,
+            profiles: meta
+                .profiles
+                .into_iter()
+                .map(|(name, about)| (name, about.as_str().unwrap_or_default().to_string()))
+                .collect(),
             raw,
         })
+    }
+}
+
+impl Directory {
+    /// draft-ietf-acme-profiles: `profile` must be one the directory's `meta.profiles` offers.
+    /// The text (the original Lua client's) names what is offered.
+    pub fn check_profile(&self, profile: &str) -> Result<(), String> {
+        if self.profiles.iter().any(|(name, _)| name == profile) {
+            return Ok(());
+        }
+        if self.profiles.is_empty() {
+            return Err(format!(
+                "profile {profile} is not offered: the CA's directory lists no profiles"
+            ));
+        }
+        let names: Vec<&str> = self.profiles.iter().map(|(n, _)| n.as_str()).collect();
+        Err(format!(
+            "profile {profile} is not offered by the CA (it offers: {})",
+            names.join(", ")
+        ))
     }
 }
 
@@ -156,6 +140,16 @@ mod tests {
             ]
         );
         assert_eq!(d.raw, body);
+        assert_eq!(d.check_profile("shortlived"), Ok(()));
+        assert_eq!(
+            d.check_profile("nope").unwrap_err(),
+            "profile nope is not offered by the CA (it offers: classic, shortlived)"
+        );
+        let plain = Directory::default();
+        assert_eq!(
+            plain.check_profile("classic").unwrap_err(),
+            "profile classic is not offered: the CA's directory lists no profiles"
+        );
     }
 
     #[test]
@@ -180,5 +174,11 @@ mod tests {
         .unwrap_err();
         let m = e.to_string();
         assert!(m.contains("missing newAccount, revokeCert"), "{m}");
+        let e = Directory::from_json(json!({"newNonce": 7})).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.starts_with("acme directory listing response malformed: invalid type: integer"),
+            "{m}"
+        );
     }
 }

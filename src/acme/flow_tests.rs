@@ -320,7 +320,11 @@ impl Mock {
     }
 
     /// Runs `op` to the end against the script; every script entry must be consumed.
-    fn run(&mut self, client: &mut Client, op: &mut Operation) -> Result<Outcome, AcmeError> {
+    fn run<T: 'static + std::fmt::Debug>(
+        &mut self,
+        client: &mut Client,
+        op: &mut Operation<T>,
+    ) -> Result<T, AcmeError> {
         for _ in 0..1000 {
             match op.next_action(client, self.now) {
                 Action::Http(req) => {
@@ -582,18 +586,9 @@ fn full_order_flow_http01() {
     ]);
     let mut op = Operation::order(req);
     let out = m.run(&mut c, &mut op).unwrap();
-    match out {
-        Outcome::Certificate {
-            pem: got,
-            url,
-            order_url,
-        } => {
-            assert_eq!(got, pem);
-            assert_eq!(url, CERT);
-            assert_eq!(order_url, ORDER);
-        }
-        o => panic!("{o:?}"),
-    }
+    assert_eq!(out.pem, pem);
+    assert_eq!(out.url, CERT);
+    assert_eq!(out.order_url, ORDER);
     assert_eq!(
         m.trace,
         [
@@ -728,7 +723,7 @@ fn wildcard_takes_dns01_and_reused_valid_authz_is_skipped() {
     let t = &m.published[0];
     assert_eq!(t.kind, ChallengeType::Dns01);
     assert!(t.wildcard);
-    assert_eq!(t.identifier.value, "example.com");
+    assert_eq!(t.identifier.value(), "example.com");
     assert_eq!(t.dns_record_name(), "_acme-challenge.example.com");
     assert_eq!(
         t.dns_txt_value(),
@@ -1133,13 +1128,9 @@ fn preferred_chain_picks_matching_alternate() {
         post_as_get("https://ca.test/cert/1/1", pem_resp(&alt1)),
         post_as_get("https://ca.test/cert/1/2", pem_resp(&alt2)),
     ]);
-    match m.run(&mut c, &mut Operation::order(req)).unwrap() {
-        Outcome::Certificate { pem, url, .. } => {
-            assert_eq!(pem, alt2);
-            assert_eq!(url, "https://ca.test/cert/1/2");
-        }
-        o => panic!("{o:?}"),
-    }
+    let got = m.run(&mut c, &mut Operation::order(req)).unwrap();
+    assert_eq!(got.pem, alt2);
+    assert_eq!(got.url, "https://ca.test/cert/1/2");
 }
 
 #[test]
@@ -1172,13 +1163,9 @@ fn preferred_chain_keeps_default_when_nothing_matches() {
             problem(404, "malformed", "gone"),
         ),
     ]);
-    match m.run(&mut c, &mut Operation::order(req)).unwrap() {
-        Outcome::Certificate { pem, url, .. } => {
-            assert_eq!(pem, default);
-            assert_eq!(url, CERT);
-        }
-        o => panic!("{o:?}"),
-    }
+    let got = m.run(&mut c, &mut Operation::order(req)).unwrap();
+    assert_eq!(got.pem, default);
+    assert_eq!(got.url, CERT);
 }
 
 #[test]
@@ -1239,8 +1226,7 @@ fn bad_nonce_is_retried_with_a_fresh_nonce() {
             },
         ),
     ]);
-    let out = m.run(&mut c, &mut Operation::deactivate_account()).unwrap();
-    assert!(matches!(out, Outcome::Deactivated));
+    m.run(&mut c, &mut Operation::deactivate_account()).unwrap();
 }
 
 #[test]
@@ -1309,10 +1295,8 @@ fn new_nonce_without_header_is_an_error() {
 fn new_nonce_operation_hands_the_nonce_out() {
     let mut c = client();
     let mut m = Mock::new(vec![head_nonce()]);
-    match m.run(&mut c, &mut Operation::new_nonce()).unwrap() {
-        Outcome::Nonce(n) => assert_eq!(n, "nonce1"),
-        o => panic!("{o:?}"),
-    }
+    let n = m.run(&mut c, &mut Operation::new_nonce()).unwrap();
+    assert_eq!(n, "nonce1");
     assert_eq!(c.nonce_count(), 0, "the handed-out nonce is not pooled");
 }
 
@@ -1350,20 +1334,15 @@ fn post_returns_the_response() {
         with(json_resp(200, json!({"ok": true})), "Location", "https://l"),
     )]);
     m.foreign_nonces = true;
-    match m
+    let r = m
         .run(
             &mut c,
             &mut Operation::post("https://ca.test/x".into(), None, None),
         )
-        .unwrap()
-    {
-        Outcome::Response(r) => {
-            assert_eq!(r.status, 200);
-            assert_eq!(r.header("location"), Some("https://l"));
-            assert_eq!(r.body, br#"{"ok":true}"#);
-        }
-        o => panic!("{o:?}"),
-    }
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("location"), Some("https://l"));
+    assert_eq!(r.body, br#"{"ok":true}"#);
 }
 
 #[test]
@@ -1383,7 +1362,7 @@ fn interleaved_operations_share_the_pool() {
     b.handle_response(&mut c, nonce_resp("forB"), T0);
     a.handle_response(&mut c, nonce_resp("forA"), T0);
     // B hands its nonce out; A signs with what is left in the pool.
-    assert!(matches!(b.next_action(&mut c, T0), Action::Done(Outcome::Nonce(n)) if n == "forB"));
+    assert!(matches!(b.next_action(&mut c, T0), Action::Done(n) if n == "forB"));
     let Action::Http(post) = a.next_action(&mut c, T0) else {
         panic!()
     };
@@ -1457,10 +1436,7 @@ fn unexpected_handle_calls_fail_cleanly() {
 fn directory_operation_refetches_and_maps_errors() {
     let mut c = client();
     let mut m = Mock::new(vec![get(DIR, json_resp(200, directory_json(true)))]);
-    assert!(matches!(
-        m.run(&mut c, &mut Operation::directory()).unwrap(),
-        Outcome::Directory
-    ));
+    m.run(&mut c, &mut Operation::directory()).unwrap();
     assert!(c.directory.as_ref().unwrap().external_account_required);
     assert_eq!(c.nonce_count(), 1, "the directory reply's nonce is pooled");
 
@@ -1587,20 +1563,11 @@ fn new_account_sends_jwk_and_stores_the_url() {
             },
         ),
     ]);
-    match m.run(&mut c, &mut Operation::new_account(req)).unwrap() {
-        Outcome::Account {
-            url,
-            status,
-            created,
-            body,
-        } => {
-            assert_eq!(url, ACCT_URL);
-            assert_eq!(status, "valid");
-            assert!(created);
-            assert_eq!(body["contact"][0], "mailto:ops@example.com");
-        }
-        o => panic!("{o:?}"),
-    }
+    let a = m.run(&mut c, &mut Operation::new_account(req)).unwrap();
+    assert_eq!(a.url, ACCT_URL);
+    assert_eq!(a.status, "valid");
+    assert!(a.created);
+    assert_eq!(a.body["contact"][0], "mailto:ops@example.com");
     assert_eq!(c.account_url.as_deref(), Some(ACCT_URL));
 }
 
@@ -1623,10 +1590,8 @@ fn existing_account_and_missing_location() {
         only_return_existing: true,
         ..Default::default()
     };
-    match m.run(&mut c, &mut Operation::new_account(req)).unwrap() {
-        Outcome::Account { created, .. } => assert!(!created),
-        o => panic!("{o:?}"),
-    }
+    let a = m.run(&mut c, &mut Operation::new_account(req)).unwrap();
+    assert!(!a.created);
     // The pooled nonce came from the first mock.
     let mut m = Mock::new(vec![post(
         NEW_ACCT,
@@ -1745,10 +1710,7 @@ fn key_change_payload_structure() {
         }),
     ]);
     let check_key = PrivateKey::from_pem(new_pem.as_bytes()).unwrap();
-    assert!(matches!(
-        m.run(&mut c, &mut Operation::key_change(new_key)).unwrap(),
-        Outcome::KeyChanged
-    ));
+    m.run(&mut c, &mut Operation::key_change(new_key)).unwrap();
     assert!(c.account_key.as_ref().unwrap().public_eq(&check_key));
 }
 
@@ -1781,11 +1743,8 @@ fn revoke_with_account_key() {
             assert_eq!(s.payload, want);
         }),
     ]);
-    assert!(matches!(
-        m.run(&mut c, &mut Operation::revoke(der, Some(4), None))
-            .unwrap(),
-        Outcome::Revoked
-    ));
+    m.run(&mut c, &mut Operation::revoke(der, Some(4), None))
+        .unwrap();
 }
 
 #[test]
@@ -1839,22 +1798,12 @@ fn renewal_info_get() {
             "3600",
         ),
     )]);
-    match m
+    let w = m
         .run(&mut c, &mut Operation::renewal_info(id.into()))
-        .unwrap()
-    {
-        Outcome::RenewalInfo {
-            start,
-            end,
-            explanation_url,
-            retry_after,
-        } => {
-            assert_eq!((start, end), (1_735_790_400, 1_735_876_800));
-            assert_eq!(explanation_url, None);
-            assert_eq!(retry_after, Some(T0 + 3600.0));
-        }
-        o => panic!("{o:?}"),
-    }
+        .unwrap();
+    assert_eq!((w.start, w.end), (1_735_790_400, 1_735_876_800));
+    assert_eq!(w.explanation_url, None);
+    assert_eq!(w.retry_after, Some(T0 + 3600.0));
     let e = Mock::new(vec![])
         .run(&mut c, &mut Operation::renewal_info("../x".into()))
         .unwrap_err();
@@ -2100,7 +2049,7 @@ fn order_both_ways(key: &PrivateKey) -> (Mock, Mock) {
                 &mut Operation::order(order_req(&[ChallengeType::Http01])),
             )
             .unwrap();
-        assert!(matches!(out, Outcome::Certificate { pem: ref p, .. } if *p == pem));
+        assert_eq!(out.pem, pem);
         mocks.push(m);
     }
     let deferred = mocks.pop().unwrap();
@@ -2163,8 +2112,7 @@ fn deferred_signing_signs_again_after_bad_nonce() {
         post(ACCT_URL, problem(400, "badNonce", "stale")),
         post(ACCT_URL, json_resp(200, json!({"status": "deactivated"}))),
     ]);
-    let out = m.run(&mut c, &mut Operation::deactivate_account()).unwrap();
-    assert!(matches!(out, Outcome::Deactivated));
+    m.run(&mut c, &mut Operation::deactivate_account()).unwrap();
     assert_eq!(m.signed, 2);
     assert_ne!(m.requests[1].body, m.requests[2].body);
 }
@@ -2256,4 +2204,75 @@ fn unexpected_or_empty_signatures_fail_cleanly() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn finalize_alone_polls_the_order_and_downloads_the_chain() {
+    let mut c = client();
+    let pem = chain("root.test");
+    let csr = vec![0x30, 0x03, 0x02, 0x01, 0x00];
+    let csr_b64 = b64url(&csr);
+    let a1 = "https://ca.test/authz/1";
+    let mut m = Mock::new(vec![
+        head_nonce(),
+        post_check(
+            FINALIZE,
+            with(
+                json_resp(200, order_json("processing", &[a1], None)),
+                "Retry-After",
+                "2",
+            ),
+            move |s| assert_eq!(s.payload, json!({ "csr": csr_b64 })),
+        ),
+        post_as_get(
+            ORDER,
+            json_resp(200, order_json("valid", &[a1], Some(CERT))),
+        ),
+        post_as_get(CERT, pem_resp(&pem)),
+    ]);
+    let op = &mut Operation::finalize(ORDER.into(), FINALIZE.into(), csr.clone());
+    let out = m.run(&mut c, op).unwrap();
+    assert_eq!(
+        (out.pem.as_str(), out.url.as_str(), out.order_url.as_str()),
+        (pem.as_str(), CERT, ORDER)
+    );
+    assert!(m.now >= T0 + 2.0, "the Retry-After was waited for");
+
+    let mut invalid = order_json("invalid", &[a1], None);
+    invalid["error"] = json!({"type": "urn:ietf:params:acme:error:badCSR", "detail": "no"});
+    let mut m = Mock::new(vec![post(FINALIZE, json_resp(200, invalid))]);
+    m.foreign_nonces = true;
+    let e = m
+        .run(
+            &mut c,
+            &mut Operation::finalize(ORDER.into(), FINALIZE.into(), csr),
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("order {ORDER} is invalid: badCSR: no")
+    );
+    let e = Mock::new(vec![])
+        .run(
+            &mut c,
+            &mut Operation::finalize(ORDER.into(), FINALIZE.into(), vec![]),
+        )
+        .unwrap_err();
+    assert!(matches!(e, AcmeError::InvalidInput(_)), "{e:?}");
+}
+
+#[test]
+fn a_profile_the_directory_does_not_offer_sends_nothing() {
+    let mut c = client();
+    let req = OrderRequest {
+        profile: Some("shortlived".into()),
+        ..order_req(&[ChallengeType::Http01])
+    };
+    let e = Mock::new(vec![])
+        .run(&mut c, &mut Operation::order(req))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid input: profile shortlived is not offered: the CA's directory lists no profiles"
+    );
 }

@@ -1,33 +1,39 @@
 //! Order identifiers: `dns` (RFC 8555 §9.7.7) and `ip` (RFC 8738).
 use super::AcmeError;
+use crate::hostname;
+use serde::Deserialize;
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// An order identifier (RFC 8555 §9.7.7 `dns`, RFC 8738 `ip`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identifier {
-    /// `dns` or `ip`.
-    pub kind: String,
-    pub value: String,
+/// An order identifier: `{"type": "dns"|"ip", "value": ...}` (RFC 8555 §9.7.7 `dns`,
+/// RFC 8738 `ip`); any other type is refused when read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "lowercase")]
+pub enum Identifier {
+    Dns(String),
+    /// Written in its canonical text form (RFC 8738 §3, RFC 5952).
+    Ip(IpAddr),
 }
-
-/// RFC 1035 §2.3.4 / RFC 1123 §2.1: a label is at most 63 octets, a name at most 253 in text.
-const MAX_LABEL: usize = 63;
-const MAX_NAME: usize = 253;
 
 impl Identifier {
     /// A `dns` identifier taken as is (no validation; see [`Identifier::parse`]).
     pub fn dns(value: impl Into<String>) -> Identifier {
-        Identifier {
-            kind: "dns".into(),
-            value: value.into(),
+        Identifier::Dns(value.into())
+    }
+
+    /// `dns` or `ip`, the identifier's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Identifier::Dns(_) => "dns",
+            Identifier::Ip(_) => "ip",
         }
     }
 
-    /// An `ip` identifier taken as is (RFC 8738 §3; no validation).
-    pub fn ip(value: impl Into<String>) -> Identifier {
-        Identifier {
-            kind: "ip".into(),
-            value: value.into(),
+    /// The identifier's `value`: the name, or the address in canonical form.
+    pub fn value(&self) -> Cow<'_, str> {
+        match self {
+            Identifier::Dns(name) => Cow::Borrowed(name),
+            Identifier::Ip(ip) => Cow::Owned(ip.to_string()),
         }
     }
 
@@ -35,8 +41,8 @@ impl Identifier {
     ///
     /// IPv4 and IPv6 literals (IPv6 optionally in brackets) become `ip` identifiers in their
     /// canonical text form (RFC 8738 §3, RFC 5952); anything else must be a DNS name made of
-    /// letter-digit-hyphen labels, optionally starting with `*.` (RFC 8555 §7.1.3), which is
-    /// lower-cased.
+    /// host name (`crate::hostname`) once lower-cased, optionally starting with `*.` (RFC 8555
+    /// §7.1.3).
     pub fn parse(name: &str) -> Result<Identifier, AcmeError> {
         let bad = |why: &str| {
             AcmeError::InvalidInput(format!(
@@ -59,100 +65,57 @@ impl Identifier {
             }
         }
         if let Ok(v4) = name.parse::<Ipv4Addr>() {
-            return Ok(Identifier::ip(v4.to_string()));
+            return Ok(Identifier::Ip(IpAddr::V4(v4)));
         }
         let unbracketed = name
             .strip_prefix('[')
             .and_then(|s| s.strip_suffix(']'))
             .unwrap_or(name);
         if let Ok(v6) = unbracketed.parse::<Ipv6Addr>() {
-            return Ok(Identifier::ip(v6.to_string()));
+            return Ok(Identifier::Ip(IpAddr::V6(v6)));
         }
         if unbracketed != name || name.contains(':') {
             return Err(bad("not a valid IP address"));
         }
-        if name.contains("..") {
-            return Err(bad("empty label"));
-        }
-        if name.ends_with('.') {
-            return Err(bad("trailing dot"));
-        }
-        if name.len() > MAX_NAME {
-            return Err(bad(&format!("longer than {MAX_NAME} characters")));
-        }
         let lower = name.to_ascii_lowercase();
-        // §7.1.3: a wildcard is `*.` followed by a name; `*` appears nowhere else.
+        // §7.1.3: a wildcard is `*.` followed by a host name; `*` appears nowhere else.
         let base = lower.strip_prefix("*.").unwrap_or(&lower);
-        let labels: Vec<&str> = base.split('.').collect();
-        for label in &labels {
-            if label.is_empty() {
-                return Err(bad("empty label"));
-            }
-            if label.len() > MAX_LABEL {
-                return Err(bad(&format!("label longer than {MAX_LABEL} characters")));
-            }
-            if let Some(c) = label
-                .chars()
-                .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
-            {
-                return Err(bad(&format!(
-                    "character '{}' not allowed",
-                    c.escape_default()
-                )));
-            }
-            if label.starts_with('-') || label.ends_with('-') {
-                return Err(bad("label starts or ends with '-'"));
-            }
+        // The limit is on the name as written, `*.` included.
+        if name.len() > hostname::MAX_NAME {
+            return Err(bad(&hostname::Invalid::TooLong.to_string()));
         }
-        // RFC 3696 §2: a top-level label is never all-numeric; such a name is a mistyped IP.
-        if labels
-            .last()
-            .is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()))
-        {
-            return Err(bad(
-                "all-numeric last label (not a valid IP address either)",
-            ));
-        }
+        hostname::check(base.as_bytes()).map_err(|why| bad(&why.to_string()))?;
         Ok(Identifier::dns(lower))
     }
 
     /// Whether this is a wildcard `dns` identifier (`*.example.com`, RFC 8555 §7.1.3).
     pub fn wildcard(&self) -> bool {
-        self.kind == "dns" && self.value.starts_with("*.")
+        matches!(self, Identifier::Dns(name) if name.starts_with("*."))
     }
 
     /// The value without a leading `*.`: the name an authorization is about (§7.1.4).
-    pub fn base(&self) -> &str {
-        if self.wildcard() {
-            &self.value[2..]
-        } else {
-            &self.value
+    pub fn base(&self) -> Cow<'_, str> {
+        match self {
+            Identifier::Dns(name) => Cow::Borrowed(name.strip_prefix("*.").unwrap_or(name)),
+            Identifier::Ip(_) => self.value(),
         }
     }
 
-    /// Whether the value is an IP literal (RFC 8738).
+    /// Whether this is an `ip` identifier (RFC 8738).
     pub fn is_ip(&self) -> bool {
-        self.kind == "ip" && self.value.parse::<IpAddr>().is_ok()
+        matches!(self, Identifier::Ip(_))
     }
 
     /// The JSON object of §7.1.3/§7.1.4: `{"type": ..., "value": ...}`.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({ "type": self.kind, "value": self.value })
-    }
-
-    /// Reads an identifier object; `None` when `type` or `value` is missing.
-    pub fn from_json(v: &serde_json::Value) -> Option<Identifier> {
-        Some(Identifier {
-            kind: v.get("type")?.as_str()?.to_string(),
-            value: v.get("value")?.as_str()?.to_string(),
-        })
+        serde_json::json!({ "type": self.kind(), "value": self.value() })
     }
 }
 
 impl std::fmt::Display for Identifier {
     /// `dns:example.com`, the form problem subproblems are reported in.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.kind, self.value)
+        write!(f, "{}:{}", self.kind(), self.value())
     }
 }
 
@@ -180,11 +143,7 @@ mod tests {
         ];
         for (input, kind, value) in ok {
             let id = Identifier::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
-            assert_eq!(
-                (id.kind.as_str(), id.value.as_str()),
-                (kind, value),
-                "{input}"
-            );
+            assert_eq!((id.kind(), id.value().as_ref()), (kind, value), "{input}");
         }
         let label63 = "a".repeat(63);
         assert!(Identifier::parse(&format!("{label63}.com")).is_ok());
@@ -256,6 +215,16 @@ mod tests {
             n.to_json(),
             serde_json::json!({"type": "dns", "value": "example.com"})
         );
-        assert_eq!(Identifier::from_json(&n.to_json()), Some(n));
+        let back: Identifier = serde_json::from_value(n.to_json()).unwrap();
+        assert_eq!(back, n);
+        let ip: Identifier =
+            serde_json::from_value(serde_json::json!({"type": "ip", "value": "2001:db8::1"}))
+                .unwrap();
+        assert_eq!(ip.base(), "2001:db8::1");
+        let e = serde_json::from_value::<Identifier>(
+            serde_json::json!({"type": "email", "value": "a@b.test"}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown variant `email`"), "{e}");
     }
 }

@@ -83,30 +83,13 @@ fn split_params(s: &str) -> Vec<&str> {
     out.into_iter().filter(|p| !p.trim().is_empty()).collect()
 }
 
-/// Resolves a link target against the request URL (RFC 3986 §5.2, for the forms servers use:
-/// absolute, scheme-relative, absolute-path and relative-path references).
+/// Resolves a link target against the request URL (RFC 3986 §5.2). A base that is no URL, or
+/// a target that cannot be joined to it, leaves the target as it is.
 pub fn resolve(base: &str, target: &str) -> String {
-    if target.contains("://") {
-        return target.to_string();
-    }
-    let Some(scheme_end) = base.find("://") else {
-        return target.to_string();
-    };
-    let scheme = &base[..scheme_end];
-    if let Some(rest) = target.strip_prefix("//") {
-        return format!("{scheme}://{rest}");
-    }
-    let after = &base[scheme_end + 3..];
-    let auth_end = after.find(['/', '?', '#']).unwrap_or(after.len());
-    let origin = &base[..scheme_end + 3 + auth_end];
-    if target.starts_with('/') {
-        return format!("{origin}{target}");
-    }
-    let path = &after[auth_end..];
-    let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
-    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-    let dir = if dir.is_empty() { "/" } else { dir };
-    format!("{origin}{dir}{target}")
+    url::Url::parse(base)
+        .and_then(|b| b.join(target))
+        .map(String::from)
+        .unwrap_or_else(|_| target.to_string())
 }
 
 #[cfg(test)]
@@ -170,5 +153,15 @@ mod tests {
             "https://ca.test:14000/c"
         );
         assert_eq!(resolve(BASE, "http://x.test/"), "http://x.test/");
+        // RFC 3986 §5.4.1: dot segments and query-only references.
+        assert_eq!(resolve(BASE, "../chain/2"), "https://ca.test/acme/chain/2");
+        assert_eq!(resolve(BASE, "../../../x"), "https://ca.test/x");
+        assert_eq!(resolve(BASE, "./3"), "https://ca.test/acme/cert/3");
+        assert_eq!(resolve(BASE, "?alt=1"), "https://ca.test/acme/cert/1?alt=1");
+        assert_eq!(
+            resolve("https://ca.test/acme/cert/1?alt=0", "?alt=1"),
+            "https://ca.test/acme/cert/1?alt=1"
+        );
+        assert_eq!(resolve("not a url", "x"), "x");
     }
 }

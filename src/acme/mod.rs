@@ -9,7 +9,7 @@
 //! ```no_run
 //! # use resty_acme_core::acme::*;
 //! # fn transport(_: &Request) -> Result<Response, String> { unimplemented!() }
-//! # fn run(client: &mut Client, req: OrderRequest, now: impl Fn() -> f64) -> Result<Outcome, AcmeError> {
+//! # fn run(client: &mut Client, req: OrderRequest, now: impl Fn() -> f64) -> Result<IssuedCertificate, AcmeError> {
 //! let mut op = Operation::order(req);
 //! loop {
 //!     match op.next_action(client, now()) {
@@ -21,46 +21,46 @@
 //!         Action::Sleep { until } => { /* sleep until `until`, then ask again */ }
 //!         Action::Publish(task) => op.handle_published(client, Ok(())),
 //!         Action::Unpublish(task) => op.handle_unpublished(client),
-//!         Action::Done(outcome) => return Ok(outcome),
+//!         Action::Done(cert) => return Ok(cert),
 //!         Action::Failed(err) => return Err(err),
 //!     }
 //! }
 //! # }
 //! ```
 
-mod account;
 mod authorization;
 pub mod backoff;
-mod certificate;
 mod challenge;
 pub mod client;
 mod directory;
 mod error;
+mod flow;
 pub mod http;
 mod identifier;
 mod jws;
 mod link;
 mod nonce;
 mod operation;
-mod order;
 pub mod persist;
 mod poll;
 pub mod problem;
 pub mod renewal;
-mod renewal_info;
 mod timestamp;
+mod types;
 
 #[cfg(test)]
 mod flow_tests;
 #[cfg(test)]
 mod proptests;
 
-pub use client::{
-    Action, ChallengeTask, ChallengeType, Client, ClientConfig, Directory, Eab, Identifier,
-    NewAccount, Operation, OrderRequest, Outcome, SignJob,
-};
+pub use challenge::{ChallengeTask, ChallengeType};
+pub use client::{Client, ClientConfig};
 pub use error::AcmeError;
+pub use flow::{AccountInfo, Eab, IssuedCertificate, NewAccount, OrderRequest, RenewalWindow};
 pub use http::{Method, Request, Response};
+pub use identifier::Identifier;
 pub use link::parse_field as parse_link_header;
+pub use operation::{Action, Operation, SignJob};
 pub use problem::Problem;
 pub use timestamp::{parse_http_date, parse_rfc3339};
+pub use types::Directory;

@@ -1,47 +1,5 @@
 //! Anti-replay nonces (RFC 8555 §6.5, §7.2).
-use super::operation::{Call, Flow, Step};
-use super::{AcmeError, Client, Outcome, Response};
-
-/// `Operation::new_nonce`: HEAD newNonce (§7.2) and hand the nonce to the caller (it is not
-/// kept in the pool, so the caller may use it with `Operation::post`).
-pub(crate) struct NonceFlow {
-    pub nonce: Option<String>,
-}
-
-impl Flow for NonceFlow {
-    fn step(&mut self, client: &mut Client, _now: f64) -> Step {
-        if let Some(n) = self.nonce.take() {
-            return Step::Done(Outcome::Nonce(n));
-        }
-        match &client.directory {
-            Some(d) => Step::Call(Call::Head {
-                url: d.new_nonce.clone(),
-            }),
-            None => Step::Fail(AcmeError::State("the directory is not known".into())),
-        }
-    }
-
-    fn on_reply(
-        &mut self,
-        client: &mut Client,
-        resp: Response,
-        _now: f64,
-    ) -> Result<(), AcmeError> {
-        // §7.2: 200 for HEAD, 204 for GET.
-        resp.expect_status(&[200, 204], "newNonce")?;
-        let n = from_response(&resp)
-            .ok_or_else(|| {
-                AcmeError::Malformed(format!(
-                    "newNonce reply (status {}) has no valid Replay-Nonce header",
-                    resp.status
-                ))
-            })?
-            .to_string();
-        client.nonces.forget(&n);
-        self.nonce = Some(n);
-        Ok(())
-    }
-}
+use super::Response;
 
 /// Nonces kept for later requests; older ones are dropped beyond this.
 pub const POOL_MAX: usize = 16;

@@ -4,84 +4,59 @@
 //! machinery every flow shares: fetching the directory when the client has none (§7.1.1),
 //! obtaining a nonce (§7.2), signing (§6.2) or handing the signature out as `Action::Sign`,
 //! retrying after `badNonce` (§6.5), and classifying replies (§6.7). Flows only see replies that passed that classification.
-use super::jws::{post_request, Signer};
+use super::flow::{Call, Flow, Step};
+use super::jws::post_request;
 use super::nonce;
 use super::problem::{check_response, check_size};
-use super::{
-    AcmeError, Action, ChallengeTask, Client, Directory, Method, Outcome, Request, Response,
-    SignJob,
-};
+use super::{AcmeError, ChallengeTask, Client, Directory, Method, Request, Response};
 use crate::crypto::jws::JwsInput;
+use crate::crypto::PrivateKey;
 
-/// What a flow wants next.
-pub(crate) enum Step {
-    /// Refetch the directory, whether or not the client has one (`Operation::directory`).
-    FetchDirectory,
-    Call(Call),
-    Sleep(f64),
-    Publish(ChallengeTask),
-    Unpublish(ChallengeTask),
-    Done(Outcome),
-    Fail(AcmeError),
-}
-
-/// An HTTP exchange a flow asks for, before nonce and signature.
+/// A JWS signature the caller computes (`ClientConfig::deferred_signing`): `Send`, so it may
+/// run on another thread. Its result goes back through `Operation::handle_signature`.
 #[derive(Debug, Clone)]
-pub(crate) enum Call {
-    /// Unauthenticated GET (directory, RFC 9773 renewalInfo).
-    Get { url: String },
-    /// HEAD (newNonce, §7.2).
-    Head { url: String },
-    /// A JWS-signed POST (§6.2); `payload` `None` is POST-as-GET (§6.3).
-    Post {
-        url: String,
-        payload: Option<String>,
-        signer: Signer,
-        accept: Option<&'static str>,
-        /// A caller-chosen nonce: used once, and `badNonce` is then not retried.
-        nonce: Option<String>,
-    },
+pub struct SignJob {
+    /// A handle on the signing key (shared, not copied; its Debug output is redacted).
+    pub(crate) key: PrivateKey,
+    /// RFC 7515 §5.1: the JWS signing input.
+    pub(crate) input: Vec<u8>,
 }
 
-impl Call {
-    /// A POST signed with the account key and `kid`.
-    pub fn post(url: &str, payload: Option<String>) -> Call {
-        Call::Post {
-            url: url.to_string(),
-            payload,
-            signer: Signer::AccountKid,
-            accept: None,
-            nonce: None,
-        }
+impl SignJob {
+    /// The key the request must be signed with.
+    pub fn key(&self) -> &PrivateKey {
+        &self.key
+    }
+
+    /// The bytes to sign (`BASE64URL(protected) '.' BASE64URL(payload)`).
+    pub fn signing_input(&self) -> &[u8] {
+        &self.input
+    }
+
+    /// Computes the signature as `handle_signature` expects it (`PrivateKey::sign_jws`).
+    pub fn sign(&self) -> Result<Vec<u8>, crate::crypto::CryptoError> {
+        self.key.sign_jws(&self.input)
     }
 }
 
-/// A protocol operation's own logic. Every method may fail; the failure goes through
-/// [`Flow::on_error`], which may recover (e.g. clean up published challenges first).
-pub(crate) trait Flow: Send {
-    /// Whether the directory must be known before the first step.
-    fn needs_directory(&self) -> bool {
-        true
-    }
-    /// The next step. Called again (and must answer the same) until a handle_* moves the flow.
-    fn step(&mut self, client: &mut Client, now: f64) -> Step;
-    /// A reply to the last `Call`, already checked: not oversize, not a problem, status < 400.
-    fn on_reply(&mut self, client: &mut Client, resp: Response, now: f64) -> Result<(), AcmeError>;
-    /// Any failure of the flow. `Ok` means the flow took it over (and will report it itself).
-    fn on_error(&mut self, err: AcmeError) -> Result<(), AcmeError> {
-        Err(err)
-    }
-    fn on_published(&mut self, result: Result<(), String>) -> Result<(), AcmeError> {
-        let _ = result;
-        Err(AcmeError::State(
-            "handle_published called but no challenge is being published".into(),
-        ))
-    }
-    fn on_unpublished(&mut self) -> Result<(), AcmeError> {
-        Err(AcmeError::State(
-            "handle_unpublished called but no challenge is being unpublished".into(),
-        ))
-    }
+/// What the caller should do next.
+#[derive(Debug)]
+pub enum Action<T> {
+    /// Perform the request, then `handle_response` or `handle_transport_error`.
+    Http(Request),
+    /// Sign (only with `ClientConfig::deferred_signing`), then `handle_signature`; the signed
+    /// request follows as `Http`.
+    Sign(SignJob),
+    /// Sleep until this Unix time (absolute, the same clock as `now`), then ask again.
+    Sleep { until: f64 },
+    /// Make the challenge answerable, then `handle_published`.
+    Publish(ChallengeTask),
+    /// Remove a published challenge (best effort), then `handle_unpublished`.
+    Unpublish(ChallengeTask),
+    /// The operation succeeded; further `next_action` calls return a `State` error.
+    Done(T),
+    /// The operation failed; further `next_action` calls return the same error.
+    Failed(AcmeError),
 }
 
 /// What the request handed to the caller is for.
@@ -132,8 +107,8 @@ enum End {
 /// finished"))`; after `Failed(e)`, `Failed(e)` again. `handle_*` calls after the end are
 /// ignored; a `handle_*` call that does not match what the operation waits for fails it with a
 /// `State` error (after cleaning up published challenges).
-pub struct Operation {
-    flow: Box<dyn Flow>,
+pub struct Operation<T> {
+    flow: Box<dyn Flow<Output = T>>,
     exchange: Option<Exchange>,
     in_flight: Option<(Awaiting, Request)>,
     signature: Option<AwaitingSignature>,
@@ -143,8 +118,8 @@ pub struct Operation {
 /// Flows never need this many steps without any input; a bound against a looping flow.
 const MAX_STEPS_WITHOUT_INPUT: usize = 64;
 
-impl Operation {
-    pub(crate) fn from_flow(flow: Box<dyn Flow>) -> Operation {
+impl<T: 'static> Operation<T> {
+    pub(crate) fn from_flow(flow: Box<dyn Flow<Output = T>>) -> Operation<T> {
         Operation {
             flow,
             exchange: None,
@@ -154,13 +129,28 @@ impl Operation {
         }
     }
 
+    /// The same operation yielding `f(result)`: for a caller that drives operations of several
+    /// kinds through one type (the Lua glue).
+    pub fn map<U: 'static>(self, f: impl FnOnce(T) -> U + Send + 'static) -> Operation<U> {
+        Operation {
+            flow: Box::new(Mapped {
+                inner: self.flow,
+                f: Some(Box::new(f)),
+            }),
+            exchange: self.exchange,
+            in_flight: self.in_flight,
+            signature: self.signature,
+            end: self.end,
+        }
+    }
+
     /// Whether the operation has returned `Done` or `Failed`.
     pub fn is_finished(&self) -> bool {
         self.end.is_some()
     }
 
     /// What the caller must do next. See the type docs for repeated calls.
-    pub fn next_action(&mut self, client: &mut Client, now: f64) -> Action {
+    pub fn next_action(&mut self, client: &mut Client, now: f64) -> Action<T> {
         for _ in 0..MAX_STEPS_WITHOUT_INPUT {
             match &self.end {
                 Some(End::Done) => {
@@ -194,9 +184,9 @@ impl Operation {
                     Step::Sleep(until) => return Action::Sleep { until },
                     Step::Publish(task) => return Action::Publish(task),
                     Step::Unpublish(task) => return Action::Unpublish(task),
-                    Step::Done(outcome) => {
+                    Step::Done(result) => {
                         self.end = Some(End::Done);
-                        return Action::Done(outcome);
+                        return Action::Done(result);
                     }
                     // Through the flow, which may still have to clean up (or report it).
                     Step::Fail(err) => {
@@ -220,7 +210,7 @@ impl Operation {
         Action::Failed(err)
     }
 
-    fn send(&mut self, awaiting: Awaiting, req: Request) -> Action {
+    fn send(&mut self, awaiting: Awaiting, req: Request) -> Action<T> {
         self.in_flight = Some((awaiting, req.clone()));
         Action::Http(req)
     }
@@ -351,8 +341,7 @@ impl Operation {
     /// The signature asked for by the last `Action::Sign` (as `SignJob::sign` returns it), or
     /// why it could not be made; the signed request is then the next `Action::Http`. A failure
     /// ends the operation (after cleaning up published challenges) with `AcmeError::Sign`.
-    pub fn handle_signature(&mut self, client: &mut Client, result: Result<Vec<u8>, String>) {
-        let _ = client;
+    pub fn handle_signature(&mut self, _client: &mut Client, result: Result<Vec<u8>, String>) {
         if self.end.is_some() {
             return;
         }
@@ -374,8 +363,7 @@ impl Operation {
     }
 
     /// The transport failed for the last `Action::Http` (connect, TLS, timeout, ...).
-    pub fn handle_transport_error(&mut self, client: &mut Client, err: String) {
-        let _ = client;
+    pub fn handle_transport_error(&mut self, _client: &mut Client, err: String) {
         if self.end.is_some() {
             return;
         }
@@ -389,8 +377,7 @@ impl Operation {
     }
 
     /// The result of publishing the challenge of the last `Action::Publish`.
-    pub fn handle_published(&mut self, client: &mut Client, result: Result<(), String>) {
-        let _ = client;
+    pub fn handle_published(&mut self, _client: &mut Client, result: Result<(), String>) {
         if self.end.is_some() {
             return;
         }
@@ -400,8 +387,7 @@ impl Operation {
     }
 
     /// The challenge of the last `Action::Unpublish` was removed (or removal was attempted).
-    pub fn handle_unpublished(&mut self, client: &mut Client) {
-        let _ = client;
+    pub fn handle_unpublished(&mut self, _client: &mut Client) {
         if self.end.is_some() {
             return;
         }
@@ -427,34 +413,40 @@ fn directory_request(client: &Client) -> Request {
     req
 }
 
-/// `Operation::post`: one signed POST whose reply is handed back as is.
-pub(crate) struct PostFlow {
-    pub url: String,
-    pub payload: Option<String>,
-    pub nonce: Option<String>,
-    pub result: Option<Response>,
+/// A flow whose result is converted (`Operation::map`).
+struct Mapped<T, U> {
+    inner: Box<dyn Flow<Output = T>>,
+    f: Option<Box<dyn FnOnce(T) -> U + Send>>,
 }
 
-impl Flow for PostFlow {
+impl<T, U> Flow for Mapped<T, U> {
+    type Output = U;
+
     fn needs_directory(&self) -> bool {
-        false
+        self.inner.needs_directory()
     }
 
-    fn step(&mut self, _client: &mut Client, _now: f64) -> Step {
-        if let Some(resp) = self.result.take() {
-            return Step::Done(Outcome::Response(resp));
-        }
-        Step::Call(Call::Post {
-            url: self.url.clone(),
-            payload: self.payload.clone(),
-            signer: Signer::AccountKid,
-            accept: None,
-            nonce: self.nonce.take(),
+    fn step(&mut self, client: &mut Client, now: f64) -> Step<U> {
+        let f = &mut self.f;
+        self.inner.step(client, now).then(|result| match f.take() {
+            Some(f) => Step::Done(f(result)),
+            None => Step::Fail(AcmeError::State("operation already finished".into())),
         })
     }
 
-    fn on_reply(&mut self, _: &mut Client, resp: Response, _: f64) -> Result<(), AcmeError> {
-        self.result = Some(resp);
-        Ok(())
+    fn on_reply(&mut self, client: &mut Client, resp: Response, now: f64) -> Result<(), AcmeError> {
+        self.inner.on_reply(client, resp, now)
+    }
+
+    fn on_error(&mut self, err: AcmeError) -> Result<(), AcmeError> {
+        self.inner.on_error(err)
+    }
+
+    fn on_published(&mut self, result: Result<(), String>) -> Result<(), AcmeError> {
+        self.inner.on_published(result)
+    }
+
+    fn on_unpublished(&mut self) -> Result<(), AcmeError> {
+        self.inner.on_unpublished()
     }
 }

@@ -1,9 +1,12 @@
 //! Problem documents (RFC 7807, RFC 8555 §6.7) and the classification of error replies.
 use super::poll::retry_after;
+use super::types::lenient;
 use super::{AcmeError, Identifier, Response};
+use serde::Deserialize;
 
 /// A problem document returned by the CA.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(from = "ProblemDoc")]
 pub struct Problem {
     /// The full type URI, e.g. `urn:ietf:params:acme:error:badNonce`.
     pub kind: String,
@@ -89,41 +92,71 @@ pub(crate) fn quote_body(body: &[u8]) -> String {
     out
 }
 
-impl Problem {
-    /// Reads a problem document (RFC 7807 §3.1, RFC 8555 §6.7). `status` is the HTTP status,
-    /// which wins over the document's own `status` member; subproblems (§6.7.1) inherit it.
-    pub fn from_json(doc: &serde_json::Value, status: u16, retry_after: Option<f64>) -> Problem {
-        let text = |k: &str| doc.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        let subproblems = doc
-            .get("subproblems")
-            .and_then(|v| v.as_array())
-            .map(|list| {
-                list.iter()
-                    .filter(|v| v.is_object())
-                    .map(|sp| {
-                        let mut p = Problem::from_json(sp, status, None);
-                        p.status = sp
-                            .get("status")
-                            .and_then(|s| s.as_u64())
-                            .and_then(|s| u16::try_from(s).ok())
-                            .unwrap_or(status);
-                        p
-                    })
-                    .collect()
+/// A problem document as sent. Every member only informs, so one of an odd type is dropped
+/// rather than the whole document.
+#[derive(Deserialize)]
+struct ProblemDoc {
+    #[serde(rename = "type", default, deserialize_with = "lenient")]
+    kind: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    detail: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    status: Option<u16>,
+    #[serde(default, deserialize_with = "lenient")]
+    subproblems: Option<Vec<serde_json::Value>>,
+    #[serde(default, deserialize_with = "lenient")]
+    identifier: Option<Identifier>,
+}
+
+impl ProblemDoc {
+    /// The problem with `status`; subproblems (§6.7.1) keep their own, or 0 for none.
+    fn into_problem(self, status: u16) -> Problem {
+        let subproblems = self
+            .subproblems
+            .unwrap_or_default()
+            .iter()
+            .filter(|sp| sp.is_object())
+            .filter_map(|sp| ProblemDoc::deserialize(sp).ok())
+            .map(|sp| {
+                let own = sp.status.unwrap_or(0);
+                sp.into_problem(own)
             })
-            .unwrap_or_default();
+            .collect();
         Problem {
             // RFC 7807 §4.2: a missing type means "about:blank".
-            kind: text("type").unwrap_or_else(|| "about:blank".into()),
-            detail: text("detail"),
+            kind: self.kind.unwrap_or_else(|| "about:blank".into()),
+            detail: self.detail,
             status,
             subproblems,
-            identifier: doc
-                .get("identifier")
-                .and_then(Identifier::from_json)
-                .map(|id| id.to_string()),
-            retry_after,
+            identifier: self.identifier.map(|id| id.to_string()),
+            retry_after: None,
         }
+    }
+}
+
+impl From<ProblemDoc> for Problem {
+    /// A problem embedded in an object (an order's or a challenge's `error`) has no HTTP
+    /// status: 0, which Display leaves out.
+    fn from(doc: ProblemDoc) -> Problem {
+        doc.into_problem(0)
+    }
+}
+
+impl Problem {
+    /// Reads a problem document (RFC 7807 §3.1, RFC 8555 §6.7). `status` is the HTTP status,
+    /// which wins over the document's own `status` member; subproblems (§6.7.1) without one
+    /// inherit it.
+    pub fn from_json(doc: &serde_json::Value, status: u16, retry_after: Option<f64>) -> Problem {
+        let mut p = Problem::deserialize(doc).unwrap_or_else(|_| Problem {
+            kind: "about:blank".into(),
+            ..Problem::default()
+        });
+        p.status = status;
+        p.retry_after = retry_after;
+        for sp in p.subproblems.iter_mut().filter(|sp| sp.status == 0) {
+            sp.status = status;
+        }
+        p
     }
 
     /// Whether this is the ACME error `name` (`badNonce`, `rateLimited`, ...).

@@ -4,10 +4,10 @@
 
 use proptest::prelude::*;
 
-use super::authorization::Authorization;
-use super::order::Order;
+use super::flow::renewal_info;
+use super::types::{Authorization, Order};
 use super::Directory;
-use super::{link, problem, renewal_info, timestamp, Problem};
+use super::{link, problem, timestamp, Problem};
 use crate::proptests::{cases, hostile_response, json_value};
 
 proptest! {

@@ -3,7 +3,7 @@
 //! Exit codes: 0 success, 1 the operation failed (`error: <cause>` on stderr), 2 usage error.
 use resty_acme_core::acme::persist;
 use resty_acme_core::acme::{
-    Client, ClientConfig, Eab, Identifier, NewAccount, Operation, OrderRequest, Outcome,
+    Client, ClientConfig, Eab, Identifier, NewAccount, Operation, OrderRequest,
 };
 use resty_acme_core::blocking::{
     unix_now, updated_now, write_private_file, AnyStore, BlockingError, CertEntry,
@@ -254,12 +254,12 @@ impl Ctx {
         })
     }
 
-    fn run(
+    fn run<T: 'static>(
         &mut self,
-        op: Operation,
+        op: Operation<T>,
         publisher: &mut dyn ChallengePublisher,
         what: &str,
-    ) -> Result<Outcome, CliError> {
+    ) -> Result<T, CliError> {
         self.driver
             .run(&mut self.client, op, publisher)
             .map_err(|e| CliError::Failed(format!("{what} failed: {e}")))
@@ -280,13 +280,9 @@ impl Ctx {
         } else {
             "creating the account"
         };
-        match self.run(Operation::new_account(new), &mut NoPublisher, what)? {
-            Outcome::Account { url, created, .. } => {
-                self.client.account_url = Some(url.clone());
-                Ok((url, created))
-            }
-            other => fail(format!("{what}: unexpected outcome {other:?}")),
-        }
+        let info = self.run(Operation::new_account(new), &mut NoPublisher, what)?;
+        self.client.account_url = Some(info.url.clone());
+        Ok((info.url, info.created))
     }
 
     fn existing_account(&mut self) -> Result<String, CliError> {
@@ -351,14 +347,9 @@ fn save_account_key(args: &Args, store: &mut AnyStore, pem: &str) -> Result<(), 
 
 fn identifier(name: &str) -> Identifier {
     // RFC 8738: IP addresses are `ip` identifiers; everything else is a DNS name.
-    let kind = if name.parse::<std::net::IpAddr>().is_ok() {
-        "ip"
-    } else {
-        "dns"
-    };
-    Identifier {
-        kind: kind.into(),
-        value: name.into(),
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => Identifier::Ip(ip),
+        Err(_) => Identifier::dns(name),
     }
 }
 
@@ -464,14 +455,13 @@ fn cmd_issue(args: &Args, renew: bool) -> Result<(), CliError> {
         preferred_chain: args.get("preferred-chain").map(str::to_string),
         ..OrderRequest::default()
     };
-    let pem = match ctx.run(
-        Operation::order(order),
-        publisher.as_mut(),
-        "ordering the certificate",
-    )? {
-        Outcome::Certificate { pem, .. } => pem,
-        other => return fail(format!("ordering: unexpected outcome {other:?}")),
-    };
+    let pem = ctx
+        .run(
+            Operation::order(order),
+            publisher.as_mut(),
+            "ordering the certificate",
+        )?
+        .pem;
     drop(publisher);
     let matches = leaf_matches_key(pem.as_bytes(), &key)
         .map_err(crypto_err("checking the issued certificate"))?;
@@ -551,22 +541,18 @@ fn cmd_revoke(args: &Args) -> Result<(), CliError> {
     if cert_key.is_none() {
         ctx.existing_account()?;
     }
-    match ctx.run(
+    ctx.run(
         Operation::revoke(der, reason, cert_key),
         &mut NoPublisher,
         "revoking the certificate",
-    )? {
-        Outcome::Revoked => {
-            let serial = parse_chain(entry.cert.as_bytes())
-                .ok()
-                .and_then(|c| c.into_iter().next())
-                .map(|c| c.serial_hex)
-                .unwrap_or_default();
-            println!("revoked certificate {serial} of {name}");
-            Ok(())
-        }
-        other => fail(format!("revoking: unexpected outcome {other:?}")),
-    }
+    )?;
+    let serial = parse_chain(entry.cert.as_bytes())
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .map(|c| c.serial_hex)
+        .unwrap_or_default();
+    println!("revoked certificate {serial} of {name}");
+    Ok(())
 }
 
 fn cmd_show(args: &Args) -> Result<(), CliError> {
@@ -743,13 +729,12 @@ fn cmd_account(args: &Args) -> Result<(), CliError> {
                 &mut NoPublisher,
                 "changing the account key",
             ) {
-                Ok(Outcome::KeyChanged) => {
+                Ok(()) => {
                     save_account_key(args, &mut store, &pem)?;
                     store.delete(PENDING)?;
                     println!("account {url}: key changed ({key_type})");
                     Ok(())
                 }
-                Ok(other) => fail(format!("key change: unexpected outcome {other:?}")),
                 Err(e) => {
                     let _ = store.delete(PENDING);
                     Err(e)
@@ -766,17 +751,13 @@ fn cmd_account(args: &Args) -> Result<(), CliError> {
             ctx.client.account_key = Some(account_key(args, &mut store, false)?);
             ctx.directory()?;
             let url = ctx.existing_account()?;
-            match ctx.run(
+            ctx.run(
                 Operation::deactivate_account(),
                 &mut NoPublisher,
                 "deactivating the account",
-            )? {
-                Outcome::Deactivated => {
-                    println!("account {url} deactivated");
-                    Ok(())
-                }
-                other => fail(format!("deactivation: unexpected outcome {other:?}")),
-            }
+            )?;
+            println!("account {url} deactivated");
+            Ok(())
         }
         Some("persist-record") => {
             args.allow(

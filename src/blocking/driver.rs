@@ -1,7 +1,7 @@
 //! A ureq 3 transport for the sans-I/O core: performs the core's HTTP requests, sleeps, and
 //! hands challenges to a [`ChallengePublisher`].
 use super::{BlockingError, ChallengePublisher};
-use crate::acme::{Action, ChallengeTask, Client, Method, Operation, Outcome, Request, Response};
+use crate::acme::{Action, ChallengeTask, Client, Method, Operation, Request, Response};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ureq::tls::{PemItem, RootCerts, TlsConfig, TlsProvider};
@@ -215,12 +215,12 @@ impl Driver {
     /// Runs `op` to completion: performs its requests, sleeps when asked, publishes and removes
     /// challenges through `publisher`. Challenges still published when the operation ends
     /// (e.g. on failure) are removed before returning.
-    pub fn run(
+    pub fn run<T: 'static>(
         &mut self,
         client: &mut Client,
-        mut op: Operation,
+        mut op: Operation<T>,
         publisher: &mut dyn ChallengePublisher,
-    ) -> Result<Outcome, BlockingError> {
+    ) -> Result<T, BlockingError> {
         let mut published: Vec<ChallengeTask> = Vec::new();
         let result = loop {
             let now = unix_now();
@@ -259,7 +259,7 @@ impl Driver {
                         eprintln!(
                             "publishing {} for {}",
                             task.kind.as_str(),
-                            task.identifier.value
+                            task.identifier.value()
                         );
                     }
                     let r = publisher.publish(&task);

@@ -252,7 +252,8 @@ impl DnsHookPublisher {
 
     /// The record name and TXT value for a dns-01 task.
     pub fn record(task: &ChallengeTask) -> (String, String) {
-        let name = task.identifier.value.trim_end_matches('.');
+        let value = task.identifier.value();
+        let name = value.trim_end_matches('.');
         let name = name.strip_prefix("*.").unwrap_or(name);
         (
             format!("_acme-challenge.{name}"),
@@ -329,10 +330,7 @@ mod tests {
     fn task(kind: ChallengeType, name: &str, wildcard: bool) -> ChallengeTask {
         ChallengeTask {
             kind,
-            identifier: Identifier {
-                kind: "dns".into(),
-                value: name.into(),
-            },
+            identifier: Identifier::dns(name),
             wildcard,
             token: "tok_EN-1".into(),
             key_authorization: "tok_EN-1.thumb".into(),

@@ -1,5 +1,6 @@
 //! PKCS#10 certificate signing requests (RFC 2986) for finalize (RFC 8555 §7.4).
 use super::{CryptoError, KeyType, PrivateKey};
+use crate::hostname;
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::stack::Stack;
@@ -33,25 +34,14 @@ impl Identifier {
         if name.is_empty() {
             return Err(CryptoError::InvalidInput("empty name".into()));
         }
-        if name.len() > 253 {
-            return Err(CryptoError::InvalidInput(format!(
-                "name {name} is longer than 253 bytes"
-            )));
-        }
-        let host = name.strip_prefix("*.").unwrap_or(name);
-        let valid = !host.is_empty()
-            && host.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
-        if !valid {
-            return Err(CryptoError::InvalidInput(format!(
-                "name {name} is neither a dns name nor an ip address"
-            )));
-        }
+        let lower = name.to_ascii_lowercase();
+        let host = lower.strip_prefix("*.").unwrap_or(&lower);
+        hostname::check(host.as_bytes()).map_err(|why| {
+            CryptoError::InvalidInput(format!(
+                "name {} is neither a dns name ({why}) nor an ip address",
+                name.escape_default()
+            ))
+        })?;
         Ok(Identifier::Dns(name.to_owned()))
     }
 }

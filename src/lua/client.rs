@@ -4,8 +4,8 @@
 //! `op:published(ok, err)`, `op:unpublished()` or `op:signature(sig, err)`.
 use super::crypto::{sign_job, LuaKey};
 use crate::acme::{
-    AcmeError, Action, ChallengeTask, ChallengeType, Client, ClientConfig, Eab, Identifier,
-    NewAccount, Operation, OrderRequest, Outcome, Response,
+    AccountInfo, AcmeError, Action, ChallengeTask, ChallengeType, Client, ClientConfig, Eab,
+    Identifier, IssuedCertificate, NewAccount, Operation, OrderRequest, RenewalWindow, Response,
 };
 use mlua::prelude::*;
 use std::cell::RefCell;
@@ -18,8 +18,21 @@ pub struct LuaClient(Rc<RefCell<Client>>);
 
 /// One protocol operation in progress.
 pub struct LuaOperation {
-    op: Operation,
+    op: Operation<Done>,
     client: Rc<RefCell<Client>>,
+}
+
+/// What any operation ended with, for the one `done` table Lua reads (`outcome` names it).
+enum Done {
+    Directory,
+    Nonce(String),
+    Account(AccountInfo),
+    Certificate(IssuedCertificate),
+    Revoked,
+    KeyChanged,
+    Deactivated,
+    Response(Response),
+    RenewalInfo(RenewalWindow),
 }
 
 fn opt_field<T: FromLua>(t: &LuaTable, k: &str) -> LuaResult<Option<T>> {
@@ -30,8 +43,8 @@ fn task_table(lua: &Lua, kind: &str, task: &ChallengeTask) -> LuaResult<LuaTable
     let t = lua.create_table()?;
     t.set("kind", kind)?;
     t.set("type", task.kind.as_str())?;
-    t.set("identifier", task.identifier.value.clone())?;
-    t.set("identifier_type", task.identifier.kind.clone())?;
+    t.set("identifier", task.identifier.value())?;
+    t.set("identifier_type", task.identifier.kind())?;
     t.set("wildcard", task.wildcard)?;
     t.set("token", task.token.clone())?;
     t.set("key_authorization", task.key_authorization.clone())?;
@@ -71,8 +84,7 @@ fn error_table(lua: &Lua, err: &AcmeError) -> LuaResult<LuaTable> {
         AcmeError::Publish(_) => "publish",
         AcmeError::State(_) => "state",
         AcmeError::Crypto(_) | AcmeError::Sign(_) => "crypto",
-        #[allow(unreachable_patterns)]
-        _ => "other",
+        AcmeError::Directory(_) => "directory",
     };
     t.set("category", category)?;
     if let AcmeError::Problem(p) = err {
@@ -84,60 +96,44 @@ fn error_table(lua: &Lua, err: &AcmeError) -> LuaResult<LuaTable> {
     Ok(t)
 }
 
-fn outcome_table(lua: &Lua, outcome: &Outcome) -> LuaResult<LuaTable> {
+fn outcome_table(lua: &Lua, done: Done) -> LuaResult<LuaTable> {
     let t = lua.create_table()?;
     t.set("kind", "done")?;
-    match outcome {
-        Outcome::Directory => t.set("outcome", "directory")?,
-        Outcome::Nonce(n) => {
+    match done {
+        Done::Directory => t.set("outcome", "directory")?,
+        Done::Nonce(n) => {
             t.set("outcome", "nonce")?;
-            t.set("nonce", n.clone())?;
+            t.set("nonce", n)?;
         }
-        Outcome::Account {
-            url,
-            status,
-            created,
-            body,
-        } => {
+        Done::Account(a) => {
             t.set("outcome", "account")?;
-            t.set("url", url.clone())?;
-            t.set("status", status.clone())?;
-            t.set("created", *created)?;
-            t.set("body", body.to_string())?;
+            t.set("url", a.url)?;
+            t.set("status", a.status)?;
+            t.set("created", a.created)?;
+            t.set("body", a.body.to_string())?;
         }
-        Outcome::Certificate {
-            pem,
-            url,
-            order_url,
-        } => {
+        Done::Certificate(c) => {
             t.set("outcome", "certificate")?;
-            t.set("pem", pem.clone())?;
-            t.set("url", url.clone())?;
-            t.set("order_url", order_url.clone())?;
+            t.set("pem", c.pem)?;
+            t.set("url", c.url)?;
+            t.set("order_url", c.order_url)?;
         }
-        Outcome::Revoked => t.set("outcome", "revoked")?,
-        Outcome::KeyChanged => t.set("outcome", "key_changed")?,
-        Outcome::Deactivated => t.set("outcome", "deactivated")?,
-        Outcome::Response(resp) => {
+        Done::Revoked => t.set("outcome", "revoked")?,
+        Done::KeyChanged => t.set("outcome", "key_changed")?,
+        Done::Deactivated => t.set("outcome", "deactivated")?,
+        Done::Response(resp) => {
             t.set("outcome", "response")?;
             t.set("status", resp.status)?;
             t.set("headers", headers_table(lua, &resp.headers)?)?;
             t.set("body", lua.create_string(&resp.body)?)?;
         }
-        Outcome::RenewalInfo {
-            start,
-            end,
-            explanation_url,
-            retry_after,
-        } => {
+        Done::RenewalInfo(w) => {
             t.set("outcome", "renewal_info")?;
-            t.set("start", *start)?;
-            t.set("end", *end)?;
-            t.set("explanation_url", explanation_url.clone())?;
-            t.set("retry_after", *retry_after)?;
+            t.set("start", w.start)?;
+            t.set("end", w.end)?;
+            t.set("explanation_url", w.explanation_url)?;
+            t.set("retry_after", w.retry_after)?;
         }
-        #[allow(unreachable_patterns)]
-        _ => t.set("outcome", "unknown")?,
     }
     Ok(t)
 }
@@ -172,7 +168,7 @@ fn next_action(lua: &Lua, this: &mut LuaOperation, now: f64) -> LuaResult<LuaTab
     action_table(lua, this.op.next_action(&mut client, now))
 }
 
-fn action_table(lua: &Lua, action: Action) -> LuaResult<LuaTable> {
+fn action_table(lua: &Lua, action: Action<Done>) -> LuaResult<LuaTable> {
     match action {
         Action::Http(req) => {
             let t = lua.create_table()?;
@@ -191,10 +187,10 @@ fn action_table(lua: &Lua, action: Action) -> LuaResult<LuaTable> {
         }
         Action::Publish(task) => task_table(lua, "publish", &task),
         Action::Unpublish(task) => task_table(lua, "unpublish", &task),
-        Action::Done(outcome) => outcome_table(lua, &outcome),
+        Action::Done(done) => outcome_table(lua, done),
         Action::Failed(err) => error_table(lua, &err),
-        #[allow(unreachable_patterns)]
-        _ => Err(LuaError::runtime("unknown action from the acme core")),
+        // Handled by `next_action`; never handed here.
+        Action::Sign(_) => Err(LuaError::runtime("a signature job reached action_table")),
     }
 }
 
@@ -272,7 +268,7 @@ impl LuaUserData for LuaOperation {
 }
 
 impl LuaClient {
-    fn operation(&self, op: Operation) -> LuaOperation {
+    fn operation(&self, op: Operation<Done>) -> LuaOperation {
         LuaOperation {
             op,
             client: Rc::clone(&self.0),
@@ -368,10 +364,10 @@ impl LuaUserData for LuaClient {
             Ok(c.directory.as_ref().map(|d| d.raw.to_string()))
         });
         m.add_method("op_directory", |_, this, ()| {
-            Ok(this.operation(Operation::directory()))
+            Ok(this.operation(Operation::directory().map(|()| Done::Directory)))
         });
         m.add_method("op_new_nonce", |_, this, ()| {
-            Ok(this.operation(Operation::new_nonce()))
+            Ok(this.operation(Operation::new_nonce().map(Done::Nonce)))
         });
         m.add_method(
             "op_new_account",
@@ -400,7 +396,9 @@ impl LuaUserData for LuaClient {
                     (None, None) => {}
                     _ => return Ok(Err("eab_kid and eab_hmac_key must be given together".into())),
                 }
-                Ok(Ok(this.operation(Operation::new_account(req))))
+                Ok(Ok(
+                    this.operation(Operation::new_account(req).map(Done::Account))
+                ))
             },
         );
         m.add_method("op_order", |_, this, conf: LuaTable| -> Ret<LuaOperation> {
@@ -426,7 +424,24 @@ impl LuaUserData for LuaClient {
                     None => None,
                 },
             };
-            Ok(Ok(this.operation(Operation::order(req))))
+            Ok(Ok(
+                this.operation(Operation::order(req).map(Done::Certificate))
+            ))
+        });
+        m.add_method(
+            "op_finalize",
+            |_, this, (finalize_url, order_url, csr): (String, String, LuaString)| {
+                let op = Operation::finalize(order_url, finalize_url, csr.as_bytes().to_vec());
+                Ok(this.operation(op.map(Done::Certificate)))
+            },
+        );
+        // draft-ietf-acme-profiles: true, or nil and why the directory does not offer `profile`.
+        m.add_method("check_profile", |_, this, profile: String| -> Ret<bool> {
+            let client = this.0.try_borrow().map_err(LuaError::external)?;
+            match &client.directory {
+                Some(dir) => Ok(dir.check_profile(&profile).map(|()| true)),
+                None => Ok(Err("the directory is not known".into())),
+            }
         });
         m.add_method(
             "op_revoke",
@@ -445,11 +460,8 @@ impl LuaUserData for LuaClient {
                     },
                     None => None,
                 };
-                Ok(Ok(this.operation(Operation::revoke(
-                    der.as_bytes().to_vec(),
-                    reason,
-                    cert_key,
-                ))))
+                let op = Operation::revoke(der.as_bytes().to_vec(), reason, cert_key);
+                Ok(Ok(this.operation(op.map(|()| Done::Revoked))))
             },
         );
         m.add_method(
@@ -460,22 +472,24 @@ impl LuaUserData for LuaClient {
                     .to_pem()
                     .and_then(|p| crate::crypto::PrivateKey::from_pem(p.as_bytes()))
                 {
-                    Ok(k) => Ok(Ok(this.operation(Operation::key_change(k)))),
+                    Ok(k) => Ok(Ok(
+                        this.operation(Operation::key_change(k).map(|()| Done::KeyChanged))
+                    )),
                     Err(e) => Ok(Err(e.to_string())),
                 }
             },
         );
         m.add_method("op_deactivate", |_, this, ()| {
-            Ok(this.operation(Operation::deactivate_account()))
+            Ok(this.operation(Operation::deactivate_account().map(|()| Done::Deactivated)))
         });
         m.add_method(
             "op_post",
             |_, this, (url, payload, nonce): (String, Option<String>, Option<String>)| {
-                Ok(this.operation(Operation::post(url, payload, nonce)))
+                Ok(this.operation(Operation::post(url, payload, nonce).map(Done::Response)))
             },
         );
         m.add_method("op_renewal_info", |_, this, cert_id: String| {
-            Ok(this.operation(Operation::renewal_info(cert_id)))
+            Ok(this.operation(Operation::renewal_info(cert_id).map(Done::RenewalInfo)))
         });
     }
 }
@@ -506,12 +520,18 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
             Ok(Ok(LuaClient(Rc::new(RefCell::new(Client::new(config))))))
         })?,
     )?;
+    // The host-name rule (crate::hostname) for callers outside the handshake path, which use
+    // resty_acme_hostname_valid through the FFI.
+    t.set(
+        "hostname_valid",
+        lua.create_function(|_, name: LuaString| Ok(crate::hostname::is_valid(&name.as_bytes())))?,
+    )?;
     t.set(
         "identifier_parse",
         lua.create_function(
             |_, name: String| -> LuaResult<(Option<String>, Option<String>)> {
                 match Identifier::parse(&name) {
-                    Ok(id) => Ok((Some(id.value), Some(id.kind))),
+                    Ok(id) => Ok((Some(id.value().into_owned()), Some(id.kind().to_string()))),
                     Err(e) => Ok((None, Some(e.to_string()))),
                 }
             },

@@ -474,7 +474,7 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     t.set(
         "tls_alpn_offered",
         lua.create_function(|_, ext: LuaString| {
-            Ok(crate::crypto::tls_alpn::offers_acme_tls_1(&ext.as_bytes()))
+            Ok(crate::tls::tls_alpn::offers_acme_tls_1(&ext.as_bytes()))
         })?,
     )?;
     // `ssl` is the address of the connection's SSL*, from ngx.ssl.get_req_ssl_pointer() cast to
@@ -492,7 +492,7 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
                 // SAFETY: the address comes from get_req_ssl_pointer() of the connection whose
                 // ClientHello phase is running; nginx holds no other reference to it during the call.
                 let r = unsafe {
-                    crate::crypto::tls_alpn::serve_challenge(ptr, &cert.as_bytes(), &key.as_bytes())
+                    crate::tls::tls_alpn::serve_challenge(ptr, &cert.as_bytes(), &key.as_bytes())
                 };
                 Ok(r.map(|_| true).map_err(|e| e.to_string()))
             },

@@ -1,7 +1,8 @@
 //! Plain C entry points that Lua calls through LuaJIT's FFI instead of the Lua C API: an FFI
 //! call is compiled into the trace of the handshake path, a `lua_CFunction` call is not.
-//! Declared for Lua in lua/resty/acme/tls_cert.lua and lua/resty/acme/certcache.lua.
-use crate::crypto::certcache::{CertCache, CertKey, Found};
+//! Declared for Lua in lua/resty/acme/tls_cert.lua, lua/resty/acme/certcache.lua and
+//! lua/resty/acme/hostname.lua.
+use crate::tls::certcache::{CertCache, CertKey, Found};
 use std::cell::RefCell;
 use std::ffi::CString;
 use std::os::raw::{c_char, c_int, c_void};
@@ -25,6 +26,21 @@ fn fail(err: *mut *const c_char, msg: String) -> c_int {
     -1
 }
 
+/// 1 when the `len` bytes at `name` are a host name (`crate::hostname`), else 0: the SNI check
+/// of every handshake.
+///
+/// # Safety
+/// `name` points at `len` readable bytes, or is null.
+#[no_mangle]
+pub unsafe extern "C" fn resty_acme_hostname_valid(name: *const u8, len: usize) -> c_int {
+    if name.is_null() {
+        return 0;
+    }
+    // SAFETY: `len` readable bytes at `name`, under this function's contract.
+    let bytes = unsafe { std::slice::from_raw_parts(name, len) };
+    c_int::from(crate::hostname::is_valid(bytes))
+}
+
 /// 1 when `pkey` is the key of the chain's leaf, 0 when not, -1 on bad handles.
 ///
 /// # Safety
@@ -35,7 +51,7 @@ pub unsafe extern "C" fn resty_acme_leaf_matches_key(
     pkey: *mut c_void,
 ) -> c_int {
     // SAFETY: forwarded under this function's contract.
-    match unsafe { crate::crypto::tls_cert::leaf_matches_key(chain.cast(), pkey.cast()) } {
+    match unsafe { crate::tls::tls_cert::leaf_matches_key(chain.cast(), pkey.cast()) } {
         Ok(true) => 1,
         Ok(false) => 0,
         Err(_) => -1,
@@ -59,16 +75,15 @@ pub unsafe extern "C" fn resty_acme_ssl_set_certkey(
     err: *mut *const c_char,
 ) -> c_int {
     // SAFETY: forwarded under this function's contract.
-    let r = unsafe {
-        crate::crypto::tls_cert::install(ssl.cast(), chain.cast(), pkey.cast(), clear != 0)
-    };
+    let r =
+        unsafe { crate::tls::tls_cert::install(ssl.cast(), chain.cast(), pkey.cast(), clear != 0) };
     match r {
         Ok(()) => 0,
         Err(e) => fail(err, e.to_string()),
     }
 }
 
-// --- the certificate cache and native serving (src/crypto/certcache.rs, serve.rs) ---------
+// --- the certificate cache and native serving (src/tls/certcache.rs, serve.rs) ---------
 //
 // A cache is created once per key type by autossl's init and never freed: the certificate
 // callback keeps pointers to it for the life of the process.
@@ -298,7 +313,7 @@ pub unsafe extern "C" fn resty_acme_serve_set_caches(caches: *const *mut c_void,
             .collect()
     };
     // SAFETY: caches from resty_acme_cache_new are never freed; nginx uses them on one thread.
-    unsafe { crate::crypto::serve::set_caches(list) };
+    unsafe { crate::tls::serve::set_caches(list) };
 }
 
 /// Lets the native certificate callback serve `name` from the entries of `target` (a name the
@@ -315,7 +330,7 @@ pub unsafe extern "C" fn resty_acme_serve_alias(
     cap: c_int,
 ) {
     if let (Some(name), Some(target)) = (cache_key(name, len), cache_key(target, tlen)) {
-        crate::crypto::serve::set_alias(name, target, cap.max(1) as usize);
+        crate::tls::serve::set_alias(name, target, cap.max(1) as usize);
     }
 }
 
@@ -337,7 +352,7 @@ pub unsafe extern "C" fn resty_acme_serve_attach(
     // SAFETY: NUL-terminated (contract).
     let handler = unsafe { std::ffi::CStr::from_ptr(handler) };
     // SAFETY: forwarded under this function's contract.
-    match unsafe { crate::crypto::serve::attach(ssl.cast(), handler) } {
+    match unsafe { crate::tls::serve::attach(ssl.cast(), handler) } {
         Ok(true) => 1,
         Ok(false) => 0,
         Err(e) => fail(err, e.to_string()),
@@ -347,7 +362,7 @@ pub unsafe extern "C" fn resty_acme_serve_attach(
 /// Handshakes the native callback served (a double: exact far beyond any real count).
 #[no_mangle]
 pub extern "C" fn resty_acme_serve_count() -> f64 {
-    crate::crypto::serve::served() as f64
+    crate::tls::serve::served() as f64
 }
 
 // --- the node-wide second cache level (src/crypto/compact.rs) -----------------------------

@@ -4,10 +4,12 @@ local cjson = require("cjson.safe")
 local json_t = require("json_t")
 
 local ngx = ngx
+local ipairs = ipairs
 local pairs = pairs
 local loadstring = loadstring
 local pcall = pcall
 local setmetatable = setmetatable
+local type = type
 
 local _M = {}
 
@@ -128,6 +130,49 @@ _M.order = endpoint(true, function(c, args, kid)
     return { err = err }
   end
   return { cert = cert, key = key, kid = kid, account_key = c.conf.account_key }
+end)
+
+-- POST /finalize {names}: the original's step-by-step API, as Kong-style callers use it:
+-- new_order, every http-01 challenge answered by hand, then finalize(finalize, order, csr).
+_M.finalize = endpoint(true, function(c, args)
+  local util = require("resty.acme.util")
+  local unpack = table.unpack or unpack
+  local order, headers, err = c:new_order(unpack(args.names))
+  if not order then
+    return { err = "new_order: " .. tostring(err) }
+  end
+  local handler = c.challenge_handlers["http-01"]
+  for _, url in ipairs(order.authorizations) do
+    local authz, _, aerr = c:post(url)
+    if not authz then
+      return { err = "authz: " .. tostring(aerr) }
+    end
+    for _, ch in ipairs(authz.challenges) do
+      if ch.type == "http-01" then
+        handler:register_challenge(ch.token, ch.token .. "." .. c.account_thumbprint,
+          { authz.identifier.value })
+        local _, _, serr = c:post(ch.url, {})
+        if serr then
+          return { err = "challenge start: " .. serr }
+        end
+      end
+    end
+  end
+  local order_url = headers.location
+  for _ = 1, 100 do
+    local o = c:post(order_url)
+    if type(o) == "table" and o.status ~= "pending" then
+      break
+    end
+    ngx.sleep(0.2)
+  end
+  local key = util.create_pkey(2048, "RSA")
+  local csr, cerr = util.create_csr(key, unpack(args.names))
+  if not csr then
+    return { err = "csr: " .. tostring(cerr) }
+  end
+  local pem, ferr = c:finalize(order.finalize, order_url, args.csr_override or csr)
+  return { cert = pem, key = key, err = ferr }
 end)
 
 -- POST /revoke {cert, key?, reason?, conf}

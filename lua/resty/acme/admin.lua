@@ -23,6 +23,7 @@ local dns_persist_log = require("resty.acme.dns_persist_log")
 local backoff_state = require("resty.acme.backoff")
 local transport = require("resty.acme.transport")
 local util = require("resty.acme.util")
+local hostname = require("resty.acme.hostname")
 local cjson = require("cjson.safe")
 local bit = require("bit")
 
@@ -35,6 +36,7 @@ local ngx_update_time = ngx.update_time
 local ngx_unescape_uri = ngx.unescape_uri
 local ngx_req = ngx.req
 local log = util.log
+local valid_host = hostname.valid
 local bxor = bit.bxor
 local bor = bit.bor
 local byte = string.byte
@@ -474,7 +476,7 @@ end
 local function why(autossl, name)
   local storage = autossl.storage
   local conf = autossl.config
-  local out = { name = name, valid_name = autossl._valid_sni(name) }
+  local out = { name = name, valid_name = valid_host(name) }
   if not out.valid_name then
     out.answer = "fallback: not a valid host name"
     return reply(200, out)
@@ -577,7 +579,7 @@ function _M.serve(autossl, opts)
   if method == "GET" or method == "HEAD" then
     return show(autossl, name)
   elseif method == "POST" or method == "PUT" then
-    if not autossl._valid_sni(name) and not find(name, "^%*%.") then
+    if not valid_host(name) and not find(name, "^%*%.") then
       return reply(400, { error = "not a valid host name", name = name })
     end
     return order_now(autossl, name, args)

@@ -1,7 +1,7 @@
 -- The per-worker certificate cache of autossl: one LRU per key type of parsed chains and keys,
 -- with resty.lrucache's semantics (TTL per entry, expired entries handed back as stale,
--- ngx.null for "not in the store"), kept in the core (src/crypto/certcache.rs) where the native
--- certificate callback can read it (src/crypto/serve.rs) and an entry takes about half the
+-- ngx.null for "not in the store"), kept in the core (src/tls/certcache.rs) where the native
+-- certificate callback can read it (src/tls/serve.rs) and an entry takes about half the
 -- memory of a resty.lrucache slot with its cdata.
 --
 -- get() hands out the entry's handles borrowed: valid until the next change of that cache, so

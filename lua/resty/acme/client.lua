@@ -24,8 +24,6 @@ local find = string.find
 local gsub = string.gsub
 local lower = string.lower
 local concat = table.concat
-local sort = table.sort
-local pairs = pairs
 local match = string.match
 local sub = string.sub
 
@@ -488,71 +486,19 @@ function _M:new_order(...)
   return self:post(self.directory.newOrder, { identifiers = identifiers })
 end
 
-local function wait_order(self, order_url, want)
-  local delays = { 1, 1, 2, 3, 5, 8, 13, 21 }
-  local body, err
-  for _, d in ipairs(delays) do
-    ngx_sleep(d)
-    body, _, err = self:post(order_url)
-    if err then
-      return nil, err
-    end
-    if type(body) == "table" and body.status == want then
-      return body
-    end
-    if type(body) == "table" and body.status == "invalid" then
-      return nil, "order is invalid"
-    end
-  end
-  return nil, "failed to wait for order status, got " .. tostring(type(body) == "table" and body.status)
-end
-
--- finalize(finalize_url, order_url, csr_der): pem chain | nil, err
+-- finalize(finalize_url, order_url, csr_der): pem chain | nil, err. The core posts the CSR,
+-- polls the order (Retry-After, up to the client's poll timeout) and downloads the chain, as
+-- order_certificate does.
 function _M:finalize(finalize_url, order_url, csr)
-  local body, _, err = self:post(finalize_url, { csr = util.encode_base64url(csr) })
-  if err then
-    return nil, "failed to send finalize request: " .. err
+  local derr = ensure_directory(self)
+  if derr then
+    return nil, derr
   end
-  if type(body) ~= "table" or body.status ~= "valid" or not body.certificate then
-    body, err = wait_order(self, order_url, "valid")
-    if not body then
-      return nil, "error checking finalize: " .. err
-    end
+  local res, err = run(self, self.core:op_finalize(finalize_url, order_url, csr))
+  if not res then
+    return nil, "error checking finalize: " .. err
   end
-  if not body.certificate then
-    return nil, "no certificate object returned " .. tostring(body.status)
-  end
-  local pem, headers, cerr = self:post(body.certificate)
-  if cerr then
-    return nil, "failed to fetch certificate: " .. cerr
-  end
-  local ct = headers and headers["content-type"]
-  if ct ~= "application/pem-certificate-chain" then
-    return nil, "wrong content type, got " .. tostring(ct)
-  end
-  return pem
-end
-
--- draft-ietf-acme-profiles: a profile must be one the directory's meta.profiles offers.
-local function check_profile(self, profile)
-  if not profile then
-    return true
-  end
-  local meta = self.directory and self.directory.meta
-  local offered = type(meta) == "table" and meta.profiles
-  if type(offered) == "table" and offered[profile] ~= nil then
-    return true
-  end
-  local names = {}
-  for name in pairs(type(offered) == "table" and offered or {}) do
-    names[#names + 1] = name
-  end
-  sort(names)
-  if #names == 0 then
-    return nil, "profile " .. profile .. " is not offered: the CA's directory lists no profiles"
-  end
-  return nil, "profile " .. profile .. " is not offered by the CA (it offers: " ..
-    concat(names, ", ") .. ")"
+  return res.pem
 end
 
 local function challenge_types(self)
@@ -680,9 +626,11 @@ function _M:order_certificate(domain_key, ...)
     return nil, aerr
   end
   local profile = opts.profile or self.conf.profile
-  local pok, perr = check_profile(self, profile)
-  if not pok then
-    return nil, perr
+  if profile then
+    local pok, perr = self.core:check_profile(profile)
+    if not pok then
+      return nil, perr
+    end
   end
   local pnames = persist_names(self, names)
   local op, operr = self.core:op_order({

@@ -20,6 +20,7 @@
 local client = require("resty.acme.client")
 local metrics = require("resty.acme.metrics")
 local util = require("resty.acme.util")
+local hostname = require("resty.acme.hostname")
 local cjson = require("cjson.safe")
 
 local ngx = ngx
@@ -27,6 +28,7 @@ local ngx_req = ngx.req
 local ngx_now = ngx.now
 local ngx_update_time = ngx.update_time
 local log = util.log
+local valid_host = hostname.valid
 local io_open = io.open
 local find = string.find
 local gmatch = string.gmatch
@@ -225,7 +227,7 @@ function _M.serve(opts)
   end
   for _, n in ipairs(req.names) do
     local bare = sub(n, 1, 2) == "*." and sub(n, 3) or n
-    if not autossl._valid_sni(bare) then
+    if not valid_host(bare) then
       return fail(400, "not a valid host name: " .. sub(n, 1, 64))
     end
     if not opts.allow_any_name and not autossl.is_domain_whitelisted(n, true, { renewal = false, endpoint = true }) then

@@ -1,7 +1,7 @@
 -- The connection's SSL* and the one-call certificate install of the serving path.
 --
 -- set_certkey() gives a cached chain and key to the handshake through the core's
--- resty_acme_ssl_set_certkey (src/crypto/tls_cert.rs), called through the FFI so that the
+-- resty_acme_ssl_set_certkey (src/tls/tls_cert.rs), called through the FFI so that the
 -- handshake's trace stays compiled: one OpenSSL call per key type where ngx.ssl takes three.
 -- Where the core's symbols or the SSL* cannot be reached it falls back to ngx.ssl.
 local ffi = require("ffi")
@@ -159,7 +159,7 @@ function _M.set_certkey(cert, pkey, clear)
   return true
 end
 
--- Puts the core's certificate callback (src/crypto/serve.rs) in front of lua-nginx-module's
+-- Puts the core's certificate callback (src/tls/serve.rs) in front of lua-nginx-module's
 -- on the current connection's SSL_CTX: later handshakes of a name cached for every key type are
 -- served without entering Lua. true (now or before) | nil, err
 function _M.attach_native()

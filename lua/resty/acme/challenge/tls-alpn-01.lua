@@ -5,7 +5,7 @@
 -- * http subsystem, no stream module: call serve_challenge() from ssl_client_hello_by_lua* on
 --   the TLS listener. Connections that do not offer acme-tls/1 pass through untouched; a
 --   validation connection is moved to a challenge-only TLS context that negotiates acme-tls/1
---   (see src/crypto/tls_alpn.rs), in TLS 1.2 and 1.3.
+--   (see src/tls/tls_alpn.rs), in TLS 1.2 and 1.3.
 -- * as the original: from ssl_certificate_by_lua* of a server that only receives validation
 --   connections (e.g. routed there by ALPN); it then only installs the certificate.
 local core = require("resty.acme.core")

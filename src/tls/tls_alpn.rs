@@ -7,7 +7,7 @@
 //! a servername callback that keeps it, and an ALPN callback that selects `acme-tls/1`. In
 //! TLS 1.3 ALPN is decided before the certificate callback, which is why this must happen in
 //! the ClientHello phase.
-use super::CryptoError;
+use crate::crypto::CryptoError;
 use foreign_types::ForeignTypeRef;
 use once_cell::sync::OnceCell;
 use openssl::pkey::PKey;

@@ -10,7 +10,8 @@
 //! or odd SNI, a miss, a stale or negative entry, a failed install) goes on to the Lua handler
 //! as before, which also handles a handshake it has already started (a yielded, blocking one).
 use super::certcache::{CertCache, Found};
-use super::{tls_cert, CryptoError};
+use super::tls_cert;
+use crate::crypto::CryptoError;
 use openssl_sys as ffi;
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -305,8 +306,8 @@ unsafe fn serve_cached(ssl: *mut ffi::SSL, reg: &Registry) -> bool {
 mod tests {
     use super::*;
     use crate::crypto::cert::tests::{issue, spec};
-    use crate::crypto::certcache::CertKey;
     use crate::crypto::{KeyType, PrivateKey};
+    use crate::tls::certcache::CertKey;
     use foreign_types::ForeignType;
     use openssl::ssl::{Ssl, SslConnector, SslContext, SslMethod, SslVerifyMode};
     use openssl::stack::Stack;

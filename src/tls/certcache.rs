@@ -3,7 +3,7 @@
 //! stale until evicted, negative entries).
 //!
 //! It lives here rather than in a Lua table so that OpenSSL's certificate callback can serve a
-//! cached name without entering Lua (src/crypto/serve.rs), and because an entry costs about
+//! cached name without entering Lua (src/tls/serve.rs), and because an entry costs about
 //! 150 bytes here where a resty.lrucache slot with its cdata took about 290.
 use foreign_types::ForeignType;
 use openssl::pkey::{PKey, Private};
@@ -51,7 +51,7 @@ impl CertKey {
     /// certificate, and the key up-ref'd.
     pub fn to_owned_raw(
         &self,
-    ) -> Result<(*mut ffi::stack_st_X509, *mut ffi::EVP_PKEY), super::CryptoError> {
+    ) -> Result<(*mut ffi::stack_st_X509, *mut ffi::EVP_PKEY), crate::crypto::CryptoError> {
         let mut chain = Stack::new()?;
         for cert in self.chain.iter() {
             chain.push(cert.to_owned())?;

@@ -1,51 +1,74 @@
-//! Orders (RFC 8555 §7.1.3) and the issuance flow (§7.4): newOrder, authorizations and
-//! challenges (§7.5), finalization, certificate download (§7.4.2).
-use super::authorization::{Authorization, PendingAuthz};
+//! The issuance flow (RFC 8555 §7.4): newOrder, authorizations and challenges (§7.5),
+//! finalization, certificate download (§7.4.2). The objects it reads are in `types`.
 use super::certificate::{chain_from_reply, root_is};
-use super::challenge::Challenge;
-use super::jws::{no_account_key, Signer, PEM_CHAIN};
-use super::link::links;
-use super::operation::{Call, Flow, Step};
-use super::poll::{retry_after, Poll, FIRST_POLL, MAX_DELAY, MIN_DELAY};
-use super::{
-    AcmeError, ChallengeTask, ChallengeType, Client, OrderRequest, Outcome, Problem, Response,
+use super::{Call, Flow, Step};
+use crate::acme::authorization::PendingAuthz;
+use crate::acme::jws::{no_account_key, Signer, PEM_CHAIN};
+use crate::acme::link::links;
+use crate::acme::poll::{retry_after, Poll, FIRST_POLL, MAX_DELAY, MIN_DELAY};
+use crate::acme::types::{
+    Authorization, AuthorizationStatus, Challenge, ChallengeStatus, Order, OrderStatus,
+};
+use crate::acme::{
+    AcmeError, ChallengeTask, ChallengeType, Client, Identifier, Operation, Response,
 };
 use crate::crypto::encoding::b64url;
 
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Order {
-    /// `pending`, `ready`, `processing`, `valid` or `invalid` (§7.1.6).
-    pub status: String,
-    pub authorizations: Vec<String>,
-    pub finalize: String,
-    pub certificate: Option<String>,
-    pub error: Option<Problem>,
+/// newOrder input and what to do with the result (§7.4).
+#[derive(Debug, Clone, Default)]
+pub struct OrderRequest {
+    pub identifiers: Vec<Identifier>,
+    /// Preferred challenge types, most preferred first.
+    pub challenge_types: Vec<ChallengeType>,
+    /// The CSR (DER) sent at finalization.
+    pub csr_der: Vec<u8>,
+    /// Issuer CN of the top certificate of the wanted chain.
+    pub preferred_chain: Option<String>,
+    /// ACME profile name.
+    pub profile: Option<String>,
+    /// RFC 9773 §5: the ARI CertID of the certificate this order replaces.
+    pub replaces: Option<String>,
+    /// dns-persist-01 is chosen only for authorizations of these names (as the order names
+    /// them, `*.example.com` for a wildcard): those whose record is in place or will be
+    /// published; the others take the next type of `challenge_types`. `None`: every name.
+    pub persist_names: Option<Vec<String>>,
+}
+
+/// The certificate an order ended with.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    /// The PEM chain chosen: the default, or the preferred alternate.
+    pub pem: String,
+    /// The URL it was downloaded from.
+    pub url: String,
+    pub order_url: String,
+}
+
+impl Operation<IssuedCertificate> {
+    /// The whole issuance (§7.4): newOrder, authorizations, finalize, download.
+    pub fn order(req: OrderRequest) -> Operation<IssuedCertificate> {
+        Operation::from_flow(Box::new(OrderFlow::new(req)))
+    }
+
+    /// Only the end of an issuance, for an order whose authorizations are done: POST the CSR
+    /// (DER) to `finalize_url`, poll `order_url` until it is valid, download the default chain.
+    pub fn finalize(
+        order_url: String,
+        finalize_url: String,
+        csr_der: Vec<u8>,
+    ) -> Operation<IssuedCertificate> {
+        let mut flow = OrderFlow::new(OrderRequest {
+            csr_der,
+            ..OrderRequest::default()
+        });
+        flow.order_url = order_url;
+        flow.finalize_url = finalize_url;
+        flow.stage = Stage::AwaitingFinalize;
+        Operation::from_flow(Box::new(flow))
+    }
 }
 
 impl Order {
-    pub fn from_json(v: &serde_json::Value, url: &str) -> Result<Order, AcmeError> {
-        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-        let malformed = |what: &str| AcmeError::Malformed(format!("order {url}: {what}"));
-        let authorizations = v
-            .get("authorizations")
-            .and_then(|a| a.as_array())
-            .ok_or_else(|| malformed("no authorizations"))?
-            .iter()
-            .map(|a| a.as_str().map(str::to_string))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| malformed("authorization URL is not a string"))?;
-        Ok(Order {
-            status: text("status").ok_or_else(|| malformed("no status"))?,
-            authorizations,
-            finalize: text("finalize").ok_or_else(|| malformed("no finalize URL"))?,
-            certificate: text("certificate"),
-            error: v
-                .get("error")
-                .filter(|e| e.is_object())
-                .map(|e| Problem::from_json(e, 0, None)),
-        })
-    }
-
     /// The text of an `invalid` order: its error when it has one.
     pub fn invalid_reason(&self, url: &str) -> String {
         match &self.error {
@@ -134,7 +157,7 @@ enum Stage {
 }
 
 /// `Operation::order`: newOrder, authorizations, challenges, finalize, download (§7.4).
-pub(crate) struct OrderFlow {
+struct OrderFlow {
     req: OrderRequest,
     stage: Stage,
     order_url: String,
@@ -153,11 +176,11 @@ pub(crate) struct OrderFlow {
     default_chain: Option<(String, String)>,
     alternates: Vec<String>,
     /// The result once known, reported after unpublishing.
-    result: Option<Result<Outcome, AcmeError>>,
+    result: Option<Result<IssuedCertificate, AcmeError>>,
 }
 
 impl OrderFlow {
-    pub(crate) fn new(req: OrderRequest) -> OrderFlow {
+    fn new(req: OrderRequest) -> OrderFlow {
         OrderFlow {
             req,
             stage: Stage::AwaitingOrder,
@@ -177,7 +200,7 @@ impl OrderFlow {
     }
 
     /// Ends with `result`, after removing every published challenge.
-    fn finish(&mut self, result: Result<Outcome, AcmeError>) {
+    fn finish(&mut self, result: Result<IssuedCertificate, AcmeError>) {
         self.result = Some(result);
         self.stage = if self.published.is_empty() {
             Stage::Finished
@@ -194,7 +217,7 @@ impl OrderFlow {
     }
 
     /// The poll of the current phase, created at `now` on first use.
-    fn poll_step(&mut self, client: &Client, now: f64, url: &str) -> Step {
+    fn poll_step(&mut self, client: &Client, now: f64, url: &str) -> Step<IssuedCertificate> {
         let timeout = client.config.poll_timeout;
         let first = self.first_delay;
         let poll = self
@@ -248,9 +271,9 @@ impl OrderFlow {
 
     /// Moves on from an order object according to its status (§7.1.6).
     fn follow_order(&mut self, order: &Order, resp: &Response, now: f64) -> Result<(), AcmeError> {
-        match order.status.as_str() {
-            "ready" => self.stage = Stage::AwaitingFinalize,
-            "valid" => match &order.certificate {
+        match order.status {
+            OrderStatus::Ready => self.stage = Stage::AwaitingFinalize,
+            OrderStatus::Valid => match &order.certificate {
                 Some(url) => {
                     self.cert_url = url.clone();
                     self.stage = Stage::AwaitingCertificate;
@@ -262,8 +285,10 @@ impl OrderFlow {
                     )))
                 }
             },
-            "invalid" => return Err(AcmeError::Invalid(order.invalid_reason(&self.order_url))),
-            "processing" => {
+            OrderStatus::Invalid => {
+                return Err(AcmeError::Invalid(order.invalid_reason(&self.order_url)))
+            }
+            OrderStatus::Processing => {
                 if !matches!(self.stage, Stage::AwaitingOrderValid) {
                     let first = retry_after(resp, now)
                         .map_or(FIRST_POLL, |at| (at - now).clamp(MIN_DELAY, MAX_DELAY));
@@ -276,7 +301,7 @@ impl OrderFlow {
                     )?;
                 }
             }
-            "pending" => {
+            OrderStatus::Pending => {
                 if matches!(self.stage, Stage::AwaitingOrderReady) {
                     self.repoll(
                         resp,
@@ -285,24 +310,18 @@ impl OrderFlow {
                     )?;
                 }
             }
-            other => {
-                return Err(AcmeError::Malformed(format!(
-                    "order {} has unknown status {other:?}",
-                    self.order_url
-                )))
-            }
         }
         Ok(())
     }
 
     /// A chain was chosen: the certificate is done (unpublishing follows).
     fn chain_chosen(&mut self, pem: String, url: String) {
-        let outcome = Outcome::Certificate {
+        let cert = IssuedCertificate {
             pem,
             url,
             order_url: self.order_url.clone(),
         };
-        self.finish(Ok(outcome));
+        self.finish(Ok(cert));
     }
 
     /// Tries the next alternate chain, or settles for the default.
@@ -315,6 +334,199 @@ impl OrderFlow {
             self.finish(Err(AcmeError::State("no certificate chain".into())));
         }
     }
+
+    /// The newOrder reply (§7.4): 201 Created with the order URL in Location.
+    fn on_new_order(&mut self, resp: Response, now: f64) -> Result<(), AcmeError> {
+        resp.expect_status(&[200, 201], "newOrder")?;
+        self.order_url = resp
+            .header("location")
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| {
+                AcmeError::Malformed(format!(
+                    "newOrder reply (status {}) has no Location header",
+                    resp.status
+                ))
+            })?
+            .to_string();
+        let order = Order::from_json(&resp.json("newOrder")?, &self.order_url)?;
+        self.finalize_url = order.finalize.clone();
+        self.authz_urls = order.authorizations.clone();
+        if order.status == OrderStatus::Pending {
+            if self.authz_urls.is_empty() {
+                self.enter_poll(Stage::AwaitingOrderReady, 0.0);
+            } else {
+                self.stage = Stage::AwaitingAuthorization(0);
+            }
+            Ok(())
+        } else {
+            // A reused order may be further along (§7.1.6).
+            self.follow_order(&order, &resp, now)
+        }
+    }
+
+    /// An authorization (§7.5): what it needs, if anything.
+    fn on_authorization(
+        &mut self,
+        client: &mut Client,
+        i: usize,
+        resp: Response,
+    ) -> Result<(), AcmeError> {
+        resp.expect_status(&[200], "authorization")?;
+        let url = self.authz_urls.get(i).cloned().unwrap_or_default();
+        let authz = Authorization::from_json(&resp.json("authorization")?, &url)?;
+        let thumbprint = match &self.thumbprint {
+            Some(t) => t.clone(),
+            None => {
+                let key = client.account_key.as_ref().ok_or_else(no_account_key)?;
+                self.thumbprint.insert(key.thumbprint()?).clone()
+            }
+        };
+        let prefs = self.req.prefs_for(&authz.name());
+        if let Some(work) = authz.work(&url, &prefs, &thumbprint)? {
+            self.pending.push(work);
+        }
+        if i + 1 < self.authz_urls.len() {
+            self.stage = Stage::AwaitingAuthorization(i + 1);
+        } else {
+            self.after_authorizations();
+        }
+        Ok(())
+    }
+
+    /// The reply to starting a challenge (§7.5.1).
+    fn on_challenge_started(&mut self, i: usize, resp: Response) -> Result<(), AcmeError> {
+        resp.expect_status(&[200], "challenge start")?;
+        let url = current_authz(&self.pending, i)?
+            .task
+            .as_ref()
+            .map(|t| t.url.clone())
+            .unwrap_or_default();
+        let ch = Challenge::from_reply(&resp.json("challenge start")?, &url)?;
+        if let Some(ch) = ch.filter(|c| c.status == ChallengeStatus::Invalid) {
+            return Err(AcmeError::Invalid(format!(
+                "challenge invalid: {}",
+                ch.describe()
+            )));
+        }
+        match (i + 1..self.pending.len()).find(|&j| self.pending[j].start) {
+            Some(j) => self.stage = Stage::AwaitingChallengeStart(j),
+            None => self.after_starting(true),
+        }
+        Ok(())
+    }
+
+    /// A polled authorization: valid, still pending, or failed.
+    fn on_authorization_polled(
+        &mut self,
+        i: usize,
+        resp: Response,
+        now: f64,
+    ) -> Result<(), AcmeError> {
+        resp.expect_status(&[200], "authorization")?;
+        let p = current_authz(&self.pending, i)?.clone();
+        let authz = Authorization::from_json(&resp.json("authorization")?, &p.url)?;
+        match authz.status {
+            AuthorizationStatus::Valid => {
+                if i + 1 < self.pending.len() {
+                    // Same phase and deadline; the next one was started as long ago.
+                    if let Some(poll) = self.poll.as_mut() {
+                        poll.next_at = now;
+                        poll.attempts = 0;
+                    }
+                    self.stage = Stage::AwaitingAuthorizationValid(i + 1);
+                } else {
+                    self.enter_poll(Stage::AwaitingOrderReady, 0.0);
+                }
+                Ok(())
+            }
+            // §7.5.1: the server answers `pending` while validating.
+            AuthorizationStatus::Pending => self.repoll(
+                &resp,
+                now,
+                format!("authorization {} for {} is still pending", p.url, p.name),
+            ),
+            AuthorizationStatus::Invalid => Err(AcmeError::Invalid(format!(
+                "challenge invalid: {}",
+                authz.describe_challenges()
+            ))),
+            AuthorizationStatus::Deactivated
+            | AuthorizationStatus::Expired
+            | AuthorizationStatus::Revoked => Err(AcmeError::Invalid(format!(
+                "authorization {} for {} is {}",
+                p.url,
+                p.name,
+                authz.status.as_str()
+            ))),
+        }
+    }
+
+    /// A polled order, before or after finalization.
+    fn on_order_polled(&mut self, resp: Response, now: f64) -> Result<(), AcmeError> {
+        resp.expect_status(&[200], "order")?;
+        let order = Order::from_json(&resp.json("order")?, &self.order_url)?;
+        let after_finalize = matches!(self.stage, Stage::AwaitingOrderValid);
+        if after_finalize && matches!(order.status, OrderStatus::Ready | OrderStatus::Pending) {
+            // Not issued yet whatever it says; the deadline ends the wait.
+            return self.repoll(
+                &resp,
+                now,
+                format!(
+                    "order {} is still {} after finalization",
+                    self.order_url,
+                    order.status.as_str()
+                ),
+            );
+        }
+        self.follow_order(&order, &resp, now)
+    }
+
+    /// The finalize reply (§7.4).
+    fn on_finalized(&mut self, resp: Response, now: f64) -> Result<(), AcmeError> {
+        resp.expect_status(&[200], "finalize")?;
+        let order = Order::from_json(&resp.json("finalize")?, &self.order_url)?;
+        match order.status {
+            // §7.4: processing until issued; some servers answer still `ready`.
+            OrderStatus::Ready | OrderStatus::Pending => {
+                let first = retry_after(&resp, now)
+                    .map_or(FIRST_POLL, |at| (at - now).clamp(MIN_DELAY, MAX_DELAY));
+                self.enter_poll(Stage::AwaitingOrderValid, first);
+                Ok(())
+            }
+            OrderStatus::Processing | OrderStatus::Valid | OrderStatus::Invalid => {
+                self.follow_order(&order, &resp, now)
+            }
+        }
+    }
+
+    /// The default chain (§7.4.2); alternates are tried when another root is preferred.
+    fn on_certificate(&mut self, resp: Response) -> Result<(), AcmeError> {
+        let pem = chain_from_reply(&resp)?;
+        let url = self.cert_url.clone();
+        match &self.req.preferred_chain {
+            Some(preferred) if !root_is(&pem, preferred)? => {
+                // §7.4.2: other chains are offered as Link rel="alternate".
+                self.alternates = links(&resp, "alternate", &url);
+                self.default_chain = Some((pem, url));
+                self.next_alternate(0);
+            }
+            _ => self.chain_chosen(pem, url),
+        }
+        Ok(())
+    }
+
+    /// An alternate chain: taken when its root is the preferred one.
+    fn on_alternate(&mut self, i: usize, resp: Response) -> Result<(), AcmeError> {
+        let pem = chain_from_reply(&resp)?;
+        let preferred = self.req.preferred_chain.clone().unwrap_or_default();
+        if root_is(&pem, &preferred)? {
+            let url = self.alternates.get(i).cloned().unwrap_or_default();
+            self.chain_chosen(pem, url);
+        } else {
+            self.next_alternate(i + 1);
+        }
+        Ok(())
+    }
 }
 
 fn current_authz(pending: &[PendingAuthz], i: usize) -> Result<&PendingAuthz, AcmeError> {
@@ -324,7 +536,9 @@ fn current_authz(pending: &[PendingAuthz], i: usize) -> Result<&PendingAuthz, Ac
 }
 
 impl Flow for OrderFlow {
-    fn step(&mut self, client: &mut Client, now: f64) -> Step {
+    type Output = IssuedCertificate;
+
+    fn step(&mut self, client: &mut Client, now: f64) -> Step<IssuedCertificate> {
         let Some(dir) = &client.directory else {
             return Step::Fail(AcmeError::State("the directory is not known".into()));
         };
@@ -332,6 +546,9 @@ impl Flow for OrderFlow {
             Stage::AwaitingOrder => {
                 if let Err(e) = self.req.validate() {
                     return Step::Fail(e);
+                }
+                if let Some(Err(e)) = self.req.profile.as_deref().map(|p| dir.check_profile(p)) {
+                    return Step::Fail(AcmeError::InvalidInput(e));
                 }
                 Step::Call(Call::post(
                     &dir.new_order.clone(),
@@ -366,6 +583,9 @@ impl Flow for OrderFlow {
                 self.poll_step(client, now, &url)
             }
             Stage::AwaitingFinalize => {
+                if self.req.csr_der.is_empty() {
+                    return Step::Fail(AcmeError::InvalidInput("the order has no CSR".into()));
+                }
                 // §7.4: the CSR, DER in base64url.
                 let payload = serde_json::json!({ "csr": b64url(&self.req.csr_der) });
                 Step::Call(Call::post(&self.finalize_url, Some(payload.to_string())))
@@ -392,7 +612,7 @@ impl Flow for OrderFlow {
                 None => Step::Fail(AcmeError::State("unpublish index out of range".into())),
             },
             Stage::Finished => match self.result.take() {
-                Some(Ok(outcome)) => Step::Done(outcome),
+                Some(Ok(cert)) => Step::Done(cert),
                 Some(Err(e)) => Step::Fail(e),
                 None => Step::Fail(AcmeError::State("operation already finished".into())),
             },
@@ -401,167 +621,19 @@ impl Flow for OrderFlow {
 
     fn on_reply(&mut self, client: &mut Client, resp: Response, now: f64) -> Result<(), AcmeError> {
         match self.stage {
-            Stage::AwaitingOrder => {
-                // §7.4: 201 Created with the order URL in Location.
-                resp.expect_status(&[200, 201], "newOrder")?;
-                self.order_url = resp
-                    .header("location")
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .ok_or_else(|| {
-                        AcmeError::Malformed(format!(
-                            "newOrder reply (status {}) has no Location header",
-                            resp.status
-                        ))
-                    })?
-                    .to_string();
-                let order = Order::from_json(&resp.json("newOrder")?, &self.order_url)?;
-                self.finalize_url = order.finalize.clone();
-                self.authz_urls = order.authorizations.clone();
-                if order.status == "pending" {
-                    if self.authz_urls.is_empty() {
-                        self.enter_poll(Stage::AwaitingOrderReady, 0.0);
-                    } else {
-                        self.stage = Stage::AwaitingAuthorization(0);
-                    }
-                    Ok(())
-                } else {
-                    // A reused order may be further along (§7.1.6).
-                    self.follow_order(&order, &resp, now)
-                }
-            }
-            Stage::AwaitingAuthorization(i) => {
-                resp.expect_status(&[200], "authorization")?;
-                let url = self.authz_urls.get(i).cloned().unwrap_or_default();
-                let authz = Authorization::from_json(&resp.json("authorization")?, &url)?;
-                let thumbprint = match &self.thumbprint {
-                    Some(t) => t.clone(),
-                    None => {
-                        let key = client.account_key.as_ref().ok_or_else(no_account_key)?;
-                        self.thumbprint.insert(key.thumbprint()?).clone()
-                    }
-                };
-                let prefs = self.req.prefs_for(&authz.name());
-                if let Some(work) = authz.work(&url, &prefs, &thumbprint)? {
-                    self.pending.push(work);
-                }
-                if i + 1 < self.authz_urls.len() {
-                    self.stage = Stage::AwaitingAuthorization(i + 1);
-                } else {
-                    self.after_authorizations();
-                }
-                Ok(())
-            }
-            Stage::AwaitingChallengeStart(i) => {
-                resp.expect_status(&[200], "challenge start")?;
-                let body = resp.json("challenge start")?;
-                if let Some(ch) = Challenge::from_json(&body) {
-                    if ch.status == "invalid" {
-                        return Err(AcmeError::Invalid(format!(
-                            "challenge invalid: {}",
-                            ch.describe()
-                        )));
-                    }
-                }
-                match (i + 1..self.pending.len()).find(|&j| self.pending[j].start) {
-                    Some(j) => self.stage = Stage::AwaitingChallengeStart(j),
-                    None => self.after_starting(true),
-                }
-                Ok(())
-            }
-            Stage::AwaitingAuthorizationValid(i) => {
-                resp.expect_status(&[200], "authorization")?;
-                let p = current_authz(&self.pending, i)?.clone();
-                let authz = Authorization::from_json(&resp.json("authorization")?, &p.url)?;
-                match authz.status.as_str() {
-                    "valid" => {
-                        if i + 1 < self.pending.len() {
-                            // Same phase and deadline; the next one was started as long ago.
-                            if let Some(poll) = self.poll.as_mut() {
-                                poll.next_at = now;
-                                poll.attempts = 0;
-                            }
-                            self.stage = Stage::AwaitingAuthorizationValid(i + 1);
-                        } else {
-                            self.enter_poll(Stage::AwaitingOrderReady, 0.0);
-                        }
-                        Ok(())
-                    }
-                    // §7.5.1: the server answers `pending` while validating.
-                    "pending" => self.repoll(
-                        &resp,
-                        now,
-                        format!("authorization {} for {} is still pending", p.url, p.name),
-                    ),
-                    "invalid" => Err(AcmeError::Invalid(format!(
-                        "challenge invalid: {}",
-                        authz.describe_challenges()
-                    ))),
-                    other => Err(AcmeError::Invalid(format!(
-                        "authorization {} for {} is {other}",
-                        p.url, p.name
-                    ))),
-                }
-            }
+            Stage::AwaitingOrder => self.on_new_order(resp, now),
+            Stage::AwaitingAuthorization(i) => self.on_authorization(client, i, resp),
+            Stage::AwaitingChallengeStart(i) => self.on_challenge_started(i, resp),
+            Stage::AwaitingAuthorizationValid(i) => self.on_authorization_polled(i, resp, now),
             Stage::AwaitingOrderReady | Stage::AwaitingOrderValid => {
-                resp.expect_status(&[200], "order")?;
-                let order = Order::from_json(&resp.json("order")?, &self.order_url)?;
-                let after_finalize = matches!(self.stage, Stage::AwaitingOrderValid);
-                if after_finalize && matches!(order.status.as_str(), "ready" | "pending") {
-                    // Not issued yet whatever it says; the deadline ends the wait.
-                    return self.repoll(
-                        &resp,
-                        now,
-                        format!(
-                            "order {} is still {} after finalization",
-                            self.order_url, order.status
-                        ),
-                    );
-                }
-                self.follow_order(&order, &resp, now)
+                self.on_order_polled(resp, now)
             }
-            Stage::AwaitingFinalize => {
-                resp.expect_status(&[200], "finalize")?;
-                let order = Order::from_json(&resp.json("finalize")?, &self.order_url)?;
-                match order.status.as_str() {
-                    // §7.4: processing until issued; some servers answer still `ready`.
-                    "ready" | "pending" => {
-                        let first = retry_after(&resp, now)
-                            .map_or(FIRST_POLL, |at| (at - now).clamp(MIN_DELAY, MAX_DELAY));
-                        self.enter_poll(Stage::AwaitingOrderValid, first);
-                        Ok(())
-                    }
-                    _ => self.follow_order(&order, &resp, now),
-                }
-            }
-            Stage::AwaitingCertificate => {
-                let pem = chain_from_reply(&resp)?;
-                let url = self.cert_url.clone();
-                match &self.req.preferred_chain {
-                    Some(preferred) if !root_is(&pem, preferred)? => {
-                        // §7.4.2: other chains are offered as Link rel="alternate".
-                        self.alternates = links(&resp, "alternate", &url);
-                        self.default_chain = Some((pem, url));
-                        self.next_alternate(0);
-                    }
-                    _ => self.chain_chosen(pem, url),
-                }
-                Ok(())
-            }
-            Stage::AwaitingAlternate(i) => {
-                let pem = chain_from_reply(&resp)?;
-                let preferred = self.req.preferred_chain.clone().unwrap_or_default();
-                if root_is(&pem, &preferred)? {
-                    let url = self.alternates.get(i).cloned().unwrap_or_default();
-                    self.chain_chosen(pem, url);
-                } else {
-                    self.next_alternate(i + 1);
-                }
-                Ok(())
-            }
-            _ => Err(AcmeError::State(
-                "a reply arrived while the order waited for no request".into(),
-            )),
+            Stage::AwaitingFinalize => self.on_finalized(resp, now),
+            Stage::AwaitingCertificate => self.on_certificate(resp),
+            Stage::AwaitingAlternate(i) => self.on_alternate(i, resp),
+            Stage::AwaitingPublish(_) | Stage::AwaitingUnpublish(_) | Stage::Finished => Err(
+                AcmeError::State("a reply arrived while the order waited for no request".into()),
+            ),
         }
     }
 
@@ -643,7 +715,24 @@ mod tests {
             "order https://ca.test/o/1 is invalid: unauthorized: nope"
         );
         let e = Order::from_json(&json!({"status": "pending"}), "u").unwrap_err();
-        assert!(e.to_string().contains("no authorizations"));
+        assert_eq!(
+            e.to_string(),
+            "malformed response: order u: missing field `authorizations`"
+        );
+        let e = Order::from_json(
+            &json!({"status": "on hold", "authorizations": [], "finalize": "f"}),
+            "u",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown variant `on hold`"), "{e}");
+        // Unknown members are ignored; an `error` that is no problem document reads as none.
+        let o = Order::from_json(
+            &json!({"status": "ready", "authorizations": [], "finalize": "f",
+                    "notBefore": "2030-01-01T00:00:00Z", "error": "oops"}),
+            "u",
+        )
+        .unwrap();
+        assert_eq!((o.status, o.error), (OrderStatus::Ready, None));
     }
 
     #[test]
@@ -661,7 +750,10 @@ mod tests {
     #[test]
     fn payload_fields() {
         let mut r = OrderRequest {
-            identifiers: vec![Identifier::dns("*.example.com"), Identifier::ip("::1")],
+            identifiers: vec![
+                Identifier::dns("*.example.com"),
+                Identifier::Ip([0u16, 0, 0, 0, 0, 0, 0, 1].into()),
+            ],
             ..Default::default()
         };
         assert_eq!(

@@ -1,13 +1,33 @@
 //! ACME Renewal Information (RFC 9773 §4.2): the CA's suggested renewal window.
-use super::operation::{Call, Flow, Step};
-use super::poll::retry_after;
-use super::timestamp::parse_rfc3339;
-use super::{AcmeError, Client, Outcome, Response};
+use super::{Call, Flow, Step};
+use crate::acme::poll::retry_after;
+use crate::acme::timestamp::parse_rfc3339;
+use crate::acme::{AcmeError, Client, Operation, Response};
+
+/// The suggested renewal window (§4.2) in Unix seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenewalWindow {
+    pub start: i64,
+    pub end: i64,
+    pub explanation_url: Option<String>,
+    /// From the reply's Retry-After, as an absolute Unix time: when to ask again.
+    pub retry_after: Option<f64>,
+}
+
+impl Operation<RenewalWindow> {
+    /// ACME Renewal Information for a CertID (§4.1) → its window.
+    pub fn renewal_info(ari_cert_id: String) -> Operation<RenewalWindow> {
+        Operation::from_flow(Box::new(RenewalInfoFlow {
+            cert_id: ari_cert_id,
+            result: None,
+        }))
+    }
+}
 
 /// Waits for the renewalInfo reply, an unauthenticated GET of `<renewalInfo>/<CertID>`.
-pub(crate) struct RenewalInfoFlow {
-    pub cert_id: String,
-    pub result: Option<Outcome>,
+struct RenewalInfoFlow {
+    cert_id: String,
+    result: Option<RenewalWindow>,
 }
 
 /// RFC 9773 §4.1: a CertID is two base64url strings joined by `.`; anything else would change
@@ -25,7 +45,7 @@ fn cert_id_is_valid(id: &str) -> bool {
 }
 
 /// Reads a renewalInfo object: `suggestedWindow {start, end}` (RFC 3339), `explanationURL`.
-pub(crate) fn parse_renewal_info(resp: &Response, now: f64) -> Result<Outcome, AcmeError> {
+pub(crate) fn parse_renewal_info(resp: &Response, now: f64) -> Result<RenewalWindow, AcmeError> {
     resp.expect_status(&[200], "renewalInfo")?;
     let body = resp.json("renewalInfo")?;
     let window = body.get("suggestedWindow");
@@ -47,7 +67,7 @@ pub(crate) fn parse_renewal_info(resp: &Response, now: f64) -> Result<Outcome, A
             "renewalInfo: suggestedWindow ends before it starts".into(),
         ));
     }
-    Ok(Outcome::RenewalInfo {
+    Ok(RenewalWindow {
         start,
         end,
         explanation_url: body
@@ -59,7 +79,9 @@ pub(crate) fn parse_renewal_info(resp: &Response, now: f64) -> Result<Outcome, A
 }
 
 impl Flow for RenewalInfoFlow {
-    fn step(&mut self, client: &mut Client, _now: f64) -> Step {
+    type Output = RenewalWindow;
+
+    fn step(&mut self, client: &mut Client, _now: f64) -> Step<RenewalWindow> {
         if let Some(o) = self.result.take() {
             return Step::Done(o);
         }
@@ -118,20 +140,11 @@ mod tests {
                        "explanationURL":"https://ca.test/why"}"#
                 .to_vec(),
         };
-        match parse_renewal_info(&resp, 1000.0).unwrap() {
-            Outcome::RenewalInfo {
-                start,
-                end,
-                explanation_url,
-                retry_after,
-            } => {
-                assert_eq!(start, 1_735_790_400);
-                assert_eq!(end, 1_735_790_400 + 86_400);
-                assert_eq!(explanation_url.as_deref(), Some("https://ca.test/why"));
-                assert_eq!(retry_after, Some(22_600.0));
-            }
-            o => panic!("{o:?}"),
-        }
+        let w = parse_renewal_info(&resp, 1000.0).unwrap();
+        assert_eq!(w.start, 1_735_790_400);
+        assert_eq!(w.end, 1_735_790_400 + 86_400);
+        assert_eq!(w.explanation_url.as_deref(), Some("https://ca.test/why"));
+        assert_eq!(w.retry_after, Some(22_600.0));
         let mut bad = resp.clone();
         bad.body =
             br#"{"suggestedWindow":{"start":"2025-01-02","end":"2025-01-03T04:00:00Z"}}"#.to_vec();

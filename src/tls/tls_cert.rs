@@ -5,7 +5,7 @@
 //! way. `SSL_use_cert_and_key` installs leaf, key and chain in one call with one check; the
 //! handles are the ones `ngx.ssl.parse_pem_cert` / `parse_pem_priv_key` return (a
 //! `STACK_OF(X509)*` and an `EVP_PKEY*` of the same libcrypto nginx links).
-use super::CryptoError;
+use crate::crypto::CryptoError;
 use openssl::error::ErrorStack;
 use openssl_sys as ffi;
 use std::os::raw::{c_int, c_long, c_void};

@@ -1,10 +1,73 @@
 //! Account management: newAccount (RFC 8555 §7.3) with external account binding (§7.3.4),
 //! key rollover (§7.3.5) and deactivation (§7.3.6).
-use super::jws::{no_account_key, no_account_url, Signer};
-use super::operation::{Call, Flow, Step};
-use super::{AcmeError, Client, NewAccount, Outcome, Response};
+use super::{Call, Flow, Step};
+use crate::acme::jws::{no_account_key, no_account_url, Signer};
+use crate::acme::{AcmeError, Client, Operation, Response};
 use crate::crypto::jws::{eab_binding, sign_flattened, KeyId};
 use crate::crypto::PrivateKey;
+
+/// External account binding credentials (§7.3.4).
+#[derive(Clone)]
+pub struct Eab {
+    pub kid: String,
+    /// The MAC key, raw bytes (already base64url-decoded).
+    pub hmac_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Eab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.debug_struct("Eab")
+            .field("kid", &self.kid)
+            .field("hmac_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// newAccount input (§7.3).
+#[derive(Debug, Clone, Default)]
+pub struct NewAccount {
+    /// Contact URLs, e.g. `mailto:ops@example.com`.
+    pub contact: Vec<String>,
+    pub terms_of_service_agreed: bool,
+    pub only_return_existing: bool,
+    pub eab: Option<Eab>,
+}
+
+/// What newAccount answered.
+#[derive(Debug, Clone)]
+pub struct AccountInfo {
+    /// The account URL, now also `client.account_url`.
+    pub url: String,
+    pub status: String,
+    /// Created (201), or it existed already (200, §7.3.1).
+    pub created: bool,
+    /// The account object.
+    pub body: serde_json::Value,
+}
+
+impl Operation<AccountInfo> {
+    /// newAccount (§7.3); sets `client.account_url`.
+    pub fn new_account(req: NewAccount) -> Operation<AccountInfo> {
+        Operation::from_flow(Box::new(NewAccountFlow { req, result: None }))
+    }
+}
+
+impl Operation<()> {
+    /// Account key rollover (§7.3.5); on success `client.account_key` is `new_key`.
+    pub fn key_change(new_key: PrivateKey) -> Operation<()> {
+        Operation::from_flow(Box::new(KeyChangeFlow {
+            new_key: Some(new_key),
+            sent: false,
+            done: false,
+        }))
+    }
+
+    /// Account deactivation (§7.3.6).
+    pub fn deactivate_account() -> Operation<()> {
+        Operation::from_flow(Box::new(DeactivateFlow { done: false }))
+    }
+}
 
 /// The newAccount payload (§7.3), with `externalAccountBinding` (§7.3.4) when EAB is given.
 pub(crate) fn new_account_payload(
@@ -41,15 +104,17 @@ pub(crate) fn new_account_payload(
 }
 
 /// Waits for the newAccount reply.
-pub(crate) struct NewAccountFlow {
-    pub req: NewAccount,
-    pub result: Option<Outcome>,
+struct NewAccountFlow {
+    req: NewAccount,
+    result: Option<AccountInfo>,
 }
 
 impl Flow for NewAccountFlow {
-    fn step(&mut self, client: &mut Client, _now: f64) -> Step {
-        if let Some(outcome) = self.result.take() {
-            return Step::Done(outcome);
+    type Output = AccountInfo;
+
+    fn step(&mut self, client: &mut Client, _now: f64) -> Step<AccountInfo> {
+        if let Some(info) = self.result.take() {
+            return Step::Done(info);
         }
         let payload = match new_account_payload(&self.req, client) {
             Ok(p) => p,
@@ -98,7 +163,7 @@ impl Flow for NewAccountFlow {
             .unwrap_or("valid")
             .to_string();
         client.account_url = Some(url.clone());
-        self.result = Some(Outcome::Account {
+        self.result = Some(AccountInfo {
             url,
             status,
             created: resp.status == 201,
@@ -109,10 +174,10 @@ impl Flow for NewAccountFlow {
 }
 
 /// Waits for the keyChange reply (§7.3.5).
-pub(crate) struct KeyChangeFlow {
-    pub new_key: Option<PrivateKey>,
-    pub sent: bool,
-    pub done: bool,
+struct KeyChangeFlow {
+    new_key: Option<PrivateKey>,
+    sent: bool,
+    done: bool,
 }
 
 impl KeyChangeFlow {
@@ -137,9 +202,11 @@ impl KeyChangeFlow {
 }
 
 impl Flow for KeyChangeFlow {
-    fn step(&mut self, client: &mut Client, _now: f64) -> Step {
+    type Output = ();
+
+    fn step(&mut self, client: &mut Client, _now: f64) -> Step<()> {
         if self.done {
-            return Step::Done(Outcome::KeyChanged);
+            return Step::Done(());
         }
         let Some(url) = client.directory.as_ref().and_then(|d| d.key_change.clone()) else {
             return Step::Fail(AcmeError::State(
@@ -174,18 +241,20 @@ impl Flow for KeyChangeFlow {
 }
 
 /// Waits for the account deactivation reply (§7.3.6).
-pub(crate) struct DeactivateFlow {
-    pub done: bool,
+struct DeactivateFlow {
+    done: bool,
 }
 
 impl Flow for DeactivateFlow {
+    type Output = ();
+
     fn needs_directory(&self) -> bool {
         false
     }
 
-    fn step(&mut self, client: &mut Client, _now: f64) -> Step {
+    fn step(&mut self, client: &mut Client, _now: f64) -> Step<()> {
         if self.done {
-            return Step::Done(Outcome::Deactivated);
+            return Step::Done(());
         }
         match &client.account_url {
             Some(url) => Step::Call(Call::post(

@@ -1,9 +1,9 @@
 //! Certificates: downloading a chain and choosing among alternates (RFC 8555 §7.4.2), and
 //! revocation (§7.6).
-use super::jws::{Signer, PEM_CHAIN};
-use super::operation::{Call, Flow, Step};
-use super::problem::media_type;
-use super::{AcmeError, Client, Outcome, Response};
+use super::{Call, Flow, Step};
+use crate::acme::jws::{Signer, PEM_CHAIN};
+use crate::acme::problem::media_type;
+use crate::acme::{AcmeError, Client, Operation, Response};
 use crate::crypto::cert::root_issuer_cn;
 use crate::crypto::encoding::b64url;
 use crate::crypto::PrivateKey;
@@ -36,19 +36,38 @@ pub(crate) fn root_is(pem: &str, preferred: &str) -> Result<bool, AcmeError> {
     Ok(root_issuer_cn(pem.as_bytes())?.as_deref() == Some(preferred))
 }
 
+impl Operation<()> {
+    /// revokeCert (§7.6). `reason` is an RFC 5280 §5.3.1 code; with `cert_key` the request is
+    /// signed by the certificate's key (`jwk`) instead of the account.
+    pub fn revoke(
+        cert_der: Vec<u8>,
+        reason: Option<u32>,
+        cert_key: Option<PrivateKey>,
+    ) -> Operation<()> {
+        Operation::from_flow(Box::new(RevokeFlow {
+            cert_der,
+            reason,
+            cert_key: cert_key.map(Arc::new),
+            done: false,
+        }))
+    }
+}
+
 /// Waits for the revokeCert reply (§7.6).
-pub(crate) struct RevokeFlow {
-    pub cert_der: Vec<u8>,
-    pub reason: Option<u32>,
+struct RevokeFlow {
+    cert_der: Vec<u8>,
+    reason: Option<u32>,
     /// §7.6: revocation may be signed by the certificate's key instead of the account's.
-    pub cert_key: Option<Arc<PrivateKey>>,
-    pub done: bool,
+    cert_key: Option<Arc<PrivateKey>>,
+    done: bool,
 }
 
 impl Flow for RevokeFlow {
-    fn step(&mut self, client: &mut Client, _now: f64) -> Step {
+    type Output = ();
+
+    fn step(&mut self, client: &mut Client, _now: f64) -> Step<()> {
         if self.done {
-            return Step::Done(Outcome::Revoked);
+            return Step::Done(());
         }
         let Some(dir) = &client.directory else {
             return Step::Fail(AcmeError::State("the directory is not known".into()));
