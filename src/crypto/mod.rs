@@ -8,7 +8,6 @@
 pub mod cert;
 pub mod chain;
 pub mod challenge;
-pub mod compact;
 pub mod csr;
 pub mod digest;
 pub mod encoding;

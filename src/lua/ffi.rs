@@ -365,7 +365,7 @@ pub extern "C" fn resty_acme_serve_count() -> f64 {
     crate::tls::serve::served() as f64
 }
 
-// --- the node-wide second cache level (src/crypto/compact.rs) -----------------------------
+// --- the node-wide second cache level (src/tls/compact.rs) -----------------------------
 
 /// Writes the compact form of `chain` and `pkey` (handles as the cache holds them, borrowed)
 /// with `digest` (16 bytes) and `expires` into `buf` when it has room for it. Returns its
@@ -398,7 +398,7 @@ pub unsafe extern "C" fn resty_acme_compact_encode(
             &*digest.cast::<[u8; 16]>(),
         )
     };
-    match crate::crypto::compact::encode(chain, pkey, digest, expires) {
+    match crate::tls::compact::encode(chain, pkey, digest, expires) {
         Ok(bytes) => {
             if bytes.len() <= cap && !buf.is_null() {
                 // SAFETY: `cap` writable bytes (contract), and the entry fits.
@@ -429,7 +429,7 @@ pub unsafe extern "C" fn resty_acme_compact_header(
     len: usize,
     digest: *mut u8,
 ) -> f64 {
-    match crate::crypto::compact::header(bytes_of(data, len)) {
+    match crate::tls::compact::header(bytes_of(data, len)) {
         Ok((d, expires)) => {
             if !digest.is_null() {
                 // SAFETY: 16 writable bytes (contract).
@@ -457,7 +457,7 @@ pub unsafe extern "C" fn resty_acme_compact_decode(
     if out.is_null() {
         return fail(err, "nowhere to load the entry".into());
     }
-    match crate::crypto::compact::decode(bytes_of(data, len)) {
+    match crate::tls::compact::decode(bytes_of(data, len)) {
         Ok((entry, _)) => {
             let digest = entry.digest;
             let chain = std::mem::ManuallyDrop::new(entry.chain);

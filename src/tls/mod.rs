@@ -4,6 +4,7 @@
 //! are `crypto`'s.
 
 pub mod certcache;
+pub mod compact;
 pub mod serve;
 pub mod tls_alpn;
 pub mod tls_cert;

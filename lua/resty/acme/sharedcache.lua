@@ -1,5 +1,5 @@
 -- The second cache level of autossl: a lua_shared_dict that every worker of a node reads, holding
--- each cached certificate in the compact form of src/crypto/compact.rs (DER chain, raw key
+-- each cached certificate in the compact form of src/tls/compact.rs (DER chain, raw key
 -- components, the MD5 of the stored value and an expiry). The worker that reads the store first
 -- leaves the entry here; a miss of another worker's own cache then costs no storage round trip,
 -- no JSON and no PEM: one dict read and a DER load (about 110 µs for a P-256 chain where the

@@ -1,10 +1,10 @@
 -- Which names autossl serves and orders: the host-name rule a server name must pass, and the
 -- allow-list (domain_whitelist, its wildcard entries, or domain_whitelist_callback).
+local hostname = require("resty.acme.hostname")
 local state = require("resty.acme.autossl.state")
 
 local ipairs = ipairs
 local type = type
-local byte = string.byte
 local find = string.find
 local lower = string.lower
 local sub = string.sub
@@ -16,41 +16,9 @@ local wildcard_suffixes = nil -- ".example.com" from "*.example.com" entries
 local wildcard_names = nil    -- "*.example.com", same index: returned without a concatenation
 
 -- valid_sni(name): whether name is a host name as a certificate can name it (true or false,
--- never raises for a string): LDH labels of 1..63, at most 253 bytes, no trailing dot, not an
--- IP literal. Anything else is never looked up or ordered.
-function _M.valid_sni(name)
-  local len = #name
-  if len == 0 or len > 253 then
-    return false
-  end
-  local label = 0         -- length of the current label
-  local all_digits = true -- the current label is all digits
-  for i = 1, len do
-    local c = byte(name, i)
-    if c == 46 then -- "."
-      if label == 0 or byte(name, i - 1) == 45 then
-        return false
-      end
-      label = 0
-      all_digits = true
-    elseif (c >= 97 and c <= 122) or (c >= 48 and c <= 57) or c == 45 then
-      if label == 0 and c == 45 then
-        return false
-      end
-      if c < 48 or c > 57 then
-        all_digits = false
-      end
-      label = label + 1
-      if label > 63 then
-        return false
-      end
-    else
-      return false
-    end
-  end
-  -- a last label of only digits is an IPv4 literal, not a host name
-  return label > 0 and byte(name, len) ~= 45 and not all_digits
-end
+-- never raises): the core's one rule (resty.acme.hostname). Anything else is never looked up
+-- or ordered.
+_M.valid_sni = hostname.valid
 
 -- init(conf): the allow-list of conf.domain_whitelist, in sets of our own (the user's table is
 -- not modified). Never raises: entries that are not strings are ignored, as the original does.

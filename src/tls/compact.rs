@@ -15,8 +15,8 @@
 //! u32 length and its bytes. EC fields: curve name, private scalar, public point; RSA: n, e, d,
 //! p, q, dp, dq, qinv.
 use super::certcache::CertKey;
-use super::chain::interned;
-use super::CryptoError;
+use crate::crypto::chain::interned;
+use crate::crypto::CryptoError;
 use foreign_types::ForeignType;
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::ec::PointConversionForm;
