@@ -176,7 +176,12 @@ def test_admin_api_order_renew_delete_why_events_metrics(pebble, challtestsrv, n
     assert b["last_error"] and why["answer"].startswith("fallback: in backoff")
     status, one = a.admin("GET", "/acme/certificates/down.example.test")
     assert status == 200 and one["stored"] is False and one["in_cooloff"] is True
-    assert one["last_problem"] is None or one["last_problem"]["type"].startswith("urn:ietf")
+    # the CA's problem document of the failed validation (Pebble could not connect)
+    p = one["last_problem"]
+    assert p["type"] == "urn:ietf:params:acme:error:connection", one
+    assert "127.0.0.2" in p["detail"] and p.get("status") in (None, 400), p
+    (st,) = [s for s in one["states"] if s["type"] == "ecc"]
+    assert st["problem"] == p and st["cause"] == "validation" and st["issuer"] == 1, st
     assert a.admin("POST", "/acme/certificates/down.example.test")[0] == 409
     status, view = a.admin("GET", "/acme/certificates")
     assert [f["name"] for f in view["failures"]] == ["down.example.test"]

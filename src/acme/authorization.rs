@@ -1,7 +1,7 @@
 //! Authorization objects (RFC 8555 §7.1.4) and the choice of a challenge (§7.5).
 use super::challenge::{token_is_valid, Challenge};
 use super::persist;
-use super::{AcmeError, ChallengeTask, ChallengeType, Identifier};
+use super::{AcmeError, ChallengeTask, ChallengeType, Identifier, Problem};
 use crate::crypto::challenge::key_authorization;
 
 /// An authorization that needs the client: a challenge to publish (and maybe start), or just
@@ -95,17 +95,21 @@ impl Authorization {
         prefs: &[ChallengeType],
         thumbprint: &str,
     ) -> Result<Option<PendingAuthz>, AcmeError> {
-        let invalid =
-            || AcmeError::Invalid(format!("challenge invalid: {}", self.describe_challenges()));
+        let invalid = || {
+            AcmeError::Invalid(
+                format!("challenge invalid: {}", self.describe_challenges()),
+                self.first_error(),
+            )
+        };
         match self.status.as_str() {
             "valid" => return Ok(None),
             "pending" => {}
             "invalid" => return Err(invalid()),
             other => {
-                return Err(AcmeError::Invalid(format!(
-                    "authorization {url} for {} is {other}",
-                    self.name()
-                )))
+                return Err(AcmeError::Invalid(
+                    format!("authorization {url} for {} is {other}", self.name()),
+                    None,
+                ))
             }
         }
         let (chall, kind) = self.choose(prefs)?;
@@ -168,6 +172,14 @@ impl Authorization {
     }
 
     /// Every challenge as `<type>: <status>[: <detail>]`, joined by `; ` (the original's text).
+    /// The problem document of the first challenge that has one (why validation failed).
+    pub fn first_error(&self) -> Option<Box<Problem>> {
+        self.challenges
+            .iter()
+            .find_map(|c| c.error.clone())
+            .map(Box::new)
+    }
+
     pub fn describe_challenges(&self) -> String {
         self.challenges
             .iter()

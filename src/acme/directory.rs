@@ -34,17 +34,20 @@ impl Directory {
     pub fn from_response(resp: &Response) -> Result<Directory, AcmeError> {
         let ct = resp.header("content-type").unwrap_or("");
         if resp.status != 200 || !ct.to_ascii_lowercase().contains("application/json") {
-            return Err(AcmeError::Directory(format!(
-                "acme directory listing failed: status code {}, content-type {}",
-                resp.status,
-                quote_body(ct.as_bytes())
-            )));
+            return Err(AcmeError::Directory(
+                format!(
+                    "acme directory listing failed: status code {}, content-type {}",
+                    resp.status,
+                    quote_body(ct.as_bytes())
+                ),
+                None,
+            ));
         }
         let raw: serde_json::Value = serde_json::from_slice(&resp.body)
             .ok()
             .filter(|v: &serde_json::Value| v.is_object())
             .ok_or_else(|| {
-                AcmeError::Directory("acme directory listing response malformed".into())
+                AcmeError::Directory("acme directory listing response malformed".into(), None)
             })?;
         Directory::from_json(raw)
     }
@@ -64,10 +67,13 @@ impl Directory {
             .filter(|k| url(k).is_none())
             .collect();
         if !missing.is_empty() {
-            return Err(AcmeError::Directory(format!(
-                "acme directory listing is missing {} (newNonce, newAccount, newOrder and revokeCert are required)",
-                missing.join(", ")
-            )));
+            return Err(AcmeError::Directory(
+                format!(
+                    "acme directory listing is missing {} (newNonce, newAccount, newOrder and revokeCert are required)",
+                    missing.join(", ")
+                ),
+                None,
+            ));
         }
         let meta = raw.get("meta");
         let meta_text = |k: &str| {

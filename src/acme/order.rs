@@ -262,7 +262,12 @@ impl OrderFlow {
                     )))
                 }
             },
-            "invalid" => return Err(AcmeError::Invalid(order.invalid_reason(&self.order_url))),
+            "invalid" => {
+                return Err(AcmeError::Invalid(
+                    order.invalid_reason(&self.order_url),
+                    order.error.clone().map(Box::new),
+                ))
+            }
             "processing" => {
                 if !matches!(self.stage, Stage::AwaitingOrderValid) {
                     let first = retry_after(resp, now)
@@ -457,10 +462,10 @@ impl Flow for OrderFlow {
                 let body = resp.json("challenge start")?;
                 if let Some(ch) = Challenge::from_json(&body) {
                     if ch.status == "invalid" {
-                        return Err(AcmeError::Invalid(format!(
-                            "challenge invalid: {}",
-                            ch.describe()
-                        )));
+                        return Err(AcmeError::Invalid(
+                            format!("challenge invalid: {}", ch.describe()),
+                            ch.error.clone().map(Box::new),
+                        ));
                     }
                 }
                 match (i + 1..self.pending.len()).find(|&j| self.pending[j].start) {
@@ -493,14 +498,14 @@ impl Flow for OrderFlow {
                         now,
                         format!("authorization {} for {} is still pending", p.url, p.name),
                     ),
-                    "invalid" => Err(AcmeError::Invalid(format!(
-                        "challenge invalid: {}",
-                        authz.describe_challenges()
-                    ))),
-                    other => Err(AcmeError::Invalid(format!(
-                        "authorization {} for {} is {other}",
-                        p.url, p.name
-                    ))),
+                    "invalid" => Err(AcmeError::Invalid(
+                        format!("challenge invalid: {}", authz.describe_challenges()),
+                        authz.first_error(),
+                    )),
+                    other => Err(AcmeError::Invalid(
+                        format!("authorization {} for {} is {other}", p.url, p.name),
+                        None,
+                    )),
                 }
             }
             Stage::AwaitingOrderReady | Stage::AwaitingOrderValid => {

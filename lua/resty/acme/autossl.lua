@@ -406,13 +406,14 @@ local function ensure_client()
   if not ok then
     return nil, "error during acme init: " .. err
   end
-  err = AUTOSSL.client:init()
+  local act
+  err, act = AUTOSSL.client:init()
   if err then
-    return nil, "error during acme init: " .. err
+    return nil, "error during acme init: " .. err, act
   end
-  local _, aerr = AUTOSSL.client:new_account()
+  local _, aerr, aact = AUTOSSL.client:new_account()
   if aerr then
-    return nil, "error during acme login: " .. aerr
+    return nil, "error during acme login: " .. aerr, aact
   end
   account_ready = true
   AUTOSSL.client_initialized = true
@@ -533,9 +534,10 @@ local function do_update(data, domain, typ)
     return nil, true
   end
 
-  local ok, err = issuers.ensure(data.issuer, ensure_client, AUTOSSL.load_account_key_storage)
+  -- a failure before any order (directory, nonce, account) keeps the CA's problem type
+  local ok, err, efail = issuers.ensure(data.issuer, ensure_client, AUTOSSL.load_account_key_storage)
   if not ok then
-    return err
+    return err, nil, efail
   end
   -- the CA's order budget (resty.acme.budget): beyond it the name waits in the queue
   if not budget.admit(storage, domain, typ, data, issuers.uri(data.issuer)) then
@@ -579,6 +581,7 @@ local function do_update(data, domain, typ)
     cert = cert,
     type = typ,
     updated = now(),
+    issuer = issuers.record_uri(data.issuer), -- a field lua-resty-acme ignores
   })
   local serr = store_entry(key, value)
   if serr then
@@ -608,7 +611,9 @@ function AUTOSSL.update_cert(data)
     return "cert update is not allowed for domain " .. domain
   end
   local storage = AUTOSSL.storage
-  local issuer, until_t = issuers.pick(storage, domain, typ)
+  -- a renewal asks the CA that issued the certificate first
+  local issuer, until_t = issuers.pick(storage, domain, typ, nil,
+    data.renew and issuers.issued_by(storage, domain, typ) or nil)
   data.issuer = issuer
   if until_t then
     log(ngx.INFO, "previous attempt for ", domain, " failed, cooling off for another ",
@@ -720,7 +725,8 @@ local function renew_candidate(c)
   log(ngx.INFO, "renewing ", c.typ, " certificate for ", c.name, " (expires ", c.not_after, ")")
   metrics.add('acme_renewals_total{type="' .. c.typ .. '"}')
   if c.not_after - now() <= AUTOSSL.config.events_expiring_within then
-    events.emit("expiring", { domain = c.name, type = c.typ, not_after = c.not_after })
+    events.emit("expiring", { domain = c.name, type = c.typ, not_after = c.not_after },
+      AUTOSSL.storage)
   end
   local uerr = AUTOSSL.update_cert({ domain = c.name, renew = true, tries = 0, type = c.typ,
                                      replaces = c.replaces, fingerprint = c.fingerprint })
