@@ -15,14 +15,14 @@ import time
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from fakes.ari_proxy import AriProxy
 from harness import AutoSSL, ChallTestSrv2, Pebble2, Redis, TestCA, free_port, pebble2_bin_dir
 from harness.autossl import crowd
 from harness.control import admin_server, admin_view, eval_server, lua_eval
+from harness.ca import make_cert
 from harness.storage import file_store, put_entry, read_entry
 
 pytestmark = pytest.mark.skipif(pebble2_bin_dir() is None,
@@ -188,26 +188,6 @@ def test_two_minute_certificates_renew_once_per_window_across_three_nodes(
     assert pebble.orders_count() == sum(len(c) for c in seen.values())
     for n in nodes:
         n.nginx.stop()
-
-
-def make_cert(ca_cert, ca_key, name, not_before, not_after):
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                       critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
 
 
 def test_ninety_day_certificate_is_renewed_at_6_days_left_not_at_8(pebble, challtestsrv,

@@ -119,3 +119,25 @@ class TestCA:
         _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         _write(key_path, _key_pem(key), 0o600)
         return cert_path, key_path
+
+
+def make_cert(ca_cert, ca_key, name, not_before, not_after):
+    """A leaf for `name` signed by `ca_cert`/`ca_key`, valid over the given dates: (cert PEM,
+    PKCS#8 key PEM) as text."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
