@@ -17,6 +17,7 @@ pub mod peer;
 pub mod serve;
 pub mod tls_alpn;
 pub mod tls_cert;
+pub mod tls_client;
 
 pub use error::CryptoError;
 pub use key::{KeyType, PrivateKey};
