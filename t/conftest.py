@@ -9,7 +9,26 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import CORE_SO, REPO, Bind, ChallTestSrv, Nginx, Pebble  # noqa: E402
+from harness import nginx as harness_nginx  # noqa: E402
 from harness import secrets  # noqa: E402
+from harness.ca import write_key  # noqa: E402
+from harness.pebble import EAB_KEY, EAB_KID  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "platform_independent: runs no nginx (the CLI, Pebble, pure Python), so "
+        "`make test` runs it on the first platform only (PLATFORM_BOUND_ONLY=1 deselects it); "
+        "starting nginx in such a test fails it")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    # fixtures included: a platform_independent test may not start nginx in setup either
+    marked = item.get_closest_marker("platform_independent") is not None
+    harness_nginx.platform_independent_test[0] = item.nodeid if marked else None
+    yield
+    harness_nginx.platform_independent_test[0] = None
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
@@ -41,10 +60,27 @@ def _running(request, server, title, lines):
         _dump(title, server.log_tail(lines))
 
 
+def _stop_all(request, made, title, lines):
+    """A factory fixture's teardown: stops every server it made and, when the test failed,
+    prints the last `lines` of each one's log under `title % workdir`."""
+    for server in made:
+        server.stop()
+    if _failed(request):
+        for server in made:
+            _dump(title % server.workdir, server.log_tail(lines))
+
+
 @pytest.fixture
 def workdir(tmp_path):
     """A fresh directory for the test's servers (pytest's tmp_path)."""
     return tmp_path
+
+
+@pytest.fixture
+def account_key(workdir):
+    """An EC account key file in workdir that every node of a test shares (no RSA-4096 key
+    made per node: seconds of CPU each on a loaded machine)."""
+    return write_key(os.path.join(str(workdir), "account.pem"))
 
 
 @pytest.fixture
@@ -58,6 +94,40 @@ def pebble(workdir, challtestsrv, request):
     """Started Pebble using challtestsrv as DNS; validation of any name hits 127.0.0.1."""
     yield from _running(request, Pebble(workdir, challtestsrv=challtestsrv).start(),
                         "pebble log tail", 60)
+
+
+@pytest.fixture
+def pebble_factory(workdir, challtestsrv, request):
+    """``pebble_factory(name, **Pebble options)`` -> a started Pebble in ``<workdir>/<name>``
+    using ``challtestsrv`` as DNS (beside the plain ``pebble``, if the test has it too); all
+    stopped at teardown."""
+    made = []
+
+    def make(name, **options):
+        p = Pebble(os.path.join(str(workdir), name), challtestsrv=challtestsrv, **options)
+        made.append(p)
+        return p.start()
+
+    yield make
+    _stop_all(request, made, "pebble log tail (%s)", 60)
+
+
+@pytest.fixture
+def eab_pebble(pebble_factory):
+    """Started Pebble that requires EAB: kid ``harness.pebble.EAB_KID``, HMAC key ``EAB_KEY``."""
+    return pebble_factory("eab", eab_keys={EAB_KID: EAB_KEY})
+
+
+@pytest.fixture
+def alt_pebble(pebble_factory):
+    """Started Pebble with two alternate chains (three roots: ``roots()``)."""
+    return pebble_factory("alt", alternate_roots=2)
+
+
+@pytest.fixture
+def nonce_pebble(pebble_factory):
+    """Started Pebble that rejects half of all good nonces with badNonce."""
+    return pebble_factory("nonce", nonce_reject=50)
 
 
 @pytest.fixture
@@ -91,11 +161,7 @@ def nginx_factory(workdir, request):
         return n
 
     yield make
-    for n in made:
-        n.stop()
-    if _failed(request):
-        for n in made:
-            _dump("nginx error.log tail (%s)" % n.workdir, n.log_tail(80))
+    _stop_all(request, made, "nginx error.log tail (%s)", 80)
 
 
 @pytest.fixture(scope="session")

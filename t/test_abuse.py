@@ -19,11 +19,10 @@ import urllib.request
 import pytest
 import tlsraw
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from harness import AutoSSL, Pebble, Redis, free_port
-from harness.control import admin_server
+from harness import AutoSSL, Redis, free_port
+from harness.ca import write_key
+from harness.control import admin_metrics, admin_server, admin_view
 
 ALLOWED_BY_ASK = [
     "a1.example.test", "a2.example.test", "a3.example.test", "a4.example.test",
@@ -51,11 +50,6 @@ def ask_server(port, allowed, log_path):
         return 403 "no";
       }
     }""" % (entries, port, log_path)
-
-
-def get_text(port, path):
-    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=10) as r:
-        return r.read().decode()
 
 
 def asked(log_path):
@@ -147,12 +141,9 @@ def timed_handshake(a, name):
 
 
 @pytest.fixture
-def short_pebble(workdir, challtestsrv):
+def short_pebble(pebble_factory):
     # 60 s certificates fall due after half their lifetime (docs/COMPAT.md, renewal rule)
-    p = Pebble(workdir, challtestsrv=challtestsrv, validity_period=60)
-    p.start()
-    yield p
-    p.stop()
+    return pebble_factory("short", validity_period=60)
 
 
 def test_pebble_flood_orders_only_allowed_names_within_budget(pebble, challtestsrv,
@@ -235,7 +226,7 @@ def test_pebble_flood_orders_only_allowed_names_within_budget(pebble, challtests
     assert len(re.findall(r"on-demand budget budget_registered_domain \(3 new names\) spent "
                           r"for example\.test", log)) == 1
     time.sleep(1.5)
-    metrics = get_text(admin_port, "/metrics")
+    metrics = admin_metrics(admin_port)
     for reason in ("ask", "budget_global"):
         assert re.search(r'acme_orders_refused_total\{reason="%s"\} [1-9]' % reason, metrics), \
             metrics
@@ -298,7 +289,7 @@ def test_pebble_renewal_goes_on_when_the_budget_is_spent(short_pebble, challtest
     assert log.count("on-demand budget budget_global (1 new names) spent") == 1
     time.sleep(1.5)
     assert re.search(r'acme_orders_refused_total\{reason="budget_global"\} [1-9]',
-                     get_text(admin_port, "/metrics"))
+                     admin_metrics(admin_port))
 
 
 def test_pebble_budget_per_client_address(pebble, challtestsrv, nginx_factory, workdir):
@@ -371,7 +362,7 @@ def test_pebble_preflight_spares_validation_when_port_80_is_closed(pebble, chall
     # one order, no validation asked of the CA, and the cooloff holds back another try
     assert pebble.orders_count() == 1
     assert "Attempting to validate" not in pebble.log()
-    view = json.loads(get_text(admin_port, "/admin"))
+    view = admin_view(admin_port)
     (f,) = view["failures"]
     assert f["name"] == "closed.example.test" and f["cooloff_until"]
     assert "pre-flight check failed" in f["last_error"]
@@ -433,11 +424,7 @@ def test_pebble_budget_is_shared_by_a_cluster(pebble, challtestsrv, nginx_factor
     redis = Redis(workdir)
     redis.start()
     try:
-        key_path = os.path.join(str(workdir), "account.pem")
-        with open(key_path, "wb") as f:
-            f.write(ec.generate_private_key(ec.SECP256R1()).private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption()))
+        key_path = write_key(os.path.join(str(workdir), "account.pem"))
         extra = ('storage_adapter = "redis", storage_config = { port = %d }, '
                  'account_key_path = "%s", new_name_budget = { window = 3600, global = 3 },'
                  % (redis.port, key_path))

@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import AutoSSL, TestCA, free_port
-from harness.ca import make_cert
 from harness.control import eval_server
 from harness.storage import file_store, put_entry
 from pemutil import load_certs
@@ -417,14 +416,12 @@ def test_expiring_event_fires_once_per_window(pebble, challtestsrv, nginx_factor
     name = "exp.example.test"
     challtestsrv.add_a(name, "127.0.0.2")
     ca = TestCA(os.path.join(str(workdir), "oldca"))
-    with open(ca.ca_pem, "rb") as f:
-        ca_cert = x509.load_pem_x509_certificate(f.read())
     store = os.path.join(str(workdir), "store")
     os.makedirs(store)
     now = datetime.datetime.now(datetime.timezone.utc)
     nb = now - datetime.timedelta(days=88)
     not_after = nb + datetime.timedelta(days=90)
-    cert_pem, key_pem = make_cert(ca_cert, ca._ca_key, name, nb, not_after)
+    cert_pem, key_pem = ca.leaf_pem([name], not_before=nb, not_after=not_after)
     put_entry(store, name, cert_pem, key_pem, updated=nb.timestamp())
     callback = """
       events_callback = function(event, data)

@@ -12,7 +12,6 @@ import ssl
 import subprocess
 import threading
 import time
-import urllib.request
 
 import pytest
 import tlsraw
@@ -20,20 +19,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from harness import AutoSSL, Pebble, TestCA, free_port
-from harness.control import eval_server, lua_eval
-from harness.storage import file_store, put_entry, stored_files
-from pemutil import load_certs
-
-
-def san_names(cert):
-    ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    return ext.value.get_values_for_type(x509.DNSName)
-
-
-def issued_by_pebble(pebble, cert):
-    inter = [x509.load_pem_x509_certificate(p.encode()) for p in pebble.intermediates()]
-    return cert.issuer in [i.subject for i in inter]
+from harness import AutoSSL, TestCA, free_port
+from harness.ca import write_key
+from harness.control import admin_metrics, admin_server, admin_view, eval_server, lua_eval
+from harness.storage import ari_windows, file_store, forget_ari_windows, put_entry
+from pemutil import dns_names, load_certs
 
 
 def test_pebble_autossl_issues_rsa_and_ecc_on_demand(pebble, challtestsrv, nginx_factory,
@@ -45,11 +35,11 @@ def test_pebble_autossl_issues_rsa_and_ecc_on_demand(pebble, challtestsrv, nginx
     for name in ("one.example.test", "two.example.test"):
         e = a.wait_issued(name, kind="ecc")
         assert isinstance(e.public_key(), ec.EllipticCurvePublicKey)
-        assert issued_by_pebble(pebble, e) and san_names(e) == [name]
+        assert pebble.issued_by(e) and dns_names(e) == [name]
         r = a.wait_issued(name, kind="rsa")
         assert isinstance(r.public_key(), rsa.RSAPublicKey)
         assert r.public_key().key_size == 4096
-        assert issued_by_pebble(pebble, r) and san_names(r) == [name]
+        assert pebble.issued_by(r) and dns_names(r) == [name]
         # leaf and Pebble's intermediate, once each, for both key types
         for kind, leaf in (("ecc", e), ("rsa", r)):
             chain = a.served_chain(name, kind=kind)
@@ -73,7 +63,7 @@ def test_pebble_autossl_refused_name_gets_fallback_and_no_order(pebble, challtes
     assert pebble.orders_count() == 0
     # a wildcard entry allows a name below it
     cert = a.wait_issued("a.wild.example.test")
-    assert san_names(cert) == ["a.wild.example.test"]
+    assert dns_names(cert) == ["a.wild.example.test"]
 
 
 @pytest.mark.parametrize("sni", [None, b"127.0.0.1", b"[::1]", b"trailing.example.test.",
@@ -115,7 +105,7 @@ def test_pebble_autossl_upper_case_sni_is_served_lower_case(pebble, challtestsrv
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["case.example.test"],
                 key_types=("ecc",))
     cert = a.wait_issued("CASE.Example.Test")
-    assert san_names(cert) == ["case.example.test"]
+    assert dns_names(cert) == ["case.example.test"]
 
 
 def test_pebble_autossl_blocking_serves_real_cert_first(pebble, challtestsrv, nginx_factory,
@@ -124,7 +114,7 @@ def test_pebble_autossl_blocking_serves_real_cert_first(pebble, challtestsrv, ng
                 key_types=("ecc",), extra="blocking = true,")
     cert = a.handshake("block.example.test", timeout=60)
     assert not a.is_fallback(cert)
-    assert issued_by_pebble(pebble, cert)
+    assert pebble.issued_by(cert)
     assert pebble.orders_count() == 1
 
 
@@ -158,12 +148,9 @@ def test_pebble_autossl_concurrent_first_handshakes_make_one_order(pebble, chall
 
 
 @pytest.fixture
-def short_pebble(workdir, challtestsrv):
+def short_pebble(pebble_factory):
     # renewal starts at half the lifetime for lifetimes under 10 days: 13.5 to 15 s here
-    p = Pebble(workdir, challtestsrv=challtestsrv, validity_period=30)
-    p.start()
-    yield p
-    p.stop()
+    return pebble_factory("short", validity_period=30)
 
 
 def test_pebble_autossl_renewal_replaces_certificate_without_failed_handshake(
@@ -260,7 +247,7 @@ def test_pebble_autossl_names_of_one_ca_serve_their_own_leaf_and_the_intermediat
             chain = served_chain(a.https_port, name)
             assert len(chain) == 2, chain
             assert chain[0].serial_number == leaves[name].serial_number
-            assert san_names(chain[0]) == [name]
+            assert dns_names(chain[0]) == [name]
             assert chain[0].issuer == chain[1].subject
             assert chain[1].subject in inters
             sent.setdefault(name, chain[1])
@@ -325,7 +312,7 @@ def test_pebble_autossl_stored_key_of_another_certificate_is_refused_and_replace
     first = a.handshake("mixed.example.test")
     assert a.is_fallback(first)
     issued = a.wait_issued("mixed.example.test")
-    assert issued_by_pebble(pebble, issued) and issued.serial_number != stored_serial
+    assert pebble.issued_by(issued) and issued.serial_number != stored_serial
     assert pebble.orders_count() == 1
     assert "does not belong to the stored certificate" in a.nginx.error_log()
 
@@ -387,7 +374,7 @@ def test_pebble_autossl_tls_alpn_01_on_the_https_listener(pebble, challtestsrv, 
                 extra='enabled_challenge_handlers = { "tls-alpn-01" },')
     for kind in ("ecc", "rsa"):
         cert = a.wait_issued("alpn.example.test", kind=kind)
-        assert issued_by_pebble(pebble, cert)
+        assert pebble.issued_by(cert)
     assert pebble.orders_count() == 2
     assert "serving tls-alpn-01 challenge for alpn.example.test" in a.nginx.error_log()
     # ordinary clients (h2 / http/1.1 ALPN) are untouched by the ClientHello hook
@@ -410,10 +397,7 @@ def test_pebble_autossl_tls_alpn_01_on_the_https_listener(pebble, challtestsrv, 
 
 def test_pebble_autossl_domain_key_paths(pebble, challtestsrv, nginx_factory, workdir):
     key = ec.generate_private_key(ec.SECP256R1())
-    path = os.path.join(str(workdir), "domain.key")
-    with open(path, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+    path = write_key(os.path.join(str(workdir), "domain.key"), key)
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=["keyed.example.test"],
                 key_types=("ecc",), extra="domain_key_paths = { ecc = %s }," % json.dumps(path))
     cert = a.wait_issued("keyed.example.test")
@@ -561,22 +545,12 @@ def test_pebble_autossl_renews_when_ari_window_opens(pebble, challtestsrv, nginx
     new order names the certificate it replaces."""
     from fakes.ari_proxy import AriProxy
 
-    ca = TestCA(os.path.join(str(workdir), "proxyca"))
     now = time.time()
-    proxy = AriProxy(pebble, ca.cert_pem, ca.key_pem, (now + 30 * 86400, now + 31 * 86400))
-
-    class Via:  # Pebble as seen through the proxy
-        directory_url = proxy.directory_url
-        ca_pem = ca.ca_pem
-        http_port = pebble.http_port
-
-        def __getattr__(self, name):
-            return getattr(pebble, name)
-
+    proxy = AriProxy(pebble, (now + 30 * 86400, now + 31 * 86400))
     store = os.path.join(str(workdir), "store")
     os.makedirs(store)
     try:
-        a = AutoSSL(nginx_factory, Via(), challtestsrv, workdir, domains=["ari.example.test"],
+        a = AutoSSL(nginx_factory, proxy, challtestsrv, workdir, domains=["ari.example.test"],
                     key_types=("ecc",), workers=1,
                     extra=file_store(store, "renew_check_interval = 1, cache_ttl = 1,"))
         first = a.wait_issued("ari.example.test")
@@ -590,10 +564,8 @@ def test_pebble_autossl_renews_when_ari_window_opens(pebble, challtestsrv, nginx
         proxy.window = (time.time() - 60, time.time() - 1)
         # the window is shared through storage until the CA's Retry-After (at least 60 s):
         # its expiry is what makes every node ask again
-        shared = stored_files(store, b"ari_window:")
-        assert shared, os.listdir(store)
-        for f in shared:
-            os.unlink(os.path.join(store, f))
+        assert ari_windows(store), os.listdir(store)
+        forget_ari_windows(store)
         deadline = time.monotonic() + 30
         while len(proxy.orders) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -611,27 +583,16 @@ def test_pebble_autossl_renews_when_ari_window_opens(pebble, challtestsrv, nginx
 
 def test_pebble_autossl_admin_view_and_metrics(pebble, challtestsrv, nginx_factory, workdir):
     port = free_port()
-    admin = """
-    server {
-      listen 127.0.0.1:%d;
-      allow 127.0.0.1;
-      deny all;
-      location = /admin { content_by_lua_block { require("resty.acme.autossl").serve_admin() } }
-      location = /metrics {
-        content_by_lua_block { require("resty.acme.autossl").serve_metrics() }
-      }
-    }""" % port
     challtestsrv.add_a("down.example.test", "127.0.0.2")
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir,
                 domains=["seen.example.test", "down.example.test"], key_types=("ecc",),
-                extra_http=admin)
+                extra_http=admin_server(port))
     cert = a.wait_issued("seen.example.test")
     a.handshake("down.example.test")
     a.handshake("nope.example.test")
     a.nginx.wait_log(r"failed to order ecc certificate for down\.example\.test", timeout=60)
     time.sleep(1.5)  # counters are folded into the shared dict once a second
-    with urllib.request.urlopen("http://127.0.0.1:%d/admin" % port, timeout=10) as r:
-        view = json.loads(r.read())
+    view = admin_view(port)
     (c,) = view["certificates"]
     assert c["name"] == "seen.example.test" and c["type"] == "ecc"
     assert int(c["serial"], 16) == cert.serial_number  # hex with whole bytes: may start with 0
@@ -639,8 +600,7 @@ def test_pebble_autossl_admin_view_and_metrics(pebble, challtestsrv, nginx_facto
     assert c["sans"] == ["seen.example.test"] and c["renewal_due"] is False
     (f,) = view["failures"]
     assert f["name"] == "down.example.test" and f["attempts"] == 1 and f["cooloff_until"]
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
-        text = r.read().decode()
+    text = admin_metrics(port)
     assert ('acme_certificate_expiry_timestamp_seconds{name="seen.example.test",type="ecc"} %d'
             % int(cert.not_valid_after.timestamp())) in text
     assert 'acme_orders_total{type="ecc",result="success"} 1' in text
@@ -656,16 +616,11 @@ def test_pebble_autossl_native_serving_skips_the_lua_phase_for_cached_names(
     callback, so the ssl_certificate_by_lua block runs for it only when its cache entries have
     expired; names not cached still run it; a renewed certificate in the store is served once
     the entries expire; the handshakes served natively are counted in the metrics."""
-    port = free_port()
-    http = eval_server(port).rstrip().rstrip("}") + """
-      location = /metrics {
-        content_by_lua_block { require("resty.acme.autossl").serve_metrics() }
-      }
-    }"""
+    port, admin_port = free_port(), free_port()
     name = "native.example.test"
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=[name],
                 key_types=("rsa", "ecc"), workers=1, extra="native_serving = true, cache_ttl = 3,",
-                extra_http=http, trace_lua_phase=True)
+                extra_http=eval_server(port) + admin_server(admin_port), trace_lua_phase=True)
     certs = {kind: a.wait_issued(name, kind=kind) for kind in ("rsa", "ecc")}
     time.sleep(3.5)  # every entry expires: the next handshake refreshes both in Lua
     assert a.handshake(name, kind="rsa").serial_number == certs["rsa"].serial_number
@@ -701,8 +656,7 @@ def test_pebble_autossl_native_serving_skips_the_lua_phase_for_cached_names(
     assert a.handshake(name, kind="rsa").serial_number == certs["rsa"].serial_number
 
     time.sleep(1.5)  # counters are folded into the shared dict once a second
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
-        text = r.read().decode()
+    text = admin_metrics(admin_port)
     served = int(re.search(r'acme_handshakes_total\{result="served"\} (\d+)', text).group(1))
     assert served >= 14, text
     assert "[error]" not in a.nginx.error_log()

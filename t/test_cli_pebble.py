@@ -18,9 +18,14 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
 
-from harness import REPO, ChallTestSrv, Pebble, TestCA, free_port  # noqa: F401
+from harness import REPO, TestCA, free_port
+from harness.pebble import EAB_KEY, EAB_KID
+from pemutil import common_name as cn
+from pemutil import dns_names, load_certs
+
+# the CLI against Pebble, no nginx: `make test` runs this file on its first platform only
+pytestmark = pytest.mark.platform_independent
 
 CLI_TIMEOUT = 240
 
@@ -100,23 +105,6 @@ def cert_entry(store, name, typ):
     return entry
 
 
-def chain_of(pem):
-    # (cryptography 38 on Debian 12 has no load_pem_x509_certificates)
-    end = "-----END CERTIFICATE-----"
-    blocks = [b + end for b in pem.split(end) if "-----BEGIN CERTIFICATE-----" in b]
-    return [x509.load_pem_x509_certificate(b.strip().encode()) for b in blocks]
-
-
-def san_names(cert):
-    ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    return sorted(ext.value.get_values_for_type(x509.DNSName))
-
-
-def cn(name):
-    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return attrs[0].value if attrs else None
-
-
 def public_bytes(key):
     return key.public_bytes(serialization.Encoding.DER,
                             serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -125,9 +113,9 @@ def public_bytes(key):
 def verify_issued(pebble, store, names, typ, chain_index=0):
     """Checks the stored entry for names[0]: SANs, issuer, signature, key match."""
     entry = cert_entry(store, names[0], typ)
-    chain = chain_of(entry["cert"])
+    chain = load_certs(entry["cert"])
     leaf = chain[0]
-    assert san_names(leaf) == sorted(names)
+    assert dns_names(leaf) == sorted(names)
     inter = x509.load_pem_x509_certificate(pebble.intermediates()[chain_index].encode())
     assert leaf.issuer == inter.subject
     pub = inter.public_key()
@@ -237,7 +225,7 @@ def test_pebble_issue_http01_rsa(cli, pebble, workdir):
     pem_file = workdir / "chain.pem"
     pem_file.write_text(entry["cert"])
     r2 = run(cli, "show", pem_file, check=0)
-    assert r2.out.count("certificate ") == len(chain_of(entry["cert"]))
+    assert r2.out.count("certificate ") == len(load_certs(entry["cert"]))
     assert "sha256:      %s" % leaf.fingerprint(hashes.SHA256()).hex() in r2.out
 
 
@@ -281,17 +269,6 @@ def test_pebble_dns_hook_failure_is_reported(cli, pebble, workdir):
 
 # -- EAB ----------------------------------------------------------------------------------
 
-EAB_KID = "kid-1"
-EAB_KEY = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
-
-
-@pytest.fixture
-def eab_pebble(workdir, challtestsrv):
-    p = Pebble(workdir / "eab", challtestsrv=challtestsrv, eab_keys={EAB_KID: EAB_KEY}).start()
-    yield p
-    p.stop()
-
-
 def test_pebble_eab(cli, eab_pebble, workdir):
     p = eab_pebble
     # Without EAB: the CA's refusal is shown.
@@ -319,29 +296,26 @@ def test_pebble_eab(cli, eab_pebble, workdir):
 # -- alternate chains ---------------------------------------------------------------------
 
 
-def test_pebble_preferred_chain(cli, workdir, challtestsrv):
-    p = Pebble(workdir / "alt", challtestsrv=challtestsrv, alternate_roots=2).start()
-    try:
-        roots = [x509.load_pem_x509_certificate(pem.encode()) for pem in p.roots()]
-        assert len(roots) == 3
-        for i, root in enumerate(roots):
-            store = workdir / ("store%d" % i)
-            run(cli, "issue", *ca_args(p), *http_args(p), "--store", store,
-                "--domain", "chain.example.com", "--key-type", "ecc",
-                "--preferred-chain", cn(root.subject), check=0)
-            entry = cert_entry(store, "chain.example.com", "ecc")
-            top = chain_of(entry["cert"])[-1]
-            assert top.issuer == root.subject, (i, cn(top.issuer), cn(root.subject))
-            verify_issued(p, store, ["chain.example.com"], "ecc", chain_index=i)
-        # An unknown name keeps the default chain.
-        store = workdir / "store-x"
+def test_pebble_preferred_chain(cli, workdir, alt_pebble):
+    p = alt_pebble
+    roots = [x509.load_pem_x509_certificate(pem.encode()) for pem in p.roots()]
+    assert len(roots) == 3
+    for i, root in enumerate(roots):
+        store = workdir / ("store%d" % i)
         run(cli, "issue", *ca_args(p), *http_args(p), "--store", store,
             "--domain", "chain.example.com", "--key-type", "ecc",
-            "--preferred-chain", "No Such Root", check=0)
-        top = chain_of(cert_entry(store, "chain.example.com", "ecc")["cert"])[-1]
-        assert top.issuer == roots[0].subject
-    finally:
-        p.stop()
+            "--preferred-chain", cn(root.subject), check=0)
+        entry = cert_entry(store, "chain.example.com", "ecc")
+        top = load_certs(entry["cert"])[-1]
+        assert top.issuer == root.subject, (i, cn(top.issuer), cn(root.subject))
+        verify_issued(p, store, ["chain.example.com"], "ecc", chain_index=i)
+    # An unknown name keeps the default chain.
+    store = workdir / "store-x"
+    run(cli, "issue", *ca_args(p), *http_args(p), "--store", store,
+        "--domain", "chain.example.com", "--key-type", "ecc",
+        "--preferred-chain", "No Such Root", check=0)
+    top = load_certs(cert_entry(store, "chain.example.com", "ecc")["cert"])[-1]
+    assert top.issuer == roots[0].subject
 
 
 # -- revocation ---------------------------------------------------------------------------
@@ -352,7 +326,7 @@ def test_pebble_revoke(cli, pebble, workdir, use_cert_key):
     store = workdir / "store"
     run(cli, "issue", *ca_args(pebble), *http_args(pebble), "--store", store,
         "--domain", "revoke.example.com", "--key-type", "ecc", check=0)
-    leaf = chain_of(cert_entry(store, "revoke.example.com", "ecc")["cert"])[0]
+    leaf = load_certs(cert_entry(store, "revoke.example.com", "ecc")["cert"])[0]
     serial = "%x" % leaf.serial_number
     assert pebble.cert_status(serial)["Status"] == "Valid"
     extra = ["--use-cert-key"] if use_cert_key else []
@@ -431,21 +405,18 @@ def test_pebble_account_key_file(cli, pebble, workdir):
 # -- badNonce -----------------------------------------------------------------------------
 
 
-def test_pebble_nonce_reject_still_issues(cli, workdir, challtestsrv):
-    p = Pebble(workdir / "nonce", challtestsrv=challtestsrv, nonce_reject=50).start()
-    try:
-        store = workdir / "store"
-        rejected = 0
-        for i in range(3):
-            name = "nonce%d.example.com" % i
-            r = run(cli, "issue", *ca_args(p), *http_args(p), "--store", store,
-                    "--domain", name, "--key-type", "ecc", "--verbose", check=0)
-            verify_issued(p, store, [name], "ecc")
-            rejected += r.err.count("\n< 400 ")
-        # Pebble does not log its rejections; --verbose shows them as 400 replies.
-        assert rejected > 0
-    finally:
-        p.stop()
+def test_pebble_nonce_reject_still_issues(cli, workdir, nonce_pebble):
+    p = nonce_pebble
+    store = workdir / "store"
+    rejected = 0
+    for i in range(3):
+        name = "nonce%d.example.com" % i
+        r = run(cli, "issue", *ca_args(p), *http_args(p), "--store", store,
+                "--domain", name, "--key-type", "ecc", "--verbose", check=0)
+        verify_issued(p, store, [name], "ecc")
+        rejected += r.err.count("\n< 400 ")
+    # Pebble does not log its rejections; --verbose shows them as 400 replies.
+    assert rejected > 0
 
 
 # -- failures -----------------------------------------------------------------------------

@@ -4,21 +4,21 @@ import base64
 import json
 import os
 import socket
-import ssl
-import threading
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
-from harness import REPO, Pebble, TestCA, free_port
-from harness.control import T_LUA, control_nginx, http01_server, post
-from pemutil import load_certs
+from fakes.httpfake import FakeServer
+from harness import REPO, TestCA, free_port
+from harness.ca import key_pem
+from harness.control import T_LUA, control_nginx, eval_server, http01_server, lua_eval, post
 from harness.nginx import lua_package_path
+from harness.pebble import EAB_KEY, EAB_KID
+from pemutil import common_name, dns_names, leaf, load_certs
+
 
 def lua_str(s):
     return json.dumps(s)
@@ -34,19 +34,6 @@ def client_nginx(nginx_factory, pebble, *, ca_pem=None, api_uri=None, extra=""):
         servers=http01_server(pebble.http_port))
 
 
-def leaf(pem):
-    return load_certs(pem)[0]
-
-
-def sans(cert):
-    ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    return sorted(ext.value.get_values_for_type(x509.DNSName))
-
-
-def issuer_cn(cert):
-    return cert.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-
-
 def key_matches(cert, key_pem):
     key = serialization.load_pem_private_key(key_pem.encode(), None)
     pub = serialization.PublicFormat.SubjectPublicKeyInfo
@@ -57,10 +44,9 @@ def key_matches(cert, key_pem):
 def assert_issued(res, names, pebble):
     assert res.get("err") is None, res
     cert = leaf(res["cert"])
-    assert sans(cert) == sorted(names)
+    assert dns_names(cert) == sorted(names)
     assert key_matches(cert, res["key"])
-    inter = [x509.load_pem_x509_certificate(p.encode()) for p in pebble.intermediates()]
-    assert cert.issuer in [i.subject for i in inter]
+    assert pebble.issued_by(cert)
     assert "%x" % cert.serial_number in [s.lower().lstrip("0") for s in pebble.issued_serials()]
     return cert
 
@@ -137,31 +123,16 @@ def test_pebble_client_account_key_rollover(pebble, nginx_factory):
     from cryptography.hazmat.primitives.asymmetric import ec
     old = ec.generate_private_key(ec.SECP256R1())
     new = ec.generate_private_key(ec.SECP256R1())
-
-    def pem(k):
-        return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                               serialization.NoEncryption()).decode()
-
     n = client_nginx(nginx_factory, pebble)
-    res = post(n, "/rollover", {"conf": {"account_key": pem(old)}, "new_key": pem(new)})
+    res = post(n, "/rollover", {"conf": {"account_key": key_pem(old)}, "new_key": key_pem(new)})
     assert res.get("err") is None and res["ok"], res
     # With the old key, newAccount finds no account: Pebble makes a new one (different URL)
     # or refuses; either way the rolled-over account is no longer reachable with it.
     assert res.get("old_kid") != res["kid"], res
 
 
-@pytest.fixture
-def eab_pebble(workdir, challtestsrv):
-    p = Pebble(workdir, challtestsrv=challtestsrv,
-               eab_keys={"kid-1": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"})
-    p.start()
-    yield p
-    p.stop()
-
-
 def test_pebble_client_eab(eab_pebble, nginx_factory):
-    extra = ('eab_kid = "kid-1", '
-             'eab_hmac_key = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W",')
+    extra = "eab_kid = %s, eab_hmac_key = %s," % (lua_str(EAB_KID), lua_str(EAB_KEY))
     n = client_nginx(nginx_factory, eab_pebble, extra=extra)
     res = post(n, "/order", {"names": ["eab.example.test"], "key_type": "EC",
                              "curve": "prime256v1", "account_key_type": "EC"})
@@ -169,7 +140,8 @@ def test_pebble_client_eab(eab_pebble, nginx_factory):
 
 
 def test_pebble_client_eab_wrong_hmac_is_a_clear_error(eab_pebble, nginx_factory):
-    extra = 'eab_kid = "kid-1", eab_hmac_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",'
+    extra = 'eab_kid = %s, eab_hmac_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",' % (
+        lua_str(EAB_KID))
     n = client_nginx(nginx_factory, eab_pebble, extra=extra)
     res = post(n, "/order", {"names": ["eab2.example.test"], "key_type": "EC",
                              "curve": "prime256v1", "account_key_type": "EC"})
@@ -184,25 +156,17 @@ def test_pebble_client_eab_required_but_missing(eab_pebble, nginx_factory):
     assert "external account binding" in res["err"], res
 
 
-@pytest.fixture
-def alt_pebble(workdir, challtestsrv):
-    p = Pebble(workdir, challtestsrv=challtestsrv, alternate_roots=2)
-    p.start()
-    yield p
-    p.stop()
-
-
 def test_pebble_client_preferred_chain(alt_pebble, nginx_factory):
     roots = [x509.load_pem_x509_certificate(r.encode()) for r in alt_pebble.roots()]
     assert len(roots) == 3
     for root in roots:
-        cn = root.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        cn = common_name(root.subject)
         n = client_nginx(nginx_factory, alt_pebble, extra="preferred_chain = %s," % lua_str(cn))
         res = post(n, "/order", {"names": ["chain.example.test"], "key_type": "EC",
                                  "curve": "prime256v1", "account_key_type": "EC"})
         assert res.get("err") is None, res
         chain = load_certs(res["cert"])
-        assert issuer_cn(chain[-1]) == cn
+        assert common_name(chain[-1].issuer) == cn
         n.stop()
 
 
@@ -259,45 +223,31 @@ def test_pebble_client_kong_call_sequence(pebble, nginx_factory):
     with urllib.request.urlopen("http://127.0.0.1:%d/kong" % ctl, timeout=120) as r:
         text = r.read().decode()
     assert text.startswith("-----BEGIN CERTIFICATE-----"), text
-    assert sans(leaf(text)) == ["kong.example.test"]
+    assert dns_names(leaf(text)) == ["kong.example.test"]
 
 
 # --- faults -------------------------------------------------------------------------------
 
 
-class _Fake(BaseHTTPRequestHandler):
-    mode = "html"
+class _FakeCA(FakeServer):
+    """A CA whose directory is an HTML page, JSON cut short, or lacks every URL but one."""
 
-    def log_message(self, *a):
-        pass
+    DIRS = {"html": (b"<html><body>maintenance</body></html>", {"Content-Type": "text/html"}),
+            "badjson": (b'{"newNonce": ', {"Content-Type": "application/json"}),
+            "incomplete": ({"newNonce": "x"}, {})}
 
-    def do_GET(self):
-        if self.server.mode == "html":
-            body = b"<html><body>maintenance</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-        elif self.server.mode == "badjson":
-            body = b'{"newNonce": '
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-        else:
-            body = b'{"newNonce": "x"}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    def __init__(self, mode, tls):
+        super().__init__(tls=tls)
+        self.mode = mode
+
+    def handle(self, req):
+        body, headers = self.DIRS[self.mode]
+        return 200, body, headers
 
 
 def fake_ca(workdir, mode):
     ca = TestCA(os.path.join(str(workdir), "fakeca-" + mode))
-    srv = ThreadingHTTPServer(("127.0.0.1", free_port()), _Fake)
-    srv.mode = mode
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(ca.cert_pem, ca.key_pem)
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, ca
+    return _FakeCA(mode, (ca.cert_pem, ca.key_pem)).start(), ca
 
 
 def init_error(n):
@@ -345,12 +295,12 @@ def test_pebble_client_malformed_ca_replies(pebble, nginx_factory, workdir, mode
     srv, ca = fake_ca(workdir, mode)
     try:
         n = client_nginx(nginx_factory, pebble, ca_pem=ca.ca_pem,
-                         api_uri="https://localhost:%d/dir" % srv.server_address[1],
+                         api_uri="https://localhost:%d/dir" % srv.port,
                          extra="")
         err = init_error(n)
         assert err and needle in err, err
     finally:
-        srv.shutdown()
+        srv.stop()
 
 
 def test_client_phase_error_in_init_worker(nginx_factory, workdir):
@@ -371,14 +321,6 @@ def test_client_phase_error_in_init_worker(nginx_factory, workdir):
     del ca
 
 
-@pytest.fixture
-def nonce_pebble(workdir, challtestsrv):
-    p = Pebble(workdir, challtestsrv=challtestsrv, nonce_reject=50)
-    p.start()
-    yield p
-    p.stop()
-
-
 def test_pebble_client_survives_nonce_rejection(nonce_pebble, nginx_factory):
     # Pebble refuses half of all good nonces; each refusal is retried with the fresh nonce it
     # carries. 20 retries make a spurious failure of this test about a one-in-a-million event.
@@ -392,9 +334,7 @@ def test_pebble_client_survives_nonce_rejection(nonce_pebble, nginx_factory):
 def test_pebble_client_low_level_api(pebble, nginx_factory):
     """new_nonce, jws, post and new_order behave as the original's public methods."""
     n = client_nginx(nginx_factory, pebble)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()).decode()
+    key = key_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
     def call(method, *args):
         return post(n, "/call", {"method": method, "login": True, "args": list(args),
@@ -439,15 +379,14 @@ def test_pebble_client_example_config(pebble, challtestsrv, nginx_factory):
     n.wait_log(r"certificate for example-client\.example\.test issued", timeout=60)
     with urllib.request.urlopen("http://127.0.0.1:%d/status" % pebble.http_port,
                                 timeout=10) as r:
-        assert sans(leaf(r.read().decode())) == ["example-client.example.test"]
+        assert dns_names(leaf(r.read().decode())) == ["example-client.example.test"]
 
 
 def test_pebble_client_eab_handler(eab_pebble, nginx_factory):
     """eab_handler(account_email) supplies the credentials when the CA requires EAB."""
     extra = ('eab_handler = function(email) '
              'ngx.log(ngx.NOTICE, "eab_handler called for ", email) '
-             'return "kid-1", '
-             '"zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W" end,')
+             'return %s, %s end,' % (lua_str(EAB_KID), lua_str(EAB_KEY)))
     n = client_nginx(nginx_factory, eab_pebble, extra=extra)
     res = post(n, "/order", {"names": ["eabh.example.test"], "key_type": "EC",
                              "curve": "prime256v1", "account_key_type": "EC"})
@@ -455,60 +394,36 @@ def test_pebble_client_eab_handler(eab_pebble, nginx_factory):
     assert "eab_handler called for ops@example.test" in n.error_log()
 
 
-class _ZeroSSL(BaseHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-        self.server.seen.append((self.path, self.headers.get("Content-Type"), body))
-        if "bad" in body:
-            out = b'{"success": false, "error": {"code": 2831, "type": "invalid_email"}}'
-        else:
-            out = b'{"success": true, "eab_kid": "zkid", "eab_hmac_key": "aGVsbG8"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
+class _ZeroSSL(FakeServer):
+    def handle(self, req):
+        if b"bad" in req.body:
+            return 200, {"success": False, "error": {"code": 2831, "type": "invalid_email"}}, {}
+        return 200, {"success": True, "eab_kid": "zkid", "eab_hmac_key": "aGVsbG8"}, {}
 
 
 def test_eab_zerossl_handler_against_fake_api(nginx_factory, workdir):
     ca = TestCA(os.path.join(str(workdir), "zca"))
-    srv = ThreadingHTTPServer(("127.0.0.1", free_port()), _ZeroSSL)
-    srv.seen = []
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(ca.cert_pem, ca.key_pem)
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv = _ZeroSSL(tls=(ca.cert_pem, ca.key_pem)).start()
     port = free_port()
     try:
-        nginx_factory("""
-          lua_ssl_trusted_certificate %s;
-          server {
-            listen 127.0.0.1:%d;
-            location = /eval { content_by_lua_block { require("acme_t").eval() } }
-          }""" % (ca.ca_pem, port), http_ports=[port],
-            lua_path=T_LUA + ";" + lua_package_path())
+        nginx_factory("lua_ssl_trusted_certificate %s;\n%s" % (ca.ca_pem, eval_server(port)),
+                      http_ports=[port], lua_path=T_LUA + ";" + lua_package_path())
         code = """
           local z = require("resty.acme.eab.zerossl-com")
           z.api_uri = "https://localhost:%d/acme/eab-credentials-email"
           local kid, key, err = z.handle("ops+x@example.test")
           local k2, h2, err2 = z.handle("bad@example.test")
-          return { kid = kid, key = key, err = err, k2 = k2, err2 = err2 }""" % srv.server_address[1]
-        req = urllib.request.Request("http://127.0.0.1:%d/eval" % port, data=code.encode(),
-                                     method="POST")
-        with urllib.request.urlopen(req, timeout=30) as r:
-            res = json.loads(r.read())
-        assert res.get("error") is None, res
+          return { kid = kid, key = key, err = err, k2 = k2, err2 = err2 }""" % srv.port
+        res = lua_eval(port, code)
         assert res["kid"] == "zkid" and res["key"] == "aGVsbG8" and res.get("err") is None
         assert res.get("k2") is None and "zerossl.com API error" in res["err2"]
-        path, ctype, body = srv.seen[0]
-        assert path == "/acme/eab-credentials-email"
-        assert ctype == "application/x-www-form-urlencoded"
-        assert body == "email=ops%2Bx%40example.test"
+        req = srv.requests[0]
+        assert req.method == "POST" and req.path == "/acme/eab-credentials-email"
+        assert req.headers["content-type"] == "application/x-www-form-urlencoded"
+        assert req.body == b"email=ops%2Bx%40example.test"
+        assert srv.violations == []
     finally:
-        srv.shutdown()
+        srv.stop()
 
 
 def test_pebble_client_ip_identifier(pebble, nginx_factory):
@@ -522,22 +437,19 @@ def test_pebble_client_ip_identifier(pebble, nginx_factory):
     assert [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
 
 
-def test_pebble_client_profiles(pebble, nginx_factory, workdir):
+def test_pebble_client_profiles(pebble, nginx_factory):
     """draft-ietf-acme-profiles: the configured profile goes into newOrder; one the CA does
     not offer is a clear error before any order."""
     from fakes.ari_proxy import AriProxy
-    ca = TestCA(os.path.join(str(workdir), "proxyca"))
-    proxy = AriProxy(pebble, ca.cert_pem, ca.key_pem, (0, 0))
+    proxy = AriProxy(pebble, (0, 0))
     try:
-        n = client_nginx(nginx_factory, pebble, ca_pem=ca.ca_pem, api_uri=proxy.directory_url,
-                         extra='profile = "shortlived",')
+        n = client_nginx(nginx_factory, proxy, extra='profile = "shortlived",')
         res = post(n, "/order", {"names": ["profile.example.test"], "key_type": "EC",
                                  "curve": "prime256v1", "account_key_type": "EC"})
         assert_issued(res, ["profile.example.test"], pebble)
         assert proxy.orders[-1]["profile"] == "shortlived"
         n.stop()
-        n = client_nginx(nginx_factory, pebble, ca_pem=ca.ca_pem, api_uri=proxy.directory_url,
-                         extra='profile = "nope",')
+        n = client_nginx(nginx_factory, proxy, extra='profile = "nope",')
         res = post(n, "/order", {"names": ["profile2.example.test"], "key_type": "EC",
                                  "curve": "prime256v1", "account_key_type": "EC"})
         assert res["err"] == ("profile nope is not offered by the CA "

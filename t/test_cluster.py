@@ -6,12 +6,9 @@ from the shared store, whichever node ordered (that is what a shared store is fo
 has its own prefix, worker and https port.
 """
 
-import os
 import time
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from harness import AutoSSL, Etcd, Redis, free_port
 from harness.autossl import crowd
@@ -56,18 +53,6 @@ def store(request, workdir):
     s.start()
     yield s
     s.server.stop()
-
-
-@pytest.fixture
-def account_key(workdir):
-    """A shared account key file (an EC key: no RSA-4096 generation per node)."""
-    path = os.path.join(str(workdir), "account.pem")
-    key = ec.generate_private_key(ec.SECP256R1())
-    with open(path, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    return path
 
 
 def cluster(nginx_factory, pebble, challtestsrv, workdir, store, domains, *, key_types=("ecc",),

@@ -4,7 +4,6 @@ issue apex and wildcard certificates, the record is published once (by the opera
 rfc2136 provider) and later orders change nothing in DNS; a record for another account fails
 with the record name and the expected value, and autossl does not retry before its cooloff."""
 
-import json
 import os
 import re
 import shutil
@@ -12,13 +11,11 @@ import subprocess
 import time
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from harness import REPO, AutoSSL, Pebble2, free_port, http_get, pebble2_bin_dir
-from harness.control import control_nginx, http01_server, post
-from pemutil import load_certs
+from harness import REPO, AutoSSL, Pebble2, free_port, pebble2_bin_dir
+from harness.ca import key_pem, write_key
+from harness.control import admin_server, admin_view, control_nginx, http01_server, post
+from pemutil import dns_names, leaf
 
 from test_dns01 import lua
 
@@ -37,12 +34,6 @@ def pebble(workdir, bind, request):
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed:
         print("\n===== pebble log tail =====\n" + p.log_tail(60))
-
-
-def account_key():
-    k = ec.generate_private_key(ec.SECP256R1())
-    return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                           serialization.NoEncryption()).decode()
 
 
 def provider_account(bind):
@@ -79,11 +70,6 @@ def updates(bind):
     return len(re.findall(r"updating zone 'example\.test/IN'", bind.log()))
 
 
-def sans(cert):
-    ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    return sorted(ext.value.get_values_for_type(x509.DNSName))
-
-
 def acme_rs():
     """$ACME_RS_BIN, else target/release/acme-rs (built by cargo when missing or stale)."""
     if os.environ.get("ACME_RS_BIN"):
@@ -99,12 +85,12 @@ def test_client_provider_publishes_once_then_no_dns_change(bind, pebble, nginx_f
                                                             core_so):
     n = ctl(nginx_factory, pebble)
     until = int(time.time()) + 86400
-    conf = {"account_key": account_key(), "dns_provider_accounts": [provider_account(bind)],
+    conf = {"account_key": key_pem(), "dns_provider_accounts": [provider_account(bind)],
             "dns_persist": {"persist_until": until}}
     before = updates(bind)
     res = order(n, ["example.test", "*.example.test"], conf)
     assert res.get("err") is None, res
-    assert sans(load_certs(res["cert"])[0]) == ["*.example.test", "example.test"]
+    assert dns_names(leaf(res["cert"])) == ["*.example.test", "example.test"]
     published = updates(bind) - before
     assert published >= 1, bind.log_tail(20)
     kid = res["kid"]
@@ -146,7 +132,7 @@ def test_client_provider_publishes_once_then_no_dns_change(bind, pebble, nginx_f
 
 def test_client_operator_record_wrong_account_then_right(bind, pebble, nginx_factory, core_so):
     n = ctl(nginx_factory, pebble)
-    checked = {"account_key": account_key(), "dns_persist": {"nameservers": [bind.server]}}
+    checked = {"account_key": key_pem(), "dns_persist": {"nameservers": [bind.server]}}
     want = expected_record(n, "*.example.test", checked)
     wrong = "%s; accounturi=https://127.0.0.1:1/my-account/999; policy=wildcard" % ISSUER
     publish(n, bind, RECORD, wrong)
@@ -169,16 +155,14 @@ def test_client_operator_record_wrong_account_then_right(bind, pebble, nginx_fac
     mid = updates(bind)
     res = order(n, ["*.example.test", "example.test"], checked)
     assert res.get("err") is None, res
-    assert sans(load_certs(res["cert"])[0]) == ["*.example.test", "example.test"]
+    assert dns_names(leaf(res["cert"])) == ["*.example.test", "example.test"]
     assert updates(bind) == mid
     assert want["value"] in bind.txt(RECORD)
 
 
 def autossl_extra(workdir, dns_persist, accounts=None, cooloff=300):
     # an EC account key: no RSA work, which waits for the machine-wide CPU slot
-    keyfile = os.path.join(str(workdir), "autossl-account.pem")
-    with open(keyfile, "w") as f:
-        f.write(account_key())
+    keyfile = write_key(os.path.join(str(workdir), "autossl-account.pem"))
     return """
       enabled_challenge_handlers = { "dns-persist-01" },
       account_key_path = %s,
@@ -190,13 +174,8 @@ def autossl_extra(workdir, dns_persist, accounts=None, cooloff=300):
 
 def test_autossl_wildcard_through_provider_once(bind, pebble, nginx_factory, workdir, core_so):
     admin_port = free_port()
-    admin = """
-    server {
-      listen 127.0.0.1:%d;
-      location = /admin { content_by_lua_block { require("resty.acme.autossl").serve_admin() } }
-    }""" % admin_port
     a = AutoSSL(nginx_factory, pebble, bind, workdir, domains=["*.example.test"],
-                key_types=("ecc",), workers=1, extra_http=admin,
+                key_types=("ecc",), workers=1, extra_http=admin_server(admin_port),
                 extra=autossl_extra(workdir, {"domains": ["*.example.test"]},
                                       [provider_account(bind)]))
     # the start log line shows the record for the configured name
@@ -205,7 +184,7 @@ def test_autossl_wildcard_through_provider_once(bind, pebble, nginx_factory, wor
     assert m.group(1) == RECORD and m.group(2).startswith(ISSUER + "; accounturi=https://")
     assert m.group(2).endswith("; policy=wildcard")
     first = a.wait_issued("new.example.test", timeout=60)
-    assert sans(first) == ["*.example.test"]
+    assert dns_names(first) == ["*.example.test"]
     assert m.group(2) in bind.txt(RECORD)
     mid = updates(bind)
     for name in ("other.example.test", "x1.example.test"):
@@ -214,9 +193,7 @@ def test_autossl_wildcard_through_provider_once(bind, pebble, nginx_factory, wor
     assert updates(bind) == mid
     assert bind.secret not in a.nginx.error_log()
     # the admin view lists the record to publish
-    status, _, body = http_get("http://127.0.0.1:%d/admin" % admin_port)
-    assert status == 200
-    view = json.loads(body)
+    view = admin_view(admin_port)
     assert view["dns_persist"] == [{"domain": "*.example.test", "name": RECORD,
                                     "value": m.group(2)}], view
 
@@ -253,13 +230,13 @@ def test_client_falls_back_where_the_record_is_not_in_place(bind, pebble, nginx_
         http_ports=[pebble.http_port],
         endpoints=["acme_t.order", "acme_t.call", "dns_t.provider"],
         servers=http01_server(pebble.http_port))
-    conf = {"account_key": account_key(), "dns_persist": {"nameservers": [bind.server]}}
+    conf = {"account_key": key_pem(), "dns_persist": {"nameservers": [bind.server]}}
     www = expected_record(n, "www.example.test", conf)
     assert "policy" not in www["value"]
     publish(n, bind, www["name"], www["value"])
     res = order(n, ["example.test", "www.example.test"], conf)
     assert res.get("err") is None, res
-    assert sans(load_certs(res["cert"])[0]) == ["example.test", "www.example.test"]
+    assert dns_names(leaf(res["cert"])) == ["example.test", "www.example.test"]
     log = n.error_log()
     assert "dns-persist-01 is not used for example.test: the record is not in place" in log, log
     assert "dns-persist-01 is not used for www.example.test" not in log

@@ -4,14 +4,18 @@ import json
 import ssl
 import urllib.request
 
+import pytest
+
 from harness import Nginx, TestCA, dns_query, free_port, http_get, port_open
 
 
+@pytest.mark.platform_independent
 def test_free_port_distinct():
     ports = {free_port() for _ in range(20)}
     assert len(ports) == 20
 
 
+@pytest.mark.platform_independent
 def test_pebble_directory_over_https(pebble):
     ctx = ssl.create_default_context(cafile=pebble.ca_pem)
     with urllib.request.urlopen(pebble.directory_url, context=ctx, timeout=10) as r:
@@ -26,6 +30,7 @@ def test_pebble_directory_over_https(pebble):
     assert pebble.orders_count() == 0
 
 
+@pytest.mark.platform_independent
 def test_pebble_listener_rejects_untrusted(pebble):
     ctx = ssl.create_default_context()  # system trust only: Pebble's TestCA is unknown
     try:
@@ -36,6 +41,7 @@ def test_pebble_listener_rejects_untrusted(pebble):
         raise AssertionError("untrusted listener accepted")
 
 
+@pytest.mark.platform_independent
 def test_challtestsrv_txt_and_a(challtestsrv):
     port = challtestsrv.dns_port
     assert dns_query(port, "anything.example.test", "A") == ["127.0.0.1"]

@@ -365,7 +365,7 @@ def test_ten_thousand_hostile_snis(pebble, challtestsrv, nginx_factory, workdir,
 import threading  # noqa: E402
 
 from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from harness.ca import write_key  # noqa: E402
 
 import signal  # noqa: E402
 import ssl  # noqa: E402
@@ -414,11 +414,7 @@ def test_kill_9_during_issuance_and_store_writes(pebble, challtestsrv, nginx_fac
                                                  core_so):
     store = os.path.join(str(workdir), "store")
     os.makedirs(store)
-    account = os.path.join(str(workdir), "account.pem")
-    with open(account, "wb") as f:
-        f.write(ec.generate_private_key(ec.SECP256R1()).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
+    account = write_key(os.path.join(str(workdir), "account.pem"))
     names = ["crash%d.example.test" % i for i in range(6)]
     a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=names,
                 key_types=("ecc",), workers=2,

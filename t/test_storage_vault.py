@@ -259,16 +259,11 @@ def test_openbao_tls_names(bao_bin, workdir, core_so):
 def test_openbao_three_nodes_order_each_name_once(bao, pebble, challtestsrv, nginx_factory,
                                                   workdir, core_so):
     import threading
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
 
     from harness import free_port
+    from harness.ca import write_key
 
-    account = os.path.join(str(workdir), "account.pem")
-    with open(account, "wb") as f:
-        f.write(ec.generate_private_key(ec.SECP256R1()).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
+    account = write_key(os.path.join(str(workdir), "account.pem"))
     names = ["one.bao.example.test", "two.bao.example.test"]
     conf = ('storage_adapter = "vault", storage_config = { port = %d, token = "%s", '
             'kv_path = "/acme/cluster" }, account_key_path = "%s",'

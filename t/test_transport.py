@@ -10,10 +10,9 @@ Run: /usr/bin/python3 -m pytest t/test_transport.py
 by a rename, never in place: nginx processes of other tests keep their mapping.)
 """
 
-import datetime
 import http.server
-import ipaddress
 import json
+import os
 import socket
 import ssl
 import threading
@@ -22,12 +21,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from harness import Nginx as HarnessNginx
+from harness import TestCA, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,91 +40,20 @@ def core_module(core_so):
 # ---------------------------------------------------------------- PKI
 
 
-def _name(cn):
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _make_ca(cn):
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _make_leaf(ca_key, ca_cert, names):
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    sans = []
-    for n in names:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
-        except ValueError:
-            sans.append(x509.DNSName(n))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(names[0]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _write_pem(path, cert, key=None):
-    data = cert.public_bytes(serialization.Encoding.PEM)
-    path.write_bytes(data)
-    if key is not None:
-        kpath = path.with_suffix(".key")
-        kpath.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        return path, kpath
-    return path
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pki")
-    ca_key, ca_cert = _make_ca("transport test ca")
-    other_key, other_cert = _make_ca("untrusted test ca")
-    out = {"ca": _write_pem(d / "ca.pem", ca_cert)}
-    out["good"] = _write_pem(
-        d / "good.pem", *reversed(_make_leaf(ca_key, ca_cert, ["localhost", "127.0.0.1", "::1"]))
-    )
-    out["wrongname"] = _write_pem(
-        d / "wrongname.pem", *reversed(_make_leaf(ca_key, ca_cert, ["other.example"]))
-    )
-    out["untrusted"] = _write_pem(
-        d / "untrusted.pem", *reversed(_make_leaf(other_key, other_cert, ["localhost"]))
-    )
-    return out
+    """A trusted CA with a leaf for localhost + 127.0.0.1/::1 (the addresses as IP SANs only,
+    so https://127.0.0.1 passes only where IP SANs are checked) and one for another name, and
+    a leaf of an untrusted CA."""
+    d = str(tmp_path_factory.mktemp("pki"))
+    ca = TestCA(d, name="transport test ca")
+    other = TestCA(os.path.join(d, "untrusted"), name="untrusted test ca")
+    return {
+        "ca": ca.ca_pem,
+        "good": ca.issue(["localhost"], "good", ips=["127.0.0.1", "::1"]),
+        "wrongname": ca.issue(["other.example"], "wrongname"),
+        "untrusted": other.issue(["localhost"], "untrusted"),
+    }
 
 
 # ---------------------------------------------------------------- origin servers
@@ -380,20 +305,12 @@ NGINX_CONF = """
 """
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class Nginx:
     """The transport runner on the shared harness's nginx (t/harness/nginx.py)."""
 
     def __init__(self, prefix, ca):
         self.prefix = prefix
-        self.port = _free_port()
+        self.port = free_port()
         prefix.mkdir(parents=True, exist_ok=True)
         (prefix / "runner.lua").write_text(RUNNER)
         body = NGINX_CONF.format(prefix=prefix, ca=ca, port=self.port)
@@ -633,7 +550,7 @@ def test_wrong_host_name(nginx, srv):
 
 
 def test_connection_refused(nginx):
-    port = _free_port()
+    port = free_port()
     r = nginx.one("GET", "https://127.0.0.1:%d/dir" % port)
     assert r["err"] == "failed to connect to 127.0.0.1:%d: connection refused" % port
 

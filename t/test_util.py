@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from harness import REPO, TestCA, free_port
+from harness.ca import key_pem
 from harness.nginx import lua_package_path
 
 T_LUA = os.path.join(REPO, "t", "lua", "?.lua")
@@ -88,8 +89,7 @@ def test_util_create_csr_rsa_and_ec(lua):
 
 def test_util_thumbprint_is_rfc7638(lua):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
+    pem = key_pem(key)
     res = lua("""
       local util = require("resty.acme.util")
       local openssl = require("resty.acme.openssl")

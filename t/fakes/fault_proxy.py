@@ -28,15 +28,13 @@ fault kind or ``"forwarded"``); ``times_of(path_prefix)``, ``count(path_prefix)`
 is ``(monotonic time, [identifier values])`` of every newOrder payload seen.
 """
 
-import base64
-import http.client
 import json
 import socket
-import ssl
 import struct
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .pebble_proxy import PebbleProxy, ProxyHandler, jws_payload
 
 
 class _Reset(Exception):
@@ -50,11 +48,11 @@ def _problem(kind, detail, status, subproblems=None):
     return json.dumps(doc).encode()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
+class _Handler(ProxyHandler):
+    # one request per connection: a reset then always hits a fresh connection, which the
+    # client's transport never re-sends on (it does re-send once on a stale pooled one), so
+    # every request seen here is one the client chose to make
+    close_each = True
 
     def _reset(self):
         try:
@@ -64,78 +62,43 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         raise _Reset()
 
-    def _forward(self, body):
+    def answer(self, body):
         p = self.server.proxy
-        conn = http.client.HTTPSConnection("127.0.0.1", p.pebble_port, context=p.upstream_ctx,
-                                           timeout=30)
-        headers = {k: v for k, v in self.headers.items()
-                   if k.lower() not in ("host", "connection", "content-length")}
-        headers["Host"] = "127.0.0.1:%d" % p.port
-        try:
-            conn.request(self.command, self.path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-        except OSError:
-            # the upstream is down (a stopped Pebble): as a CA that is unreachable
-            conn.close()
-            self._reset()
-        out = [(k, v) for k, v in resp.getheaders()
-               if k.lower() not in ("connection", "content-length", "transfer-encoding")]
-        conn.close()
-        return resp.status, out, data
-
-    def _send(self, status, headers, data):
-        self.send_response(status)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
-        # one request per connection: a reset then always hits a fresh connection, which the
-        # client's transport never re-sends on (it does re-send once on a stale pooled one),
-        # so every request seen here is one the client chose to make
-        self.send_header("Connection", "close")
-        self.close_connection = True
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    def _handle(self):
-        p = self.server.proxy
-        n = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(n) if n else None
         if self.command == "POST" and self.path == "/order-plz" and body:
-            try:
-                jws = json.loads(body)
-                pad = "=" * (-len(jws["payload"]) % 4)
-                payload = json.loads(base64.urlsafe_b64decode(jws["payload"] + pad))
+            payload = jws_payload(body)
+            if isinstance(payload, dict):
                 p._note_order([i["value"] for i in payload.get("identifiers", [])])
-            except (ValueError, KeyError, TypeError):
-                pass
         rule = p._take(self.path)
         what = rule["kind"] if rule else "forwarded"
         p._note(self.command, self.path, what)
         if rule is None:
-            return self._send(*self._forward(body))
+            try:
+                reply = self.forward(body)
+            except OSError:
+                # the upstream is down (a stopped Pebble): as a CA that is unreachable
+                self._reset()
+            return self.send(*reply)
         kind = rule["kind"]
         nonce = []  # no Replay-Nonce: the client fetches a fresh one from Pebble
         if kind == "429":
             headers = [("Content-Type", "application/problem+json"),
                        ("Retry-After", str(rule.get("retry_after", 1)))] + nonce
-            return self._send(429, headers, _problem(
+            return self.send(429, headers, _problem(
                 "rateLimited", "too many new orders (fault proxy)", 429))
         if kind == "503":
-            return self._send(503, [("Content-Type", "application/problem+json")] + nonce,
-                              _problem("serverInternal", "unavailable (fault proxy)", 503))
+            return self.send(503, [("Content-Type", "application/problem+json")] + nonce,
+                             _problem("serverInternal", "unavailable (fault proxy)", 503))
         if kind == "500-html":
-            return self._send(500, [("Content-Type", "text/html")],
-                              b"<html><body>internal error</body></html>")
+            return self.send(500, [("Content-Type", "text/html")],
+                             b"<html><body>internal error</body></html>")
         if kind == "badjson":
-            return self._send(200, [("Content-Type", "application/json")] + nonce,
-                              b"{\"status\": \"valid\", oops")
+            return self.send(200, [("Content-Type", "application/json")] + nonce,
+                             b"{\"status\": \"valid\", oops")
         if kind == "problem":
             status = rule.get("status", 400)
-            return self._send(status, [("Content-Type", "application/problem+json")] + nonce,
-                              _problem(rule["problem"], "refused (fault proxy)", status,
-                                       rule.get("subproblems")))
+            return self.send(status, [("Content-Type", "application/problem+json")] + nonce,
+                             _problem(rule["problem"], "refused (fault proxy)", status,
+                                      rule.get("subproblems")))
         if kind == "stall":
             time.sleep(rule.get("seconds", 30))
             self._reset()
@@ -153,37 +116,16 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
 
-    do_GET = do_POST = do_HEAD = _handle
 
+class FaultProxy(PebbleProxy):
+    handler = _Handler
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # resets and clients that went away are expected
-
-
-class FaultProxy:
     def __init__(self, pebble):
-        self.pebble = pebble
-        self.pebble_port = int(pebble.directory_url.split(":")[2].split("/")[0])
-        self.upstream_ctx = ssl.create_default_context(cafile=pebble.ca_pem)
-        self.upstream_ctx.check_hostname = False
-        self.ca_pem = pebble.ca_pem
-        self.http_port = pebble.http_port
-        self.tls_port = pebble.tls_port
         self.seen = []
         self.orders = []  # (monotonic time, [identifier values]) of every newOrder payload
         self._rules = []
         self._lock = threading.Lock()
-        self.srv = _Server(("127.0.0.1", 0), _Handler)
-        self.srv.proxy = self
-        self.port = self.srv.server_address[1]
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(pebble.ca.cert_pem, pebble.ca.key_pem)
-        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
-        self.directory_url = "https://127.0.0.1:%d/dir" % self.port
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        super().__init__(pebble)
 
     # -- faults ------------------------------------------------------------------------
 
@@ -227,7 +169,3 @@ class FaultProxy:
 
     def count(self, prefix, method=None):
         return len(self.times_of(prefix, method))
-
-    def stop(self):
-        self.srv.shutdown()
-        self.srv.server_close()

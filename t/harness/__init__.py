@@ -14,11 +14,17 @@ stopped by PID (children included); anything still running at interpreter exit i
 ``free_port() -> int``
     A TCP port on 127.0.0.1 that is free (also free for UDP); never the same twice per process.
 
-``TestCA(workdir)``
+``TestCA(workdir, name="harness test CA")``
     Throw-away ECDSA CA and a server cert for localhost / 127.0.0.1 / ::1 (IP *and* DNS SANs, so
     nginx cosocket ``sslhandshake(nil, "127.0.0.1", true)`` verifies too). Attributes
     ``ca_pem``, ``cert_pem``, ``key_pem``, ``chain_pem`` (paths). ``issue(names, prefix,
-    ips=()) -> (cert_path, key_path)`` issues more leaves from the same CA.
+    ips=()) -> (cert_path, key_path)`` issues more leaves from the same CA; ``leaf_pem(names,
+    ips=(), not_before=None, not_after=None) -> (cert PEM, key PEM)`` one of any validity as
+    text. ``harness.ca.key_pem(key=None)``: a key (a new EC P-256 one by default) as PKCS#8 PEM
+    text; ``harness.ca.write_key(path, key=None) -> path`` writes one (mode 0600).
+
+``t/pemutil.py``: ``load_certs(pem) -> [x509.Certificate]`` (a chain), ``leaf(pem)``,
+``dns_names(cert)`` (sorted DNS SANs), ``common_name(x509.Name)``.
 
 ``ChallTestSrv(workdir, default_ipv4="127.0.0.1", default_ipv6="")``
     pebble-challtestsrv with only mock DNS (UDP+TCP) and the management API. ``start()``,
@@ -42,7 +48,8 @@ stopped by PID (children included); anything still running at interpreter exit i
     ``eab_keys={kid: base64url_key}`` makes EAB required. ``blocklist`` -> domainBlocklist.
     ``validity_period`` (seconds) -> certificateValidityPeriod (Pebble's default is 5 years).
     Methods: ``roots() -> [PEM]`` (management /roots/<i>, i = 0..alternate_roots),
-    ``intermediates() -> [PEM]`` (/intermediates/<i>), ``cert_status(serial_hex) -> dict|None``
+    ``intermediates() -> [PEM]`` (/intermediates/<i>), ``issued_by(cert)`` (signed by one of
+    them), ``cert_status(serial_hex) -> dict|None``
     (/cert-status-by-serial/<serial>), ``orders_count()`` (from "There are now N orders in the
     db" log lines), ``accounts_count()``, ``issued_serials() -> [hex]`` ("Issued certificate
     serial X for order Y" log lines), ``ssl_context()``, ``get(url_or_mgmt_path) -> (status,
@@ -139,7 +146,12 @@ session's tmp dir at the end of every session; a leak fails the run.
 dns-01 suites (see its docstring); ``http01_server(port)``: a server block answering http-01
 through ``acme_t``'s client; ``eval_server(port)`` and ``lua_eval(port, code,
 timeout=60)``: a ``/eval`` server block running POSTed Lua through ``acme_t.eval()``, and the
-call of it.
+call of it; ``admin_server(port)``: autossl's /admin and /metrics, read with
+``admin_view(port)`` (JSON) and ``admin_metrics(port)`` (text).
+
+``t/fakes`` (see each module): ``httpfake.FakeServer`` (base of the fake HTTP(S) APIs: Consul,
+Vault, DNS providers, webhook), ``pebble_proxy.PebbleProxy`` (base of the proxies in front of
+a real Pebble: ``fault_proxy.FaultProxy``, ``ari_proxy.AriProxy``).
 
 ``harness.storage``: ``put_entry(store, name, cert_pem, key_pem, typ="ecc",
 updated=1700000000.0) -> path``, ``read_entry(store, name, typ="ecc") -> dict`` and
@@ -161,7 +173,11 @@ send=None, timeout=10) -> (leaf, selected ALPN, bytes read after sending send)``
 
 Fixtures (``t/conftest.py``, function scope): ``workdir`` (tmp_path), ``challtestsrv``
 (started), ``pebble`` (started, uses ``challtestsrv`` for DNS so http-01 for any name reaches
-127.0.0.1:``pebble.http_port``), ``bind`` (a started ``Bind``), ``pebble_bind`` (started Pebble
+127.0.0.1:``pebble.http_port``), ``pebble_factory`` (``pebble_factory(name, **Pebble
+options)`` -> another started Pebble on ``challtestsrv``), ``eab_pebble`` (EAB required:
+``harness.pebble.EAB_KID``/``EAB_KEY``), ``alt_pebble`` (two alternate chains),
+``nonce_pebble`` (half the nonces rejected), ``account_key`` (an EC account key file),
+``bind`` (a started ``Bind``), ``pebble_bind`` (started Pebble
 2.4 with ``bind`` as its DNS, for dns-01), ``nginx_factory`` (``nginx_factory(conf_body, **kw)`` ->
 started Nginx in a fresh sub-directory of workdir; all stopped at teardown), ``core_so``
 (session: makes sure ``make lua-build`` output exists). When a test fails, the fixtures print

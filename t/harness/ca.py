@@ -23,12 +23,22 @@ def _write(path, data, mode=0o644):
     os.chmod(path, mode)
 
 
-def _key_pem(key):
+def key_pem(key=None):
+    """``key`` (default: a new ECDSA P-256 key) as unencrypted PKCS#8 PEM text."""
+    if key is None:
+        key = ec.generate_private_key(ec.SECP256R1())
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
-    )
+    ).decode()
+
+
+def write_key(path, key=None):
+    """Writes ``key_pem(key)`` to ``path`` (mode 0600) and returns ``path``: an account or
+    domain key file (EC by default, so no test waits seconds for an RSA-4096 key)."""
+    _write(str(path), key_pem(key).encode(), 0o600)
+    return str(path)
 
 
 class TestCA:
@@ -43,6 +53,8 @@ class TestCA:
 
     ``issue(names, prefix)`` makes another leaf for other DNS names and returns
     ``(cert_path, key_path)``; handy for self-signed-ish fallback certificates in nginx.
+    ``leaf_pem(names, ips=(), not_before=, not_after=)`` returns one as PEM text instead
+    (``(cert, key)``), with any validity (an old or an expiring certificate in a store).
     The CA is valid from one hour ago for ten days; nothing about it is secret.
     """
 
@@ -90,19 +102,30 @@ class TestCA:
 
     def issue(self, names, prefix, ips=()):
         """Issue a leaf for ``names`` (DNS) and ``ips``; returns (cert_path, key_path)."""
+        cert_pem, key_pem = self.leaf_pem(names, ips, cn=prefix)
+        cert_path = os.path.join(self.workdir, prefix + ".pem")
+        key_path = os.path.join(self.workdir, prefix + ".key")
+        _write(cert_path, cert_pem.encode())
+        _write(key_path, key_pem.encode(), 0o600)
+        return cert_path, key_path
+
+    def leaf_pem(self, names, ips=(), *, not_before=None, not_after=None, cn=None):
+        """A leaf (ECDSA P-256) for ``names`` (DNS) and ``ips`` as PEM text: (cert, key).
+        Valid from an hour ago for nine days unless ``not_before``/``not_after`` (aware
+        datetimes) say otherwise; the CN is the first name, else the first IP, else ``cn``."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         sans = [x509.DNSName(n) for n in names]
         sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-        cn = names[0] if names else (ips[0] if ips else prefix)
+        cn = names[0] if names else (ips[0] if ips else cn or "leaf")
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
             .issuer_name(self._ca_name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=9))
+            .not_valid_before(not_before or now - datetime.timedelta(hours=1))
+            .not_valid_after(not_after or now + datetime.timedelta(days=9))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
@@ -114,30 +137,4 @@ class TestCA:
             )
             .sign(self._ca_key, hashes.SHA256())
         )
-        cert_path = os.path.join(self.workdir, prefix + ".pem")
-        key_path = os.path.join(self.workdir, prefix + ".key")
-        _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
-        _write(key_path, _key_pem(key), 0o600)
-        return cert_path, key_path
-
-
-def make_cert(ca_cert, ca_key, name, not_before, not_after):
-    """A leaf for `name` signed by `ca_cert`/`ca_key`, valid over the given dates: (cert PEM,
-    PKCS#8 key PEM) as text."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                       critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+        return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem(key)

@@ -11,6 +11,10 @@ on ``http_ports``). The returned Nginx has ``ctl`` (the control port).
 ``http01_server(port)`` is a server block (for ``servers``) on ``port`` answering http-01
 challenges through ``acme_t``'s client (``serve_http_challenge``).
 
+``admin_server(port)`` is a server block with autossl's admin view at /admin and its metrics
+at /metrics; ``admin_view(port)`` GETs the view as decoded JSON, ``admin_metrics(port)`` the
+metrics text.
+
 ``eval_server(port)`` is a server block (for ``extra_http``/``servers``) whose ``/eval`` runs
 the POSTed Lua chunk through ``acme_t.eval()``; ``lua_eval(port, code, timeout=60)`` POSTs a
 chunk there and returns the decoded table it returned (an ``error`` in it fails the test).
@@ -94,6 +98,12 @@ def admin_view(port):
     """GET /admin of ``admin_server(port)`` as decoded JSON."""
     with urllib.request.urlopen("http://127.0.0.1:%d/admin" % port, timeout=30) as r:
         return json.loads(r.read())
+
+
+def admin_metrics(port):
+    """GET /metrics of ``admin_server(port)``: the Prometheus text."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=30) as r:
+        return r.read().decode()
 
 
 def eval_server(port):

@@ -11,6 +11,16 @@ from .paths import BUILD_CPATH, REPO, platform
 NGINX_BIN = platform.nginx_bin()
 find_module = platform.find_module
 
+# The node id of the running test while it is marked platform_independent (t/conftest.py): such
+# a test runs on one platform only, so starting nginx there is an error, not a silent gap.
+platform_independent_test = [None]
+
+
+def _platform_bound():
+    if platform_independent_test[0]:
+        raise AssertionError("%s is marked platform_independent (it runs on one platform only) "
+                             "but runs nginx" % platform_independent_test[0])
+
 
 def lua_package_path():
     return platform.lua_path([os.path.join(REPO, "lua")])
@@ -113,6 +123,8 @@ class Nginx:
         """Run ``nginx -t`` on the rendered config; returns (ok, output)."""
         import subprocess
 
+        _platform_bound()
+
         r = subprocess.run(
             [NGINX_BIN, "-t", "-p", self.workdir, "-c", self.conf_path, "-e",
              self.error_log_path],
@@ -127,6 +139,7 @@ class Nginx:
         return e
 
     def start(self, timeout=15):
+        _platform_bound()
         argv = [NGINX_BIN, "-p", self.workdir, "-c", self.conf_path, "-e", self.error_log_path]
         self.proc = proc.spawn(argv, self.stdout_path, env=self.env, cwd=self.workdir)
         self.pid = self.proc.pid

@@ -7,10 +7,16 @@ import ssl
 import urllib.error
 import urllib.request
 
+from cryptography import x509
+
 from . import proc, secrets
 from .ca import TestCA
 
 PEBBLE_BIN = "/usr/bin/pebble"
+
+# the EAB credentials of conftest's ``eab_pebble`` (a test value, never a secret)
+EAB_KID = "kid-1"
+EAB_KEY = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
 CHALLTESTSRV_BIN = "/usr/bin/pebble-challtestsrv"
 
 
@@ -240,6 +246,12 @@ class Pebble(proc.Server):
     def intermediates(self):
         """PEM of the intermediate of each chain, indexed like ``roots()``."""
         return [self._pem("/intermediates/%d" % i) for i in range(self.alternate_roots + 1)]
+
+    def issued_by(self, cert):
+        """Whether ``cert`` (an x509.Certificate) was signed by one of Pebble's intermediates."""
+        subjects = [x509.load_pem_x509_certificate(p.encode()).subject
+                    for p in self.intermediates()]
+        return cert.issuer in subjects
 
     def cert_status(self, serial_hex):
         """Management ``/cert-status-by-serial/<serial>`` as a dict ({"Status": "Valid"|"Revoked",

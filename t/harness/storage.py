@@ -1,6 +1,6 @@
 """nginx running storage adapters for the storage suites (t/lua/storage_t.lua), and the
 file store's entries as lua-resty-acme writes them (``put_entry``, ``read_entry``,
-``file_store``)."""
+``file_keys``, ``ari_windows``, ``forget_ari_windows``, ``file_store``)."""
 
 import base64
 import json
@@ -180,11 +180,25 @@ def read_entry(store, name, typ="ecc"):
         return json.loads(f.read().split("::", 1)[1])
 
 
-def stored_files(store, *prefixes):
-    """The files of a file store whose logical key starts with one of `prefixes` (bytes). The
-    store's own directory lock (a dot file, never a base64 name) is no key."""
-    return [f for f in os.listdir(store)
-            if not f.startswith(".") and base64.b64decode(f).startswith(prefixes)]
+def file_keys(store):
+    """{key: file name} of every entry of a file store; dot files (the store's directory lock
+    ``.acme-rs.lock``, an atomic write's temporary file) are not entries."""
+    return {base64.b64decode(f).decode(): f for f in os.listdir(store) if not f.startswith(".")}
+
+
+def ari_windows(store, locks=False):
+    """File names of the renewal windows (RFC 9773) shared in a file store, and of their
+    query locks when ``locks``."""
+    prefixes = ("ari_window:", "ari_query_lock:") if locks else ("ari_window:",)
+    return [f for key, f in file_keys(store).items() if key.startswith(prefixes)]
+
+
+def forget_ari_windows(store):
+    """What the CA's Retry-After expiring does: the shared windows go, and their query locks
+    (30 s, long gone by a Retry-After of at least 60 s)."""
+    for f in ari_windows(store, locks=True):
+        os.unlink(os.path.join(store, f))
+
 
 
 def file_store(store, more=""):
