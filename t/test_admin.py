@@ -3,6 +3,7 @@
 revoke, why), declared names issued at start, the events callback, and the metrics parsed with
 prometheus_client."""
 
+import datetime
 import json
 import os
 import re
@@ -11,12 +12,14 @@ import time
 import urllib.error
 import urllib.request
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import AutoSSL, free_port
+from harness import AutoSSL, TestCA, free_port
 from harness.control import eval_server
+from harness.storage import file_store, put_entry
 from pemutil import load_certs
 
 TOKEN = "t0ken-for-tests"
@@ -176,7 +179,12 @@ def test_admin_api_order_renew_delete_why_events_metrics(pebble, challtestsrv, n
     assert b["last_error"] and why["answer"].startswith("fallback: in backoff")
     status, one = a.admin("GET", "/acme/certificates/down.example.test")
     assert status == 200 and one["stored"] is False and one["in_cooloff"] is True
-    assert one["last_problem"] is None or one["last_problem"]["type"].startswith("urn:ietf")
+    # the CA's problem document of the failed validation (Pebble could not connect)
+    p = one["last_problem"]
+    assert p["type"] == "urn:ietf:params:acme:error:connection", one
+    assert "127.0.0.2" in p["detail"] and p.get("status") in (None, 400), p
+    (st,) = [s for s in one["states"] if s["type"] == "ecc"]
+    assert st["problem"] == p and st["cause"] == "validation" and st["issuer"] == 1, st
     assert a.admin("POST", "/acme/certificates/down.example.test")[0] == 409
     status, view = a.admin("GET", "/acme/certificates")
     assert [f["name"] for f in view["failures"]] == ["down.example.test"]
@@ -398,3 +406,46 @@ def test_admin_list_pages_through_a_hundred_thousand_names(pebble, challtestsrv,
     t0 = time.monotonic()
     status, page = a.admin("GET", "/acme/certificates?name=n09999")
     assert page["total"] == 10 and time.monotonic() - t0 < 3
+
+
+def test_expiring_event_fires_once_per_window(pebble, challtestsrv, nginx_factory, workdir):
+    """A stored certificate two days from its end (within events_expiring_within, 3 days)
+    whose renewal keeps failing (for Pebble's VA the name resolves to 127.0.0.2): every renewal
+    pass (each second, in either of the two workers) tries it again, yet `expiring` fires once
+    per events_expiring_interval (8 s) for the whole cluster, with the certificate's end."""
+    name = "exp.example.test"
+    challtestsrv.add_a(name, "127.0.0.2")
+    ca = TestCA(os.path.join(str(workdir), "oldca"))
+    store = os.path.join(str(workdir), "store")
+    os.makedirs(store)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    nb = now - datetime.timedelta(days=88)
+    not_after = nb + datetime.timedelta(days=90)
+    cert_pem, key_pem = ca.leaf_pem([name], not_before=nb, not_after=not_after)
+    put_entry(store, name, cert_pem, key_pem, updated=nb.timestamp())
+    callback = """
+      events_callback = function(event, data)
+        ngx.log(ngx.NOTICE, "t: event ", event, " ", data.domain, " ", data.type, " ",
+                tostring(data.not_after), " at ", string.format("%.3f", ngx.now()))
+      end,"""
+    a = AutoSSL(nginx_factory, pebble, challtestsrv, workdir, domains=[name],
+                key_types=("ecc",), workers=2,
+                extra=ec_account(workdir) + file_store(store, callback +
+                " events_expiring_interval = 8, renew_check_interval = 1,"
+                " renew_min_interval = 1, failure_cooloff = 1, failure_cooloff_cap = 1,"))
+    pat = re.compile(r"t: event expiring %s ecc (\d+) at ([\d.]+)" % re.escape(name))
+    a.nginx.wait_log(pat.pattern, timeout=30)
+    time.sleep(26)
+    log = a.nginx.error_log()
+    fired = [(int(na), float(at)) for na, at in pat.findall(log)]
+    passes = log.count("renewing ecc certificate for " + name)
+    assert all(na == int(not_after.timestamp()) for na, _ in fired), fired
+    ts = [at for _, at in fired]
+    # about 26 s after the first: at 0, 8, 16, 24 (a pass comes each second: a little later)
+    assert 3 <= len(ts) <= 4, (ts, passes)
+    for prev, nxt in zip(ts, ts[1:]):
+        assert 8 - 0.02 <= nxt - prev <= 8 + 4, ts
+    # every pass tried the renewal (and would have fired it), in both workers
+    assert passes >= 3 * len(ts), (passes, ts)
+    workers = set(re.findall(r"\[info\] (\d+)#\d+: \*\d+ \[acme\] \S+ renewing ecc", log))
+    assert len(workers) == 2, workers

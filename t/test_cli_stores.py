@@ -1,6 +1,8 @@
 """The `acme-rs` CLI on the stores nginx writes with the redis and etcd adapters: list with
 expiry, check for entries the library cannot read, revoke from a redis store, renew into an
-etcd store, a Consul store and a Vault store (the fakes) that nginx then serves."""
+etcd store, a Consul store and a Vault store (the fakes), a real OpenBao KV v1 mount, and a
+redis reached over a unix socket and over TLS (peer name verified), that nginx then serves.
+Vault's kubernetes auth is not tested: it needs a kube-apiserver to review the token."""
 
 import os
 import re
@@ -12,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 from fakes.consul import FakeConsul
 from fakes.vault import FakeVault
-from harness import AutoSSL, Etcd, Redis
+from harness import AutoSSL, BaoUnavailable, Etcd, OpenBao, Redis, TestCA, bao_binary
 from test_cli_pebble import ca_args, cli, http_args, run  # noqa: F401 (cli is a fixture)
 
 
@@ -121,8 +123,74 @@ class VaultBackend:
         assert self.server.violations == []
 
 
-@pytest.mark.parametrize("backend", [EtcdBackend, ConsulBackend, VaultBackend],
-                         ids=["etcd", "consul", "vault"])
+class OpenBaoKv1Backend:
+    """A real OpenBao with a KV version 1 mount: the CLI asks the mount its version, as the
+    Lua adapter does, and writes the v1 layout (expiry in the secret)."""
+
+    def __init__(self, workdir, monkeypatch):
+        try:
+            bao_binary()
+        except BaoUnavailable as e:
+            pytest.skip(str(e))
+        self.server = OpenBao(workdir).start()
+        self.server.mount_kv("kv1", 1)
+        self.conf = ('storage_adapter = "vault", storage_config = { port = %d, token = "%s", '
+                     'kv_path = "/kv1/acme" },' % (self.server.port, self.server.root_token))
+        self.store = "vault://127.0.0.1:%d/kv1/acme" % self.server.port
+        monkeypatch.setenv("VAULT_TOKEN", self.server.root_token)
+
+    def after(self, cli):
+        # the v1 layout: the secret itself holds the value, no metadata
+        doc = self.server.read("kv1/acme/domain:ecc:e1.example.test")
+        assert doc and "BEGIN CERTIFICATE" in doc["data"]["value"], doc
+
+    def stop(self):
+        self.server.stop()
+
+
+class RedisUnixBackend:
+    """nginx and the CLI both on the unix socket."""
+
+    def __init__(self, workdir, monkeypatch):
+        self.server = Redis(workdir, unix_socket=True).start()
+        self.conf = ('storage_adapter = "redis", storage_config = { host = "unix:%s", '
+                     'namespace = "u_" },' % self.server.unix_path)
+        self.store = "redis+unix://%s?namespace=u_" % self.server.unix_path
+
+    def stop(self):
+        self.server.stop()
+
+
+class RedisTlsBackend:
+    """nginx on the plain port, the CLI on the TLS port of the same server: a certificate for
+    redis.example.test from a test CA, which the CLI must verify (CA and peer name)."""
+
+    def __init__(self, workdir, monkeypatch):
+        self.ca = TestCA(os.path.join(str(workdir), "redis-ca"))
+        cert, key = self.ca.issue(["redis.example.test"], "redis-named")
+        self.server = Redis(workdir, tls_ca=self.ca, tls_cert=(cert, key)).start()
+        self.conf = ('storage_adapter = "redis", storage_config = { port = %d, '
+                     'namespace = "t_" },' % self.server.port)
+        self.tls = "rediss://127.0.0.1:%d?namespace=t_&ca=%s" % (self.server.tls_port,
+                                                                  self.ca.ca_pem)
+        self.store = self.tls + "&server_name=redis.example.test"
+
+    def after(self, cli):
+        # another name, or a CA the CLI was not given: no connection
+        bad = run(cli, "list", "--store", self.tls + "&server_name=other.example.test", check=1)
+        assert "certificate verify failed" in bad.err + bad.out, bad
+        other = TestCA(os.path.join(self.ca.workdir, "other"), name="unrelated CA")
+        bad = run(cli, "list", "--store", self.store.replace(self.ca.ca_pem, other.ca_pem),
+                  check=1)
+        assert "certificate verify failed" in bad.err + bad.out, bad
+
+    def stop(self):
+        self.server.stop()
+
+
+@pytest.mark.parametrize("backend", [EtcdBackend, ConsulBackend, VaultBackend, OpenBaoKv1Backend,
+                                     RedisUnixBackend, RedisTlsBackend],
+                         ids=["etcd", "consul", "vault", "openbao-kv1", "redis-unix", "redis-tls"])
 def test_cli_renews_into_a_store_that_nginx_serves(backend, cli, pebble, challtestsrv,
                                                     nginx_factory, workdir,
                                                     monkeypatch):  # noqa: F811
@@ -151,5 +219,7 @@ def test_cli_renews_into_a_store_that_nginx_serves(backend, cli, pebble, challte
             assert time.monotonic() < deadline, a.nginx.log_tail(20)
             time.sleep(0.3)
         assert "0 unreadable" in run(cli, "check", "--store", b.store, check=0).out
+        if hasattr(b, "after"):
+            b.after(cli)
     finally:
         b.stop()

@@ -134,9 +134,13 @@ def test_failed_validations_stay_within_the_ca_allowance(pebble, proxy, challtes
 def test_rejected_identifier_stops_and_is_shown(pebble, proxy, challtestsrv, nginx_factory,
                                                 workdir):
     """newOrder refused with rejectedIdentifier: one order, none again (failure_cooloff 1 s,
-    handshakes for 8 s), and the admin view lists the name as stopped."""
+    handshakes for 8 s), and the admin view lists the name as stopped, with the problem
+    document and its subproblem."""
     name = "rej.example.test"
-    proxy.fault(NEW_ORDER, "problem", problem="rejectedIdentifier", status=400)
+    sub = {"type": "urn:ietf:params:acme:error:rejectedIdentifier", "detail": "policy forbids it",
+           "identifier": {"type": "dns", "value": name}}
+    proxy.fault(NEW_ORDER, "problem", problem="rejectedIdentifier", status=400,
+                subproblems=[sub])
     port = free_port()
     a = start(nginx_factory, proxy, challtestsrv, workdir, [name], "failure_cooloff = 1,",
               extra_http=admin_server(port))
@@ -146,6 +150,53 @@ def test_rejected_identifier_stops_and_is_shown(pebble, proxy, challtestsrv, ngi
     entry = [b for b in view["backoff"] if b["name"] == name]
     assert entry and entry[0]["cause"] == "permanent" and entry[0]["stopped"] is True, view
     assert "rejectedIdentifier" in entry[0]["error"], view
+    assert entry[0]["problem"] == {
+        "type": "urn:ietf:params:acme:error:rejectedIdentifier",
+        "detail": "refused (fault proxy)", "status": 400,
+        "subproblems": [{"type": sub["type"], "detail": sub["detail"], "status": 400,
+                         "identifier": "dns:" + name}]}, entry[0]
+
+
+def test_directory_rate_limit_before_any_order_waits_its_retry_after(
+        pebble, proxy, challtestsrv, nginx_factory, workdir):
+    """Before an order exists: the directory answers 429 rateLimited with Retry-After: 7
+    (failure_cooloff 1 s): the failure is classified by the CA's problem type, so the next
+    directory request waits the 7 s, and the name is issued after it."""
+    name = "dirrl.example.test"
+    proxy.fault("/dir", "429", retry_after=7, times=1)
+    a = start(nginx_factory, proxy, challtestsrv, workdir, [name], "failure_cooloff = 1,")
+    cert = knock(a, name, time.monotonic() + 7 + 40)
+    assert cert is not None, a.nginx.log_tail(30)
+    ts = proxy.times_of("/dir", "GET")
+    assert len(ts) >= 2, (ts, a.nginx.log_tail(30))
+    assert ts[1] - ts[0] >= 7 - 0.02, gaps(ts)
+    assert ts[1] - ts[0] <= 7 + SLACK, gaps(ts)
+    assert len(orders(proxy)) == 1
+    assert "failed (rate_limited, 1 in a row)" in a.nginx.error_log()
+
+
+def test_malformed_new_account_stops_with_its_problem_shown(pebble, proxy, challtestsrv,
+                                                            nginx_factory, workdir):
+    """newAccount refused with malformed (400): one account request, none again (failure_cooloff
+    1 s, handshakes for 8 s), no order; the admin view shows the stop and the CA's problem."""
+    name = "acct.example.test"
+    proxy.fault("/sign-me-up", "problem", problem="malformed", status=400)
+    port = free_port()
+    a = start(nginx_factory, proxy, challtestsrv, workdir, [name], "failure_cooloff = 1,",
+              extra_http=admin_server(port))
+    deadline = time.monotonic() + 60
+    while not proxy.count("/sign-me-up", "POST") and time.monotonic() < deadline:
+        knock(a, name, time.monotonic() + 0.5, stop_when_issued=False)
+    first = proxy.times_of("/sign-me-up", "POST")
+    assert first, a.nginx.log_tail(30)
+    knock(a, name, first[0] + 8, stop_when_issued=False)
+    assert proxy.count("/sign-me-up", "POST") == 1, proxy.times_of("/sign-me-up", "POST")
+    assert orders(proxy) == []
+    view = admin_view(port)
+    entry = [b for b in view["backoff"] if b["name"] == name]
+    assert entry and entry[0]["cause"] == "permanent" and entry[0]["stopped"] is True, view
+    assert entry[0]["problem"] == {"type": "urn:ietf:params:acme:error:malformed",
+                                   "detail": "refused (fault proxy)", "status": 400}, entry
 
 
 def test_order_budget_paces_a_flood_and_serves_every_name(pebble, proxy, challtestsrv,

@@ -2,7 +2,7 @@
 use super::challenge::token_is_valid;
 use super::persist;
 use super::types::{Authorization, AuthorizationStatus, Challenge, ChallengeStatus};
-use super::{AcmeError, ChallengeTask, ChallengeType};
+use super::{AcmeError, ChallengeTask, ChallengeType, Problem};
 use crate::crypto::challenge::key_authorization;
 
 /// An authorization that needs the client: a challenge to publish (and maybe start), or just
@@ -62,8 +62,12 @@ impl Authorization {
         prefs: &[ChallengeType],
         thumbprint: &str,
     ) -> Result<Option<PendingAuthz>, AcmeError> {
-        let invalid =
-            || AcmeError::Invalid(format!("challenge invalid: {}", self.describe_challenges()));
+        let invalid = || {
+            AcmeError::Invalid(
+                format!("challenge invalid: {}", self.describe_challenges()),
+                self.first_error(),
+            )
+        };
         match self.status {
             AuthorizationStatus::Valid => return Ok(None),
             AuthorizationStatus::Pending => {}
@@ -71,11 +75,14 @@ impl Authorization {
             AuthorizationStatus::Deactivated
             | AuthorizationStatus::Expired
             | AuthorizationStatus::Revoked => {
-                return Err(AcmeError::Invalid(format!(
-                    "authorization {url} for {} is {}",
-                    self.name(),
-                    self.status.as_str()
-                )))
+                return Err(AcmeError::Invalid(
+                    format!(
+                        "authorization {url} for {} is {}",
+                        self.name(),
+                        self.status.as_str()
+                    ),
+                    None,
+                ))
             }
         }
         let (chall, kind) = self.choose(prefs)?;
@@ -137,6 +144,14 @@ impl Authorization {
             task,
             start,
         }))
+    }
+
+    /// The problem document of the first challenge that has one (why validation failed).
+    pub fn first_error(&self) -> Option<Box<Problem>> {
+        self.challenges
+            .iter()
+            .find_map(|c| c.error.clone())
+            .map(Box::new)
     }
 
     /// Every challenge as `<type>: <status>[: <detail>]`, joined by `; ` (the original's text).

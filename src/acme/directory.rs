@@ -9,17 +9,20 @@ impl Directory {
     pub fn from_response(resp: &Response) -> Result<Directory, AcmeError> {
         let ct = resp.header("content-type").unwrap_or("");
         if resp.status != 200 || !ct.to_ascii_lowercase().contains("application/json") {
-            return Err(AcmeError::Directory(format!(
-                "acme directory listing failed: status code {}, content-type {}",
-                resp.status,
-                quote_body(ct.as_bytes())
-            )));
+            return Err(AcmeError::Directory(
+                format!(
+                    "acme directory listing failed: status code {}, content-type {}",
+                    resp.status,
+                    quote_body(ct.as_bytes())
+                ),
+                None,
+            ));
         }
         let raw: serde_json::Value = serde_json::from_slice(&resp.body)
             .ok()
             .filter(|v: &serde_json::Value| v.is_object())
             .ok_or_else(|| {
-                AcmeError::Directory("acme directory listing response malformed".into())
+                AcmeError::Directory("acme directory listing response malformed".into(), None)
             })?;
         Directory::from_json(raw)
     }
@@ -27,7 +30,10 @@ impl Directory {
     /// Reads a directory object; the four resources every ACME server has must be present.
     pub fn from_json(raw: serde_json::Value) -> Result<Directory, AcmeError> {
         let doc = DirectoryDoc::deserialize(&raw).map_err(|e| {
-            AcmeError::Directory(format!("acme directory listing response malformed: {e}"))
+            AcmeError::Directory(
+                format!("acme directory listing response malformed: {e}"),
+                None,
+            )
         })?;
         let required = [
             ("newNonce", &doc.new_nonce),
@@ -41,10 +47,13 @@ impl Directory {
             .map(|(name, _)| *name)
             .collect();
         if !missing.is_empty() {
-            return Err(AcmeError::Directory(format!(
-                "acme directory listing is missing {} (newNonce, newAccount, newOrder and revokeCert are required)",
-                missing.join(", ")
-            )));
+            return Err(AcmeError::Directory(
+                format!(
+                    "acme directory listing is missing {} (newNonce, newAccount, newOrder and revokeCert are required)",
+                    missing.join(", ")
+                ),
+                None,
+            ));
         }
         let non_empty = |url: Option<String>| url.filter(|u| !u.is_empty());
         let meta = doc.meta;

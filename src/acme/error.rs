@@ -14,8 +14,9 @@ pub enum AcmeError {
     Malformed(String),
     /// A caller-supplied value was invalid (identifier, config).
     InvalidInput(String),
-    /// An authorization or order became invalid; carries the CA's reasons.
-    Invalid(String),
+    /// An authorization or order became invalid; carries the CA's reasons, and the problem
+    /// document the CA gave for it (the failed challenge's or the order's `error`), if any.
+    Invalid(String, Option<Box<Problem>>),
     /// Polling gave up before the object reached the wanted state.
     Timeout(String),
     /// No offered challenge matches the enabled types.
@@ -27,11 +28,22 @@ pub enum AcmeError {
     Crypto(CryptoError),
     /// The caller could not sign a request handed out as `Action::Sign`.
     Sign(String),
-    /// The directory could not be read (§7.1.1); the text is the original library's.
-    Directory(String),
+    /// The directory could not be read (§7.1.1); the text is the original library's, the
+    /// problem document the CA answered with (e.g. rateLimited), if it sent one.
+    Directory(String, Option<Box<Problem>>),
 }
 
 impl AcmeError {
+    /// The CA's problem document behind the error: the answer's own, or the one an invalid
+    /// authorization or order carried.
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            AcmeError::Problem(p) => Some(p),
+            AcmeError::Invalid(_, p) | AcmeError::Directory(_, p) => p.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Whether trying the same operation later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -49,14 +61,14 @@ impl fmt::Display for AcmeError {
             AcmeError::Transport(m) => write!(f, "transport error: {m}"),
             AcmeError::Malformed(m) => write!(f, "malformed response: {m}"),
             AcmeError::InvalidInput(m) => write!(f, "invalid input: {m}"),
-            AcmeError::Invalid(m) => write!(f, "{m}"),
+            AcmeError::Invalid(m, _) => write!(f, "{m}"),
             AcmeError::Timeout(m) => write!(f, "timeout: {m}"),
             AcmeError::NoChallenge(m) => write!(f, "no usable challenge: {m}"),
             AcmeError::Publish(m) => write!(f, "publishing challenge failed: {m}"),
             AcmeError::State(m) => write!(f, "{m}"),
             AcmeError::Crypto(e) => write!(f, "{e}"),
             AcmeError::Sign(m) => write!(f, "signing the request failed: {m}"),
-            AcmeError::Directory(m) => write!(f, "{m}"),
+            AcmeError::Directory(m, _) => write!(f, "{m}"),
         }
     }
 }

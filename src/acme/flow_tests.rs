@@ -832,11 +832,15 @@ fn invalid_authorization_fails_and_unpublishes() {
             &mut Operation::order(order_req(&[ChallengeType::Http01])),
         )
         .unwrap_err();
-    assert!(matches!(e, AcmeError::Invalid(_)), "{e:?}");
+    assert!(matches!(e, AcmeError::Invalid(..)), "{e:?}");
     assert_eq!(
         e.to_string(),
         "challenge invalid: http-01: invalid: 127.0.0.1: Connection refused"
     );
+    // the challenge's problem document travels with the error (the admin view shows it)
+    let p = e.problem().expect("the challenge's problem document");
+    assert_eq!(p.kind, "urn:ietf:params:acme:error:connection");
+    assert_eq!(p.detail.as_deref(), Some("127.0.0.1: Connection refused"));
     assert_eq!(m.trace.last().unwrap(), &format!("unpublish {TOKEN1}"));
 }
 
@@ -1451,6 +1455,21 @@ fn directory_operation_refetches_and_maps_errors() {
         .run(&mut c, &mut Operation::directory())
         .unwrap_err();
     assert_eq!(e.to_string(), "acme directory listing response malformed");
+    // a problem document keeps the original's text and travels with it (backoff by cause)
+    let e = Mock::new(vec![get(
+        DIR,
+        with(problem(429, "rateLimited", "slow down"), "Retry-After", "7"),
+    )])
+    .run(&mut c, &mut Operation::directory())
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "acme directory listing failed: status code 429, content-type application/problem+json"
+    );
+    let p = e.problem().expect("the directory's problem document");
+    assert_eq!(p.acme_type(), Some("rateLimited"));
+    assert_eq!((p.status, p.detail.as_deref()), (429, Some("slow down")));
+    assert!(p.retry_after.is_some(), "{p:?}");
     let e = Mock::new(vec![TransportErrorAt(DIR).ev()])
         .run(&mut c, &mut Operation::directory())
         .unwrap_err();

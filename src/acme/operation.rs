@@ -292,6 +292,13 @@ impl<T: 'static> Operation<T> {
                     .and_then(|()| Directory::from_response(&resp))
                     .map(|d| client.directory = Some(d))
                 {
+                    // the original's text, and the CA's problem document when it sent one
+                    let e = match (e, check_response(&resp, max_body, now)) {
+                        (AcmeError::Directory(m, None), Err(AcmeError::Problem(p))) => {
+                            AcmeError::Directory(m, Some(Box::new(p)))
+                        }
+                        (e, _) => e,
+                    };
                     self.fail(e);
                 }
             }

@@ -9,10 +9,12 @@
 //! `resty.acme.storage.vault`'s layout; the token from `$VAULT_TOKEN`, `$VAULT_NAMESPACE`).
 use super::store::{CertEntry, FileStore};
 use super::BlockingError;
+use crate::crypto::tls_client;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 fn store_err(m: impl Into<String>) -> BlockingError {
@@ -138,9 +140,21 @@ fn b64_text(what: &str, key: &str, b64: &str) -> Result<Option<String>, Blocking
         .map_err(|_| store_err(format!("{what} value of {key:?} is not UTF-8 text")))
 }
 
-/// One Redis server (RESP2 over TCP; no TLS).
+/// A connection a Redis store talks RESP2 over: TCP, TLS over TCP, or a unix socket.
+trait Conn: Read + Write {}
+impl<T: Read + Write> Conn for T {}
+
+/// How a Redis store reaches its server (`redis://`, `rediss://`, `redis+unix://`).
+#[derive(Clone, Copy, PartialEq)]
+enum RedisVia {
+    Tcp,
+    Tls,
+    Unix,
+}
+
+/// One Redis server (RESP2 over TCP, TLS or a unix socket).
 pub struct RedisStore {
-    conn: BufReader<TcpStream>,
+    conn: BufReader<Box<dyn Conn>>,
     namespace: String,
     url: String,
 }
@@ -153,30 +167,67 @@ enum Reply {
 }
 
 impl RedisStore {
-    fn open(rest: &str) -> Result<RedisStore, BlockingError> {
-        let (userinfo, hostport, path, query) = split_url(rest);
-        let hostport = if hostport.contains(':') {
-            hostport
-        } else {
-            format!("{hostport}:6379")
-        };
-        let url = format!("redis://{hostport}/{path}");
-        let stream = TcpStream::connect(&hostport)
-            .map_err(|e| store_err(format!("cannot connect to redis {hostport}: {e}")))?;
-        let t = Some(Duration::from_secs(10));
-        stream
-            .set_read_timeout(t)
-            .and_then(|_| stream.set_write_timeout(t))
-            .map_err(|e| store_err(format!("redis {hostport}: {e}")))?;
+    fn open(rest: &str, via: RedisVia) -> Result<RedisStore, BlockingError> {
+        let (userinfo, hostport, mut path, query) = split_url(rest);
+        // redis+unix:///path/to/redis.sock: the socket is the url's path, the database an option
+        let sock = format!("/{path}");
+        if via == RedisVia::Unix {
+            path = String::new();
+        }
         let mut namespace = String::new();
+        let mut server_name = None;
+        let mut ca_file = None;
         for (k, v) in query {
             match k.as_str() {
                 "namespace" => namespace = v,
+                "db" if via == RedisVia::Unix => path = v,
+                "server_name" if via == RedisVia::Tls => server_name = Some(v),
+                "ca" if via == RedisVia::Tls => ca_file = Some(v),
                 _ => return Err(store_err(format!("redis store: unknown option {k:?}"))),
             }
         }
+        let t = Some(Duration::from_secs(10));
+        let (url, conn): (String, Box<dyn Conn>) = if via == RedisVia::Unix {
+            if !hostport.is_empty() || sock == "/" {
+                return Err(store_err(format!(
+                    "redis store: redis+unix://{rest}: give the socket as redis+unix:///path/to/redis.sock"
+                )));
+            }
+            let stream = UnixStream::connect(&sock)
+                .map_err(|e| store_err(format!("cannot connect to redis socket {sock}: {e}")))?;
+            stream
+                .set_read_timeout(t)
+                .and_then(|_| stream.set_write_timeout(t))
+                .map_err(|e| store_err(format!("redis {sock}: {e}")))?;
+            (format!("redis+unix://{sock}"), Box::new(stream))
+        } else {
+            let hostport = if hostport.contains(':') {
+                hostport
+            } else {
+                format!("{hostport}:6379")
+            };
+            let stream = TcpStream::connect(&hostport)
+                .map_err(|e| store_err(format!("cannot connect to redis {hostport}: {e}")))?;
+            stream
+                .set_read_timeout(t)
+                .and_then(|_| stream.set_write_timeout(t))
+                .map_err(|e| store_err(format!("redis {hostport}: {e}")))?;
+            if via == RedisVia::Tls {
+                // the peer must hold a certificate for server_name (by default the host)
+                let host = hostport
+                    .rsplit_once(':')
+                    .map_or(hostport.as_str(), |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let name = server_name.as_deref().unwrap_or(host);
+                let tls = tls_client::connect(stream, name, ca_file.as_deref())
+                    .map_err(|e| store_err(format!("redis {hostport}: {e}")))?;
+                (format!("rediss://{hostport}/{path}"), Box::new(tls))
+            } else {
+                (format!("redis://{hostport}/{path}"), Box::new(stream))
+            }
+        };
         let mut s = RedisStore {
-            conn: BufReader::new(stream),
+            conn: BufReader::new(conn),
             namespace,
             url,
         };
@@ -594,7 +645,8 @@ impl ConsulStore {
     }
 }
 
-/// A Vault KV version 2 mount (plain HTTP, token auth).
+/// A Vault KV mount, version 2 or 1 as the mount says (plain HTTP, token auth), in the layout
+/// of resty.acme.storage.vault: on v1 the expiry is the secret's `expires_at` (Unix ms).
 pub struct VaultStore {
     agent: ureq::Agent,
     origin: String,
@@ -602,6 +654,7 @@ pub struct VaultStore {
     metadata_path: String,
     token: Option<String>,
     namespace: Option<String>,
+    v1: bool,
 }
 
 impl VaultStore {
@@ -617,14 +670,55 @@ impl VaultStore {
         };
         let sub_e: String = sub.split('/').map(escape).collect::<Vec<_>>().join("/");
         let env = |k: &str| std::env::var(k).ok().filter(|t| !t.is_empty());
-        Ok(VaultStore {
+        let mount_e = escape(&mount);
+        let mut v = VaultStore {
             agent: http_agent(true),
             origin: format!("http://{hostport}"),
-            data_path: format!("/v1/{}/data{sub_e}/", escape(&mount)),
-            metadata_path: format!("/v1/{}/metadata{sub_e}/", escape(&mount)),
+            data_path: format!("/v1/{mount_e}/data{sub_e}/"),
+            metadata_path: format!("/v1/{mount_e}/metadata{sub_e}/"),
             token: env("VAULT_TOKEN"),
             namespace: env("VAULT_NAMESPACE"),
-        })
+            v1: false,
+        };
+        if v.kv_version(&mount)? == 1 {
+            v.v1 = true;
+            v.data_path = format!("/v1/{mount_e}{sub_e}/");
+            v.metadata_path = v.data_path.clone();
+        }
+        Ok(v)
+    }
+
+    /// The mount's KV version, as the Lua adapter asks it: a v1 mount written in the v2 layout
+    /// would take every write and never expire or delete anything.
+    fn kv_version(&self, mount: &str) -> Result<u8, BlockingError> {
+        let path = format!("/v1/sys/internal/ui/mounts/{}", escape(mount));
+        let (status, v) = self.request("GET", &path, None)?;
+        if status != 200 {
+            return Err(store_err(format!(
+                "vault mount check {}{path}: status {status} (no mount {mount}, or the token may not use it)",
+                self.origin
+            )));
+        }
+        let data = &v["data"];
+        let typ = data["type"].as_str().unwrap_or("");
+        if typ != "kv" && typ != "generic" {
+            return Err(store_err(format!(
+                "vault: mount {mount} is a {typ:?} secrets engine, not kv"
+            )));
+        }
+        match data["options"]["version"].as_str().unwrap_or("1") {
+            "1" => Ok(1),
+            "2" => Ok(2),
+            other => Err(store_err(format!(
+                "vault: mount {mount} has an unknown KV version {other:?}"
+            ))),
+        }
+    }
+
+    fn now_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
     }
 
     fn request(
@@ -664,7 +758,19 @@ impl VaultStore {
         if status == 404 {
             return Ok(None);
         }
-        let data = &v["data"]["data"];
+        let data = if self.v1 {
+            &v["data"]
+        } else {
+            &v["data"]["data"]
+        };
+        let expires_at = match &data["expires_at"] {
+            serde_json::Value::String(t) => t.parse::<f64>().ok(),
+            other => other.as_f64(),
+        };
+        if self.v1 && expires_at.is_some_and(|at| at <= Self::now_ms() as f64) {
+            self.delete(key)?;
+            return Ok(None);
+        }
         let value = match &data["value"] {
             serde_json::Value::String(s) => s.clone(),
             serde_json::Value::Number(n) => n.to_string(),
@@ -678,6 +784,15 @@ impl VaultStore {
 
     fn set(&self, key: &str, value: &str, ttl: Option<f64>) -> Result<(), BlockingError> {
         let name = kv_name(key);
+        if self.v1 {
+            let mut data =
+                serde_json::json!({ "value": value, "note": "managed by lua-resty-acme" });
+            if let Some(t) = ttl {
+                data["expires_at"] = (Self::now_ms() + (t.max(1.0) * 1000.0).floor() as i64).into();
+            }
+            self.request("POST", &format!("{}{name}", self.data_path), Some(data))?;
+            return Ok(());
+        }
         // a write without TTL clears a TTL an earlier write left in the metadata
         let dva = match ttl {
             Some(t) => format!("{}ms", ((t.max(1.0)) * 1000.0).floor() as i64),
@@ -739,8 +854,14 @@ impl AnyStore {
     /// Opens the store `spec` names (see the module documentation). `create`: a file store's
     /// directory is created when missing.
     pub fn open(spec: &str, create: bool) -> Result<AnyStore, BlockingError> {
-        if let Some(rest) = spec.strip_prefix("redis://") {
-            return Ok(AnyStore::Redis(Box::new(RedisStore::open(rest)?)));
+        for (scheme, via) in [
+            ("redis://", RedisVia::Tcp),
+            ("rediss://", RedisVia::Tls),
+            ("redis+unix://", RedisVia::Unix),
+        ] {
+            if let Some(rest) = spec.strip_prefix(scheme) {
+                return Ok(AnyStore::Redis(Box::new(RedisStore::open(rest, via)?)));
+            }
         }
         if let Some(rest) = spec.strip_prefix("etcd://") {
             return Ok(AnyStore::Etcd(EtcdStore::open(rest)?));
@@ -754,7 +875,7 @@ impl AnyStore {
         if let Some((scheme, _)) = spec.split_once("://") {
             if scheme != "file" {
                 return Err(store_err(format!(
-                    "store {spec}: {scheme} is not supported here (a directory, redis://, etcd://, consul:// or vault://)"
+                    "store {spec}: {scheme} is not supported here (a directory, redis://, rediss://, redis+unix://, etcd://, consul:// or vault://)"
                 )));
             }
         }
@@ -874,5 +995,22 @@ mod tests {
         assert!(AnyStore::open("s3://x", false).is_err());
         assert_eq!(escape("domain:ecc:a b/c#"), "domain:ecc:a%20b%2Fc%23");
         assert_eq!(kv_name("x/y"), "x-y");
+    }
+
+    #[test]
+    fn redis_urls_name_their_mistakes_before_connecting() {
+        let err = |spec: &str| match AnyStore::open(spec, false) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{spec} opened"),
+        };
+        // TLS options belong to rediss://, the database of a socket is an option
+        assert!(err("redis://127.0.0.1:1?ca=/x.pem").contains("unknown option \"ca\""));
+        assert!(err("redis+unix://host/x.sock").contains("redis+unix:///path/to/redis.sock"));
+        assert!(err("redis+unix://").contains("redis+unix:///path/to/redis.sock"));
+        let e = err("redis+unix:///nonexistent/redis.sock?db=1");
+        assert!(
+            e.contains("cannot connect to redis socket /nonexistent/redis.sock"),
+            "{e}"
+        );
     }
 }

@@ -15,6 +15,7 @@ mod error;
 pub mod jws;
 pub mod key;
 pub mod peer;
+pub mod tls_client;
 
 pub use error::CryptoError;
 pub use key::{KeyType, PrivateKey};

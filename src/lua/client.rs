@@ -5,7 +5,8 @@
 use super::crypto::{sign_job, LuaKey};
 use crate::acme::{
     AccountInfo, AcmeError, Action, ChallengeTask, ChallengeType, Client, ClientConfig, Eab,
-    Identifier, IssuedCertificate, NewAccount, Operation, OrderRequest, RenewalWindow, Response,
+    Identifier, IssuedCertificate, NewAccount, Operation, OrderRequest, Problem, RenewalWindow,
+    Response,
 };
 use mlua::prelude::*;
 use std::cell::RefCell;
@@ -78,20 +79,49 @@ fn error_table(lua: &Lua, err: &AcmeError) -> LuaResult<LuaTable> {
         AcmeError::Transport(_) => "transport",
         AcmeError::Malformed(_) => "malformed",
         AcmeError::InvalidInput(_) => "invalid_input",
-        AcmeError::Invalid(_) => "invalid",
+        AcmeError::Invalid(..) => "invalid",
         AcmeError::Timeout(_) => "timeout",
         AcmeError::NoChallenge(_) => "no_challenge",
         AcmeError::Publish(_) => "publish",
         AcmeError::State(_) => "state",
         AcmeError::Crypto(_) | AcmeError::Sign(_) => "crypto",
-        AcmeError::Directory(_) => "directory",
+        AcmeError::Directory(..) => "directory",
     };
     t.set("category", category)?;
-    if let AcmeError::Problem(p) = err {
+    // what the CA answered classifies the backoff; Invalid keeps its classification by text
+    let answered = match err {
+        AcmeError::Problem(p) => Some(p),
+        AcmeError::Directory(_, p) => p.as_deref(),
+        _ => None,
+    };
+    if let Some(p) = answered {
         t.set("problem_type", p.kind.clone())?;
         t.set("problem_detail", p.detail.clone())?;
         t.set("status", p.status)?;
         t.set("retry_after", p.retry_after)?;
+    }
+    // the whole document (subproblems too), for the admin view; Invalid keeps its
+    // classification by text: only a Problem answer sets problem_type
+    if let Some(p) = err.problem() {
+        t.set("problem", problem_table(lua, p)?)?;
+    }
+    Ok(t)
+}
+
+fn problem_table(lua: &Lua, p: &Problem) -> LuaResult<LuaTable> {
+    let t = lua.create_table()?;
+    t.set("type", p.kind.clone())?;
+    t.set("detail", p.detail.clone())?;
+    if p.status != 0 {
+        t.set("status", p.status)?;
+    }
+    t.set("identifier", p.identifier.clone())?;
+    if !p.subproblems.is_empty() {
+        let subs = lua.create_table()?;
+        for (i, sp) in p.subproblems.iter().enumerate() {
+            subs.set(i + 1, problem_table(lua, sp)?)?;
+        }
+        t.set("subproblems", subs)?;
     }
     Ok(t)
 }

@@ -341,7 +341,7 @@ mod tests {
             key.private_key_to_pkcs8().unwrap()
         );
         assert!(
-            unsafe { crate::crypto::tls_cert::leaf_matches_key(c2.as_ptr(), k2.as_ptr()) }.unwrap()
+            unsafe { crate::tls::tls_cert::leaf_matches_key(c2.as_ptr(), k2.as_ptr()) }.unwrap()
         );
         // a second load shares the intermediate with the first
         let c3 = decode(&blob).unwrap().0.chain;

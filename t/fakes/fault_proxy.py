@@ -17,7 +17,7 @@ Faults (``kind``): ``"429"`` (a ``rateLimited`` problem document, ``Retry-After:
 an HTML body), ``"reset"`` (TCP RST before any reply), ``"stall"`` (read the request, answer
 nothing for ``seconds``, then reset), ``"badjson"`` (status 200, ``application/json``, a body
 that is not JSON), ``"problem"`` (status ``status`` with a problem document of type
-``problem``, e.g. ``"rejectedIdentifier"``). A path matches a fault when it starts with the
+``problem``, e.g. ``"rejectedIdentifier"``, and the ``subproblems`` list when given). A path matches a fault when it starts with the
 fault's prefix; the most recently added match wins.
 
 Every reply closes its connection (no keep-alive), so a reset never meets the transport's
@@ -41,9 +41,11 @@ class _Reset(Exception):
     pass
 
 
-def _problem(kind, detail, status):
-    return json.dumps({"type": "urn:ietf:params:acme:error:" + kind, "detail": detail,
-                       "status": status}).encode()
+def _problem(kind, detail, status, subproblems=None):
+    doc = {"type": "urn:ietf:params:acme:error:" + kind, "detail": detail, "status": status}
+    if subproblems:
+        doc["subproblems"] = subproblems
+    return json.dumps(doc).encode()
 
 
 class _Handler(ProxyHandler):
@@ -95,7 +97,8 @@ class _Handler(ProxyHandler):
         if kind == "problem":
             status = rule.get("status", 400)
             return self.send(status, [("Content-Type", "application/problem+json")] + nonce,
-                             _problem(rule["problem"], "refused (fault proxy)", status))
+                             _problem(rule["problem"], "refused (fault proxy)", status,
+                                      rule.get("subproblems")))
         if kind == "stall":
             time.sleep(rule.get("seconds", 30))
             self._reset()

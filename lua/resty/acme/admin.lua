@@ -21,6 +21,7 @@ local ondemand = require("resty.acme.ondemand")
 local events = require("resty.acme.events")
 local dns_persist_log = require("resty.acme.dns_persist_log")
 local backoff_state = require("resty.acme.backoff")
+local issuers = require("resty.acme.issuers")
 local transport = require("resty.acme.transport")
 local util = require("resty.acme.util")
 local hostname = require("resty.acme.hostname")
@@ -119,8 +120,14 @@ local function key_types(autossl, args)
   return autossl.config.domain_key_types
 end
 
--- The CA certificates are ordered from (named so that a list of issuers can extend it).
-local function ca_of(autossl)
+-- The CA a name's certificates come from: the one recorded in a stored entry (more than one
+-- issuer), else the only (first) one configured.
+local function ca_of(autossl, types)
+  for _, f in pairs(types) do
+    if f.ca then
+      return f.ca
+    end
+  end
   local conf = autossl.client and autossl.client.conf
   return conf and conf.api_uri
 end
@@ -141,11 +148,19 @@ local function backoff(autossl, name)
   local last_error = ondemand.last_error(storage, name)
   local t = now()
   local states = {}
+  local latest -- the state of the most recent failure, at any issuer
   for _, typ in ipairs({ "rsa", "ecc" }) do
-    local st = backoff_state.get(storage, name, typ)
-    if st then
-      st.type = typ
-      states[#states + 1] = st
+    for i = 1, math_max(1, issuers.count()) do
+      local st = backoff_state.get(storage, name, typ, i)
+      if st then
+        st.type = typ
+        st.issuer = i
+        st.fingerprint = nil
+        states[#states + 1] = st
+        if not latest or (tonumber(st.failed_at) or 0) > (tonumber(latest.failed_at) or 0) then
+          latest = st
+        end
+      end
     end
   end
   return {
@@ -154,7 +169,8 @@ local function backoff(autossl, name)
     in_cooloff = until_t ~= nil and until_t > t,
     states = array(states),
     last_error = last_error or ngx_null,
-    last_problem = problem_of(last_error) or ngx_null,
+    -- the CA's whole problem document (subproblems too) when one was kept
+    last_problem = latest and latest.problem or problem_of(last_error) or ngx_null,
   }
 end
 
@@ -287,7 +303,7 @@ local function show(autossl, name)
   out.stored = any
   out.certificates = types
   out.lock_holder = storage:get(keys.UPDATE_LOCK .. name) or ngx_null
-  out.ca = ca_of(autossl)
+  out.ca = ca_of(autossl, types)
   if not any and not out.in_cooloff and out.attempts == 0 then
     return reply(404, out)
   end

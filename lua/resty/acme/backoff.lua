@@ -1,9 +1,10 @@
 -- When a failed name is ordered again, shared by every worker and node through the storage.
 --
 -- Per name and key type, the key `backoff:<type>:<name>` (docs/FORMAT.md) holds the cause of
--- the last failure, the consecutive failures, the times of recent failed validations and the
--- time of the next try. The schedule itself is the core's (core.backoff_classify /
--- core.backoff_next, src/acme/backoff.rs):
+-- the last failure, the consecutive failures, the times of recent failed validations, the
+-- time of the next try and the CA's problem document of the last failure (admin view). The
+-- schedule itself is the core's (core.backoff_classify / core.backoff_next,
+-- src/acme/backoff.rs):
 --
 -- * transient (transport, timeout, 5xx, serverInternal): failure_cooloff doubling per failure
 --   up to failure_cooloff_cap, plus up to failure_cooloff_jitter of it;
@@ -50,6 +51,9 @@ local callback        -- failure_cooloff_callback
 local fingerprint = "" -- of the configuration a permanent stop was decided under
 local seq = 0
 
+local DETAIL_MAX = 300     -- bytes of a problem's detail kept
+local SUBPROBLEMS_MAX = 10 -- subproblems kept (one per identifier of an order, usually)
+
 -- issuer: the index in the `issuers` list (resty.acme.issuers); the first has no suffix
 local function key_for(domain, typ, issuer)
   local key = _M.PREFIX .. (typ or "rsa") .. ":" .. domain
@@ -76,6 +80,31 @@ local function cause_of(err, fail)
   fail = type(fail) == "table" and fail or {}
   return core.backoff_classify(fail.category, fail.problem_type, tonumber(fail.status),
     tostring(err or ""))
+end
+
+-- The CA's problem document of a failure (the client's error table's `problem`: type,
+-- detail, status, identifier, subproblems), trimmed to what an operator reads.
+local function compact_problem(p, nested)
+  if type(p) ~= "table" or type(p.type) ~= "string" then
+    return nil
+  end
+  local out = {
+    type = sub(p.type, 1, 128),
+    detail = type(p.detail) == "string" and sub(p.detail, 1, DETAIL_MAX) or nil,
+    status = tonumber(p.status),
+    identifier = type(p.identifier) == "string" and sub(p.identifier, 1, 260) or nil,
+  }
+  if not nested and type(p.subproblems) == "table" then
+    local subs = {}
+    for i, sp in ipairs(p.subproblems) do
+      if i > SUBPROBLEMS_MAX then
+        break
+      end
+      subs[#subs + 1] = compact_problem(sp, true)
+    end
+    out.subproblems = #subs > 0 and subs or nil
+  end
+  return out
 end
 
 local function seed()
@@ -196,6 +225,7 @@ function _M.record(storage, domain, typ, err, fail, issuer)
     validation_failures = vfails,
     retry_after = retry_after,
     error = sub(tostring(err), 1, 512),
+    problem = compact_problem(type(fail) == "table" and fail.problem),
   }
   if #vfails == 0 then
     state.validation_failures = nil

@@ -303,7 +303,7 @@ function _M.set_account_key(self, account_key)
   return true, nil
 end
 
--- Fetches the directory unless it is known; returns err or nil.
+-- Fetches the directory unless it is known; returns err (and the error table) or nil.
 local function ensure_directory(self)
   if not self.directory then
     return self:init()
@@ -326,15 +326,16 @@ local function eab_handler_for(website)
   return nil
 end
 
--- init(): fetches the directory. Returns err or nil.
+-- init(): fetches the directory. Returns err or nil; beyond the original, the failed
+-- operation's error table after err (for resty.acme.backoff).
 function _M:init()
   local op = self.core:op_directory()
   local _, err, act = run(self, op)
   if err then
     if act and act.category == "transport" then
-      return "acme directory request failed: " .. err
+      return "acme directory request failed: " .. err, act
     end
-    return err
+    return err, act
   end
   local directory = cjson.decode(self.core:directory() or "")
   if type(directory) ~= "table" then
@@ -356,7 +357,7 @@ function _M:init()
   return nil
 end
 
--- new_account(): kid, nil | nil, err
+-- new_account(): kid, nil | nil, err, error table (of the failed request, when one failed)
 function _M:new_account()
   if self.account_kid then
     return self.account_kid
@@ -364,9 +365,9 @@ function _M:new_account()
   if not self.account_pkey then
     return nil, "failed to create account: account key is not set"
   end
-  local derr = ensure_directory(self)
+  local derr, dact = ensure_directory(self)
   if derr then
-    return nil, "failed to create account: " .. derr
+    return nil, "failed to create account: " .. derr, dact
   end
 
   local eab_kid, eab_key = self.eab_kid, self.eab_hmac_key
@@ -398,9 +399,9 @@ function _M:new_account()
   if not op then
     return nil, "failed to create account: " .. operr
   end
-  local res, err = run(self, op)
+  local res, err, act = run(self, op)
   if not res then
-    return nil, "failed to create account: " .. err
+    return nil, "failed to create account: " .. err, act
   end
   self.account_kid = res.url
   return res.url
@@ -549,14 +550,14 @@ local function persist_names(self, names)
 end
 
 local function ensure_account(self)
-  local derr = ensure_directory(self)
+  local derr, dact = ensure_directory(self)
   if derr then
-    return nil, derr
+    return nil, derr, dact
   end
   if not self.account_kid then
-    local _, err = self:new_account()
+    local _, err, act = self:new_account()
     if err then
-      return nil, err
+      return nil, err, act
     end
   end
   return true
@@ -621,9 +622,9 @@ function _M:order_certificate(domain_key, ...)
   if not csr then
     return nil, "failed to create csr: " .. cerr
   end
-  local ok, aerr = ensure_account(self)
+  local ok, aerr, aact = ensure_account(self)
   if not ok then
-    return nil, aerr
+    return nil, aerr, aact
   end
   local profile = opts.profile or self.conf.profile
   if profile then

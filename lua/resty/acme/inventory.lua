@@ -59,6 +59,8 @@ local function parse(raw, threshold)
     key_type = leaf.key_type,
     fingerprint_sha256 = leaf.fingerprint_sha256,
     renewal_due_at = due_at,
+    -- the directory URL of the issuer (`issuers` list) that ordered it, when recorded
+    ca = type(entry.issuer) == "string" and entry.issuer or nil,
   }
 end
 

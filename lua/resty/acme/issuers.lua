@@ -13,9 +13,11 @@
 -- A name is ordered from the first issuer whose backoff (resty.acme.backoff, kept per issuer)
 -- allows it. An issuer is passed over for a name once it failed `issuer_failover_after`
 -- (default 3) times in a row, rate-limited it or refused it for good; it is asked first again
--- as soon as its backoff for the name has run out, so a renewal goes back to the preferred CA
--- when it is back.
+-- as soon as its backoff for the name has run out. A renewal asks the issuer of the stored
+-- certificate first (the entry's `issuer` field, its directory URL: docs/FORMAT.md), then the
+-- others in order, the same way: the CA that issued a certificate renews it while it can.
 local client = require("resty.acme.client")
+local cjson = require("cjson.safe")
 local backoff = require("resty.acme.backoff")
 local budget = require("resty.acme.budget")
 
@@ -96,8 +98,38 @@ function _M.uri(i)
   return iss and iss.uri
 end
 
+-- The issuer's directory URL to record in a stored entry: only with more than one issuer
+-- (a single CA's entries stay byte for byte what lua-resty-acme writes).
+function _M.record_uri(i)
+  if #list < 2 then
+    return nil
+  end
+  return _M.uri(i)
+end
+
+-- issued_by(storage, domain, typ): the index of the issuer that ordered the stored
+-- certificate, or nil (one issuer, no entry, an entry from before, a CA no longer listed).
+function _M.issued_by(storage, domain, typ)
+  if #list < 2 then
+    return nil
+  end
+  local raw = storage:get("domain:" .. typ .. ":" .. domain)
+  local entry = type(raw) == "string" and cjson.decode(raw)
+  local uri = type(entry) == "table" and entry.issuer
+  if type(uri) ~= "string" then
+    return nil
+  end
+  for i, iss in ipairs(list) do
+    if iss.uri == uri then
+      return i
+    end
+  end
+  return nil
+end
+
 -- ensure(i, first_ensure, load_pem): the issuer's client is ready (account key, directory,
--- account); the first issuer is autossl's own (first_ensure()).
+-- account); the first issuer is autossl's own (first_ensure()). true | nil, err, the failed
+-- request's error table (its problem type classifies the backoff).
 function _M.ensure(i, first_ensure, load_pem)
   if not i or i == 1 then
     return first_ensure()
@@ -117,13 +149,13 @@ function _M.ensure(i, first_ensure, load_pem)
       return nil, "error during acme init: failed to set account key: " .. tostring(serr)
     end
   end
-  local err = c:init()
+  local err, act = c:init()
   if err then
-    return nil, "error during acme init: " .. err
+    return nil, "error during acme init: " .. err, act
   end
-  local _, aerr = c:new_account()
+  local _, aerr, aact = c:new_account()
   if aerr then
-    return nil, "error during acme login: " .. aerr
+    return nil, "error during acme login: " .. aerr, aact
   end
   iss.ready = true
   return true
@@ -137,15 +169,22 @@ local function given_up(state)
     or (tonumber(state.attempts) or 0) >= failover_after
 end
 
--- pick(storage, domain, typ, now): the issuer to order from now, or nil and the time before
--- which none is (math.huge: every issuer refused the name for good).
-function _M.pick(storage, domain, typ, now)
+-- pick(storage, domain, typ, now, first?): the issuer to order from now, or nil and the time
+-- before which none is (math.huge: every issuer refused the name for good). `first`: the
+-- issuer asked before the others (a renewal's issuer, issued_by()).
+function _M.pick(storage, domain, typ, now, first)
   local n = #list
   if n == 0 then
     n = 1
   end
-  local earliest
+  local order = { first or 1 }
   for i = 1, n do
+    if i ~= order[1] then
+      order[#order + 1] = i
+    end
+  end
+  local earliest
+  for pos, i in ipairs(order) do
     local until_t, state = backoff.blocked(storage, domain, typ, now, i)
     if not until_t then
       return i
@@ -153,7 +192,7 @@ function _M.pick(storage, domain, typ, now)
     if not earliest or until_t < earliest then
       earliest = until_t
     end
-    if i < n and not given_up(state) then
+    if pos < n and not given_up(state) then
       -- still within this issuer's retries: wait for it
       return nil, until_t
     end

@@ -286,7 +286,10 @@ impl OrderFlow {
                 }
             },
             OrderStatus::Invalid => {
-                return Err(AcmeError::Invalid(order.invalid_reason(&self.order_url)))
+                return Err(AcmeError::Invalid(
+                    order.invalid_reason(&self.order_url),
+                    order.error.clone().map(Box::new),
+                ))
             }
             OrderStatus::Processing => {
                 if !matches!(self.stage, Stage::AwaitingOrderValid) {
@@ -404,10 +407,10 @@ impl OrderFlow {
             .unwrap_or_default();
         let ch = Challenge::from_reply(&resp.json("challenge start")?, &url)?;
         if let Some(ch) = ch.filter(|c| c.status == ChallengeStatus::Invalid) {
-            return Err(AcmeError::Invalid(format!(
-                "challenge invalid: {}",
-                ch.describe()
-            )));
+            return Err(AcmeError::Invalid(
+                format!("challenge invalid: {}", ch.describe()),
+                ch.error.clone().map(Box::new),
+            ));
         }
         match (i + 1..self.pending.len()).find(|&j| self.pending[j].start) {
             Some(j) => self.stage = Stage::AwaitingChallengeStart(j),
@@ -446,18 +449,21 @@ impl OrderFlow {
                 now,
                 format!("authorization {} for {} is still pending", p.url, p.name),
             ),
-            AuthorizationStatus::Invalid => Err(AcmeError::Invalid(format!(
-                "challenge invalid: {}",
-                authz.describe_challenges()
-            ))),
+            AuthorizationStatus::Invalid => Err(AcmeError::Invalid(
+                format!("challenge invalid: {}", authz.describe_challenges()),
+                authz.first_error(),
+            )),
             AuthorizationStatus::Deactivated
             | AuthorizationStatus::Expired
-            | AuthorizationStatus::Revoked => Err(AcmeError::Invalid(format!(
-                "authorization {} for {} is {}",
-                p.url,
-                p.name,
-                authz.status.as_str()
-            ))),
+            | AuthorizationStatus::Revoked => Err(AcmeError::Invalid(
+                format!(
+                    "authorization {} for {} is {}",
+                    p.url,
+                    p.name,
+                    authz.status.as_str()
+                ),
+                None,
+            )),
         }
     }
 

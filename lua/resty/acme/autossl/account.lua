@@ -86,7 +86,8 @@ function _M.ensure_key()
 end
 
 -- ensure_client(): true once the client knows the directory and the account is registered
--- (once per worker), or nil, err ("error during acme init/login: ...").
+-- (once per worker), or nil, err ("error during acme init/login: ..."), and the failed
+-- request's error table (its problem type classifies the backoff).
 function _M.ensure_client()
   if account_ready then
     return true
@@ -95,13 +96,14 @@ function _M.ensure_client()
   if not ok then
     return nil, "error during acme init: " .. err
   end
-  err = state.client:init()
+  local act
+  err, act = state.client:init()
   if err then
-    return nil, "error during acme init: " .. err
+    return nil, "error during acme init: " .. err, act
   end
-  local _, aerr = state.client:new_account()
+  local _, aerr, aact = state.client:new_account()
   if aerr then
-    return nil, "error during acme login: " .. aerr
+    return nil, "error during acme login: " .. aerr, aact
   end
   account_ready = true
   state.client_initialized = true

@@ -159,9 +159,11 @@ local function do_update(data, domain, typ)
     return nil, true
   end
 
-  local ok, err = issuers.ensure(data.issuer, account.ensure_client, account.load_account_key_storage)
+  -- a failure before any order (directory, nonce, account) keeps the CA's problem type
+  local ok, err, efail = issuers.ensure(data.issuer, account.ensure_client,
+    account.load_account_key_storage)
   if not ok then
-    return err
+    return err, nil, efail
   end
   -- the CA's order budget (resty.acme.budget): beyond it the name waits in the queue
   if not budget.admit(storage, domain, typ, data, issuers.uri(data.issuer)) then
@@ -205,6 +207,7 @@ local function do_update(data, domain, typ)
     cert = cert,
     type = typ,
     updated = now(),
+    issuer = issuers.record_uri(data.issuer), -- a field lua-resty-acme ignores
   })
   local serr = store_entry(key, value)
   if serr then
@@ -248,7 +251,9 @@ function _M.update_cert(data)
     return "cert update is not allowed for domain " .. domain
   end
   local storage = state.storage
-  local issuer, until_t = issuers.pick(storage, domain, typ)
+  -- a renewal asks the CA that issued the certificate first
+  local issuer, until_t = issuers.pick(storage, domain, typ, nil,
+    data.renew and issuers.issued_by(storage, domain, typ) or nil)
   data.issuer = issuer
   if until_t then
     log(ngx.INFO, "previous attempt for ", domain, " failed, cooling off for another ",

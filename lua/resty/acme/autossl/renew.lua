@@ -108,7 +108,8 @@ local function renew_candidate(c)
   log(ngx.INFO, "renewing ", c.typ, " certificate for ", c.name, " (expires ", c.not_after, ")")
   metrics.add('acme_renewals_total{type="' .. c.typ .. '"}')
   if c.not_after - now() <= state.config.events_expiring_within then
-    events.emit("expiring", { domain = c.name, type = c.typ, not_after = c.not_after })
+    events.emit("expiring", { domain = c.name, type = c.typ, not_after = c.not_after },
+      state.storage)
   end
   local uerr = issue.update_cert({ domain = c.name, renew = true, tries = 0, type = c.typ,
                                    replaces = c.replaces, fingerprint = c.fingerprint })
