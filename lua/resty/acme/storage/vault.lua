@@ -397,6 +397,7 @@ local function set_layout(self, version)
   if version == 2 then
     self.data_path = "/v1/" .. mount_e .. "/data" .. path_e .. "/"
     self.metadata_path = "/v1/" .. mount_e .. "/metadata" .. path_e .. "/"
+    self.delete_path = "/v1/" .. mount_e .. "/delete" .. path_e .. "/"
     self.list_path = self.metadata_path
   else
     self.data_path = "/v1/" .. mount_e .. path_e .. "/"
@@ -519,6 +520,76 @@ function _M.add(self, k, v, ttl)
     return "exists"
   end
   return nil
+end
+
+-- Lease operations (docs/STORAGE.md, "Leases"). KV v2: the version whose value was compared is
+-- the one written over (`options.cas`) or deleted (`delete` of that version only), so a newer
+-- holder's version is never touched. KV v1 has no check-and-set: compare, then write.
+function _M.compare_and_set(self, k, old, v, ttl)
+  local rerr = ready(self)
+  if rerr then
+    return rerr
+  end
+  local data = secret_data(v)
+  if not data then
+    return "vault: value must be a string or a number, got " .. type(v)
+  end
+  if ttl ~= nil and ttl <= 0 then
+    return self:compare_and_delete(k, old)
+  end
+  if self.kv_version == 1 then
+    local cur, err = read_v1(self, k)
+    if err then
+      return err
+    end
+    if cur == nil or cur ~= text(old) then
+      return "mismatch"
+    end
+    return write_v1(self, k, data, ttl)
+  end
+  local cur, version, err = read_v2(self, k)
+  if err then
+    return err
+  end
+  if cur == nil or cur ~= text(old) then
+    return "mismatch"
+  end
+  err = write_metadata(self, k, ttl)
+  if err then
+    return err
+  end
+  local ok
+  ok, err = write_v2(self, k, data, version)
+  if ok == nil then
+    return err
+  end
+  return not ok and "mismatch" or nil
+end
+
+function _M.compare_and_delete(self, k, old)
+  local rerr = ready(self)
+  if rerr then
+    return rerr
+  end
+  local cur, version, err
+  if self.kv_version == 1 then
+    cur, err = read_v1(self, k)
+  else
+    cur, version, err = read_v2(self, k)
+  end
+  if err then
+    return err
+  end
+  if cur == nil or cur ~= text(old) then
+    return "mismatch"
+  end
+  if self.kv_version == 1 then
+    local _, derr = api(self, "DELETE", self.data_path .. secret_name(k), nil, "delete")
+    return derr
+  end
+  local _, derr = api(self, "POST", self.delete_path .. secret_name(k),
+    { versions = { version } }, "delete")
+  return derr
 end
 
 function _M.delete(self, k)
