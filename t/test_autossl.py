@@ -591,7 +591,7 @@ def test_pebble_autossl_renews_when_ari_window_opens(pebble, challtestsrv, nginx
         # the window is shared through storage until the CA's Retry-After (at least 60 s):
         # its expiry is what makes every node ask again
         shared = [f for f in os.listdir(store)
-                  if base64.b64decode(f).startswith(b"ari_window:")]
+                  if not f.startswith(".") and base64.b64decode(f).startswith(b"ari_window:")]
         assert shared, os.listdir(store)
         for f in shared:
             os.unlink(os.path.join(store, f))
