@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from harness import AutoSSL, Pebble, TestCA, free_port
 from harness.control import eval_server, lua_eval
-from harness.storage import file_store, put_entry
+from harness.storage import file_store, put_entry, stored_files
 from pemutil import load_certs
 
 
@@ -590,8 +590,7 @@ def test_pebble_autossl_renews_when_ari_window_opens(pebble, challtestsrv, nginx
         proxy.window = (time.time() - 60, time.time() - 1)
         # the window is shared through storage until the CA's Retry-After (at least 60 s):
         # its expiry is what makes every node ask again
-        shared = [f for f in os.listdir(store)
-                  if not f.startswith(".") and base64.b64decode(f).startswith(b"ari_window:")]
+        shared = stored_files(store, b"ari_window:")
         assert shared, os.listdir(store)
         for f in shared:
             os.unlink(os.path.join(store, f))

@@ -6,7 +6,6 @@ Pebble 2.10.1 is built from ../shared/pebble (scripts/build-pebble.sh, cached); 
 tests are skipped. Its profiles give each lifetime: an order names the profile.
 """
 
-import base64
 import datetime
 import json
 import os
@@ -23,7 +22,7 @@ from fakes.ari_proxy import AriProxy
 from harness import AutoSSL, ChallTestSrv2, Pebble2, Redis, TestCA, free_port, pebble2_bin_dir
 from harness.autossl import crowd
 from harness.control import admin_server, admin_view, eval_server, lua_eval
-from harness.storage import file_store, put_entry, read_entry
+from harness.storage import file_store, put_entry, read_entry, stored_files
 
 pytestmark = pytest.mark.skipif(pebble2_bin_dir() is None,
                                 reason="Pebble 2.10.1 source (../shared/pebble) is absent")
@@ -248,9 +247,7 @@ def test_ninety_day_certificate_is_renewed_at_6_days_left_not_at_8(pebble, chall
 
 def shared_windows(store, locks=False):
     prefixes = (b"ari_window:", b"ari_query_lock:") if locks else (b"ari_window:",)
-    # hidden files (the store's lock file, temp files) are no keys
-    return [f for f in os.listdir(store)
-            if not f.startswith(".") and base64.b64decode(f).startswith(prefixes)]
+    return stored_files(store, *prefixes)
 
 
 def forget_windows(store):

@@ -207,6 +207,54 @@ def test_autossl_server_name_rules(lua):
     assert dict(zip(cases, res["r"])) == cases
 
 
+def test_autossl_init_rejects_bad_config_naming_the_key(lua, workdir):
+    """Each of init's config checks raises the original's message (COMPAT.md 2.2), none is lost
+    behind another, and a good config still passes."""
+    empty = os.path.join(str(workdir), "empty.pem")
+    open(empty, "w").close()
+    missing = os.path.join(str(workdir), "missing.pem")
+    cases = [
+        ({}, "tos_accepted must be set to true to continue"),
+        ({"domain_whitelist_callback": 1}, "domain_whitelist_callback must be a function, got number"),
+        ({"failure_cooloff_callback": "x"}, "failure_cooloff_callback must be a function, got string"),
+        ({"native_serving": "yes"}, "native_serving must be true or false, got yes"),
+        ({"renew_min_interval": 0}, "renew_min_interval must be a positive number of seconds, got 0"),
+        ({"update_lock_ttl": "x"}, "update_lock_ttl must be a positive number of seconds, got x"),
+        ({"profile": 1}, "profile must be a profile name or a function of the domain, got number"),
+        ({"ip_profile": 1}, "ip_profile must be a profile name, got number"),
+        ({"domain_key_types": []}, 'domain_key_types must be a non-empty list of "rsa" and/or "ecc"'),
+        ({"domain_key_types": ["dsa"]}, "unknown domain key type: dsa"),
+        ({"storage_adapter": "redis", "storage_config": {"namespace": "failure_lock:x"}},
+         "namespace can't be prefixed with reserved word: failure_lock:"),
+        ({"domain_key_paths": {"rsa": missing}}, "failed to open domain_key: " + missing + ": "),
+        ({"domain_key_paths": {"rsa": empty}}, "failed to read domain_key: " + empty),
+        ({"account_key_path": missing}, "can't open account_key file " + missing + ": "),
+        ({"account_key_path": empty}, "can't read account_key file " + empty),
+        ({"cache_size": 0}, "cache_size must be a positive number, got 0"),
+        ({}, None),
+    ]
+    configs = []
+    for i, (conf, _) in enumerate(cases):
+        conf = dict(conf)
+        if i > 0:
+            conf["tos_accepted"] = True
+        configs.append(conf)
+    res = lua("""
+      local autossl = require("resty.acme.autossl")
+      local cjson = require("cjson")
+      local out = {}
+      for i, conf in ipairs(cjson.decode(%s)) do
+        local ok, err = pcall(autossl.init, conf, { api_uri = "https://127.0.0.1:1/dir" })
+        out[i] = ok and "ok" or tostring(err)
+      end
+      return { r = out }""" % json.dumps(json.dumps(configs)))
+    for (conf, want), got in zip(cases, res["r"]):
+        if want is None:
+            assert got == "ok", (conf, got)
+        else:
+            assert want in got, (conf, want, got)
+
+
 def test_openssl_name_altname_csr_build_a_request(lua):
     """What the original's util.create_csr (and callers such as Kong) do with
     resty.acme.openssl.name, .altname and .csr."""

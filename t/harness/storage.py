@@ -180,6 +180,13 @@ def read_entry(store, name, typ="ecc"):
         return json.loads(f.read().split("::", 1)[1])
 
 
+def stored_files(store, *prefixes):
+    """The files of a file store whose logical key starts with one of `prefixes` (bytes). The
+    store's own directory lock (a dot file, never a base64 name) is no key."""
+    return [f for f in os.listdir(store)
+            if not f.startswith(".") and base64.b64decode(f).startswith(prefixes)]
+
+
 def file_store(store, more=""):
     """autossl config lines for the file storage in `store` (and `more` lines)."""
     return 'storage_adapter = "file", storage_config = { dir = %s }, %s' % (json.dumps(store),

@@ -15,6 +15,7 @@
 -- Off unless a location calls it; protect that location (allow/deny) as well.
 local core = require("resty.acme.core")
 local inventory = require("resty.acme.inventory")
+local keys = require("resty.acme.autossl.keys")
 local renewal = require("resty.acme.renewal")
 local ondemand = require("resty.acme.ondemand")
 local events = require("resty.acme.events")
@@ -132,8 +133,8 @@ end
 -- failure_lock left by lua-resty-acme is honoured too), last error.
 local function backoff(autossl, name)
   local storage = autossl.storage
-  local attempts = tonumber((storage:get("failed_attempts:" .. name))) or 0
-  local until_t = tonumber((storage:get("failure_lock:" .. name)))
+  local attempts = tonumber((storage:get(keys.FAILED_ATTEMPTS .. name))) or 0
+  local until_t = tonumber((storage:get(keys.FAILURE_LOCK .. name)))
     or backoff_state.until_any(storage, name)
   local last_error = ondemand.last_error(storage, name)
   local t = now()
@@ -193,7 +194,7 @@ end
 local function list(autossl, args)
   local storage = autossl.storage
   local conf = autossl.config
-  local keys, err = storage:list("domain:")
+  local listed, err = storage:list(keys.DOMAIN)
   if err then
     return reply(500, { error = "cannot list certificates: " .. tostring(err) })
   end
@@ -205,7 +206,7 @@ local function list(autossl, args)
   local limit = math_min(LIST_LIMIT_MAX, math_max(1, math_floor(tonumber(args.limit) or LIST_LIMIT)))
   -- what the key says is filtered before anything is read
   local selected = {}
-  for _, key in ipairs(keys) do
+  for _, key in ipairs(listed) do
     local typ, name = inventory.split_key(key)
     if typ and (not type_f or typ == type_f) and (not name_f or find(name, name_f, 1, true)) then
       selected[#selected + 1] = key
@@ -243,10 +244,10 @@ local function list(autossl, args)
     end
   end
   local failures = {}
-  local fkeys = storage:list("failed_attempts:") or {}
+  local fkeys = storage:list(keys.FAILED_ATTEMPTS) or {}
   table_sort(fkeys)
   for _, key in ipairs(fkeys) do
-    local name = sub(key, #"failed_attempts:" + 1)
+    local name = sub(key, #keys.FAILED_ATTEMPTS + 1)
     if #failures < limit and (not name_f or find(name, name_f, 1, true)) then
       local b = backoff(autossl, name)
       if b.attempts > 0 then
@@ -269,7 +270,7 @@ local function show(autossl, name)
   local types = {}
   local any = false
   for _, typ in ipairs(conf.domain_key_types) do
-    local f = inventory.facts(storage, "domain:" .. typ .. ":" .. name, conf.renew_threshold, t)
+    local f = inventory.facts(storage, keys.domain(typ, name), conf.renew_threshold, t)
     if f then
       any = true
       f.name, f.type = nil, nil
@@ -283,7 +284,7 @@ local function show(autossl, name)
   out.rule = rule
   out.stored = any
   out.certificates = types
-  out.lock_holder = storage:get("update_lock:" .. name) or ngx_null
+  out.lock_holder = storage:get(keys.UPDATE_LOCK .. name) or ngx_null
   out.ca = ca_of(autossl)
   if not any and not out.in_cooloff and out.attempts == 0 then
     return reply(404, out)
@@ -331,7 +332,7 @@ local function order_now(autossl, name, args)
     return reply(403, { error = "name not allowed: " .. rule, name = name })
   end
   if args.force == "1" or args.force == "true" then
-    storage:delete("failure_lock:" .. name)
+    storage:delete(keys.FAILURE_LOCK .. name)
     backoff_state.clear(storage, name)
   end
   local b = backoff(autossl, name)
@@ -339,7 +340,7 @@ local function order_now(autossl, name, args)
     return reply(409, { error = "in cooloff after a failure (force=1 ends it)", name = name,
                         cooloff_until = b.cooloff_until, last_error = b.last_error })
   end
-  local holder = storage:get("update_lock:" .. name)
+  local holder = storage:get(keys.UPDATE_LOCK .. name)
   if holder then
     return reply(409, { error = "an update is running", name = name, lock_holder = holder })
   end
@@ -352,7 +353,7 @@ local function order_now(autossl, name, args)
   local results = {}
   local failed = false
   for _, typ in ipairs(types) do
-    local key = "domain:" .. typ .. ":" .. name
+    local key = keys.domain(typ, name)
     local before = inventory.facts(storage, key, conf.renew_threshold, now())
     local data = { domain = name, type = typ, renew = false, tries = 0, ctx = { renewal = false, admin = true } }
     if before and before.fingerprint_sha256 then
@@ -400,13 +401,13 @@ local function renew_all(autossl, args)
   local storage = autossl.storage
   local conf = autossl.config
   local all = args.all == "1" or args.all == "true"
-  local keys, err = storage:list("domain:")
+  local listed, err = storage:list(keys.DOMAIN)
   if err then
     return reply(500, { error = "cannot list certificates: " .. tostring(err) })
   end
   local t = now()
   local todo = {}
-  for _, key in ipairs(keys) do
+  for _, key in ipairs(listed) do
     local f = inventory.facts(storage, key, conf.renew_threshold, t)
     if f and f.fingerprint_sha256 and (all or f.renewal_due) then
       local entry = inventory.entry(storage, key)
@@ -435,7 +436,7 @@ local function delete(autossl, name, args)
   local reason = tonumber(args.reason)
   local deleted, revoked, errors = {}, {}, {}
   for _, typ in ipairs(types) do
-    local key = "domain:" .. typ .. ":" .. name
+    local key = keys.domain(typ, name)
     local entry, gerr = inventory.entry(storage, key)
     if gerr then
       errors[#errors + 1] = typ .. ": " .. tostring(gerr)
@@ -481,7 +482,7 @@ local function why(autossl, name)
   local stored, cached = {}, {}
   local any = false
   for _, typ in ipairs(conf.domain_key_types) do
-    local raw = storage:get("domain:" .. typ .. ":" .. name)
+    local raw = storage:get(keys.domain(typ, name))
     stored[typ] = raw ~= nil
     any = any or raw ~= nil
     cached[typ] = autossl._cache_state(name, typ)
@@ -493,7 +494,7 @@ local function why(autossl, name)
   out.stored = stored
   out.cached = cached
   out.backoff = b
-  out.lock_holder = storage:get("update_lock:" .. name)
+  out.lock_holder = storage:get(keys.UPDATE_LOCK .. name)
   out.blocking = conf.blocking and true or false
   out.ask = conf.ask ~= nil
   if not allowed then

@@ -17,6 +17,7 @@
 -- before a Retry-After). A success deletes the state.
 local core = require("resty.acme.core")
 local util = require("resty.acme.util")
+local keys = require("resty.acme.autossl.keys")
 local cjson = require("cjson.safe")
 
 local ngx = ngx
@@ -36,7 +37,7 @@ local concat = table.concat
 
 local _M = { _VERSION = "0.16.0" }
 
-_M.PREFIX = "backoff:"
+_M.PREFIX = keys.BACKOFF
 
 local policy = {
   base = 300,
@@ -119,7 +120,7 @@ end
 function _M.blocked(storage, domain, typ, now, issuer)
   now = now or ngx_now()
   -- the original's cooloff lock (a store written by lua-resty-acme)
-  local lock = (not issuer or issuer == 1) and tonumber((storage:get("failure_lock:" .. domain)))
+  local lock = (not issuer or issuer == 1) and tonumber((storage:get(keys.FAILURE_LOCK .. domain)))
   if lock and lock > now then
     return lock
   end
@@ -244,8 +245,8 @@ end
 -- list(storage): every stored backoff state, { name =, type =, ...state } (admin view).
 function _M.list(storage)
   local out = {}
-  local keys = storage:list(_M.PREFIX) or {}
-  for _, key in ipairs(keys) do
+  local listed = storage:list(_M.PREFIX) or {}
+  for _, key in ipairs(listed) do
     local typ, name = key:match("^backoff:([^:]+):(.+)$")
     local state = typ and decode((storage:get(key)))
     if state then

@@ -13,6 +13,7 @@
 --   order_queue_lock:<ca>        held by the worker draining the queue
 local util = require("resty.acme.util")
 local metrics = require("resty.acme.metrics")
+local keys = require("resty.acme.autossl.keys")
 local cjson = require("cjson.safe")
 
 local ngx = ngx
@@ -72,8 +73,8 @@ end
 
 -- take(storage, ca): true when a token was taken, else false and the seconds until one refills.
 local function take(storage, ca)
-  return locked(storage, "order_budget_lock:" .. ca, function()
-    local key = "order_budget:" .. ca
+  return locked(storage, keys.ORDER_BUDGET_LOCK .. ca, function()
+    local key = keys.ORDER_BUDGET .. ca
     local now = ngx_now()
     local state = cjson.decode(storage:get(key) or "") or {}
     local tokens = tonumber(state.tokens) or conf.capacity
@@ -95,12 +96,12 @@ local function take(storage, ca)
 end
 
 local function enqueue(storage, ca, domain, typ, data)
-  local key = "order_queue:" .. ca .. ":" .. typ .. ":" .. domain
+  local key = keys.ORDER_QUEUE .. ca .. ":" .. typ .. ":" .. domain
   local err = storage:add(key, cjson.encode({
     renew = data.renew == true or nil, at = ngx_now(), replaces = data.replaces,
     fingerprint = data.fingerprint,
   }), 86400)
-  storage:set("order_queue_waiting:" .. ca, "1", 86400)
+  storage:set(keys.ORDER_QUEUE_WAITING .. ca, "1", 86400)
   if not err then
     metrics.add('acme_orders_queued_total{reason="budget"}')
     log(ngx.INFO, "order budget of the CA spent: ", domain, " (", typ, ") waits in the queue")
@@ -109,23 +110,23 @@ end
 
 -- One pass over the queue of `ca`: renewals first, then oldest first, as long as tokens last.
 local function drain(storage, ca, update)
-  local waiting = storage:get("order_queue_waiting:" .. ca)
+  local waiting = storage:get(keys.ORDER_QUEUE_WAITING .. ca)
   local now = ngx_now()
   if not waiting and now - last_full_scan < 30 then
     return
   end
   last_full_scan = now
-  local lerr = storage:add("order_queue_lock:" .. ca, owner(), conf.drain_interval * 5)
+  local lerr = storage:add(keys.ORDER_QUEUE_LOCK .. ca, owner(), conf.drain_interval * 5)
   if lerr then
     return
   end
   -- cleared before the listing and set again when names remain: a name queued meanwhile sets
   -- it anew, so it is never lost
-  storage:delete("order_queue_waiting:" .. ca)
-  local prefix = "order_queue:" .. ca .. ":"
-  local keys = storage:list(prefix) or {}
+  storage:delete(keys.ORDER_QUEUE_WAITING .. ca)
+  local prefix = keys.ORDER_QUEUE .. ca .. ":"
+  local listed = storage:list(prefix) or {}
   local items = {}
-  for _, key in ipairs(keys) do
+  for _, key in ipairs(listed) do
     local typ, name = sub(key, #prefix + 1):match("^([^:]+):(.+)$")
     local v = typ and cjson.decode(storage:get(key) or "")
     if type(v) == "table" then
@@ -160,9 +161,9 @@ local function drain(storage, ca, update)
     end)
   end
   if served < #items then
-    storage:set("order_queue_waiting:" .. ca, "1", 86400)
+    storage:set(keys.ORDER_QUEUE_WAITING .. ca, "1", 86400)
   end
-  storage:delete("order_queue_lock:" .. ca)
+  storage:delete(keys.ORDER_QUEUE_LOCK .. ca)
 end
 
 -- init(c, uri): the autossl config's `order_budget` (nil: the defaults; false: no budget) and
@@ -228,7 +229,7 @@ function _M.admit(storage, domain, typ, data, uri)
   end
   local ca = ca_id(uri or uris[1])
   -- new names wait behind anything queued; renewals only behind the budget itself
-  if not data.renew and storage:get("order_queue_waiting:" .. ca) then
+  if not data.renew and storage:get(keys.ORDER_QUEUE_WAITING .. ca) then
     enqueue(storage, ca, domain, typ, data)
     return false
   end

@@ -4,6 +4,8 @@
 -- certificate goes through autossl.update_cert, which takes the update lock and looks at the
 -- store again under it: a name is never ordered twice, however many workers and nodes start
 -- together. Renewal is the renewal pass's, under the same rule as every stored certificate.
+local keys = require("resty.acme.autossl.keys")
+
 local ngx = ngx
 local ipairs = ipairs
 local type = type
@@ -65,7 +67,7 @@ function _M.issue(autossl)
   local missing = 0
   for _, name in ipairs(names) do
     for _, typ in ipairs(autossl.config.domain_key_types) do
-      local key = "domain:" .. typ .. ":" .. name
+      local key = keys.domain(typ, name)
       local raw, err = storage:get(key)
       if raw == nil and not err then
         local uerr = autossl.update_cert({ domain = name, type = typ, renew = false, tries = 0,

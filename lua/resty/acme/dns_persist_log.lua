@@ -1,6 +1,7 @@
 -- Shows the dns-persist-01 records an operator must publish: a log line per name of
 -- dns_persist.domains once the account is known, and the same list for the admin view.
 local util = require("resty.acme.util")
+local keys = require("resty.acme.autossl.keys")
 local cjson = require("cjson.safe")
 
 local ngx = ngx
@@ -11,7 +12,7 @@ local setmetatable = setmetatable
 
 local _M = { _VERSION = "0.16.0" }
 
-local KEY = "dns-persist-records"
+local KEY = keys.DNS_PERSIST_RECORDS
 
 -- announce(client, conf): logs and stores the record of every name of
 -- conf.dns_persist.domains. Returns the list ({ {domain =, name =, value =}, ... }).

@@ -5,6 +5,7 @@
 local core = require("resty.acme.core")
 local renewal = require("resty.acme.renewal")
 local backoff = require("resty.acme.backoff")
+local keys = require("resty.acme.autossl.keys")
 local cjson = require("cjson.safe")
 
 local ngx = ngx
@@ -13,7 +14,6 @@ local ipairs = ipairs
 local setmetatable = setmetatable
 local tostring = tostring
 local type = type
-local match = string.match
 local gsub = string.gsub
 local sub = string.sub
 local tonumber = tonumber
@@ -30,9 +30,7 @@ local brief_count = 0
 local BRIEF_MAX = 200000
 
 -- "domain:<type>:<name>" -> type, name
-function _M.split_key(key)
-  return match(key, "^domain:([^:]+):(.+)$")
-end
+_M.split_key = keys.parse_domain
 
 local function parse(raw, threshold)
   local entry = json.decode(raw)
@@ -141,12 +139,12 @@ end
 -- their help texts. Lists the store (and every failure record) once.
 function _M.gauges(storage, threshold, now)
   local g = {}
-  local keys = storage:list("domain:") or {}
+  local listed = storage:list(keys.DOMAIN) or {}
   for _, b in ipairs({ "expired", "0-1", "1-7", "7-30", "30+" }) do
     g['acme_certificates_by_days_left{days="' .. b .. '"}'] = 0
   end
   g["acme_renewal_lag_max_seconds"] = 0
-  for _, key in ipairs(keys) do
+  for _, key in ipairs(listed) do
     local f = _M.brief(storage, key, threshold)
     local typ, name = _M.split_key(key)
     if f and f.not_after and typ then
@@ -168,13 +166,13 @@ function _M.gauges(storage, threshold, now)
     end
   end
   local failing, cooling = 0, 0
-  for _, key in ipairs(storage:list("failed_attempts:") or {}) do
+  for _, key in ipairs(storage:list(keys.FAILED_ATTEMPTS) or {}) do
     if (tonumber((storage:get(key))) or 0) > 0 then
       failing = failing + 1
-      local name = sub(key, #"failed_attempts:" + 1)
+      local name = sub(key, #keys.FAILED_ATTEMPTS + 1)
       -- resty.acme.backoff's next try, or a failure_lock lua-resty-acme left behind
       local until_t = backoff.until_any(storage, name)
-      if (until_t and until_t > now) or storage:get("failure_lock:" .. name) then
+      if (until_t and until_t > now) or storage:get(keys.FAILURE_LOCK .. name) then
         cooling = cooling + 1
       end
     end

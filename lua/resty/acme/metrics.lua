@@ -1,6 +1,8 @@
 -- Counters for autossl, shared by all workers through a shared dict. The handshake path only
 -- bumps a per-worker Lua table; a timer folds those into the dict once a second, so serving a
 -- certificate never takes the dict's lock.
+local keys = require("resty.acme.autossl.keys")
+
 local ngx = ngx
 local ngx_shared = ngx.shared
 local ngx_timer_every = ngx.timer.every
@@ -19,7 +21,7 @@ local match = string.match
 
 local _M = { _VERSION = "0.16.0" }
 
-local PREFIX = "acme_metrics:"
+local PREFIX = keys.METRICS
 
 local HELP = {
   acme_handshakes_total = "TLS handshakes seen by ssl_certificate(), by how they were served",

@@ -14,6 +14,7 @@
 -- here: a stored certificate is renewed whatever the budgets say.
 local core = require("resty.acme.core")
 local util = require("resty.acme.util")
+local keys = require("resty.acme.autossl.keys")
 local metrics = require("resty.acme.metrics")
 local transport = require("resty.acme.transport")
 local ssl = require("ngx.ssl")
@@ -38,11 +39,11 @@ local error = error
 
 local _M = { _VERSION = "0.16.0" }
 
-local ASK_PREFIX = "acme_ask:"
-local ASK_LOCK_PREFIX = "acme_ask_lock:"
-local ADMIT_PREFIX = "ondemand:admitted:"
-local BUDGET_PREFIX = "ondemand:budget:"
-local ERROR_PREFIX = "ondemand:last_error:"
+local ASK_PREFIX = keys.ASK
+local ASK_LOCK_PREFIX = keys.ASK_LOCK
+local ADMIT_PREFIX = keys.ONDEMAND_ADMITTED
+local BUDGET_PREFIX = keys.ONDEMAND_BUDGET
+local ERROR_PREFIX = keys.ONDEMAND_LAST_ERROR
 
 local DEFAULT_PSL = "/usr/share/publicsuffix/public_suffix_list.dat"
 
@@ -367,7 +368,7 @@ function _M.admit(storage, domain, ctx)
     return true
   end
   -- an order for the name is running (another worker or node): nothing to ask or charge
-  if storage:get("update_lock:" .. domain) then
+  if storage:get(keys.UPDATE_LOCK .. domain) then
     return false, "ordering_elsewhere"
   end
   if ask_dict then

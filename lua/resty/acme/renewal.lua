@@ -3,6 +3,7 @@
 -- and the CA's renewal window (RFC 9773 ARI), shared by every worker and node through storage.
 local core = require("resty.acme.core")
 local util = require("resty.acme.util")
+local keys = require("resty.acme.autossl.keys")
 local cjson = require("cjson.safe")
 
 local ngx = ngx
@@ -27,8 +28,8 @@ _M.RETRY_AFTER_DEFAULT = 6 * 3600
 
 -- Storage namespace of shared windows: lua-resty-acme lists only "domain:" and reads
 -- "update_lock:", "account_key:" and "failure_lock:"; it never sees these keys.
-_M.ARI_PREFIX = "ari_window:"
-_M.ARI_LOCK_PREFIX = "ari_query_lock:"
+_M.ARI_PREFIX = keys.ARI_WINDOW
+_M.ARI_LOCK_PREFIX = keys.ARI_QUERY_LOCK
 
 -- due_at(entry, threshold): the Unix time from which the stored entry is due, and its
 -- notBefore and notAfter; nil, err for an unreadable certificate.

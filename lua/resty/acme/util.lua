@@ -5,6 +5,7 @@ local raw_log = require("ngx.errlog").raw_log
 
 local ngx = ngx
 local ngx_sleep = ngx.sleep
+local io_open = io.open
 local get_phase = ngx.get_phase
 local debug_getinfo = debug.getinfo
 local select = select
@@ -147,6 +148,21 @@ function _M.log(level, ...)
 end
 
 _M.can_yield = can_yield
+
+-- read_file(path): the whole file, or nil, err, opened (false: it could not be opened and err
+-- is why; true: it was empty or unreadable). Callers word the error as their config key needs.
+function _M.read_file(path)
+  local f, err = io_open(path, "r")
+  if not f then
+    return nil, tostring(err), false
+  end
+  local data = f:read("*a")
+  f:close()
+  if not data or data == "" then
+    return nil, "empty or unreadable", true
+  end
+  return data
+end
 
 -- A dns provider's `nameservers` setting as a list: one server given as a string becomes
 -- { server }; anything else is returned as it is.

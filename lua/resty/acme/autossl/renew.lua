@@ -1,0 +1,205 @@
+-- The renewal pass: every stored entry evaluated (the lifetime rule, the CA's renewal window
+-- by RFC 9773 ARI), the due ones renewed in order, and the next pass scheduled.
+local account = require("resty.acme.autossl.account")
+local core = require("resty.acme.core")
+local declared = require("resty.acme.declared")
+local events = require("resty.acme.events")
+local issue = require("resty.acme.autossl.issue")
+local keys = require("resty.acme.autossl.keys")
+local metrics = require("resty.acme.metrics")
+local names = require("resty.acme.autossl.names")
+local renewal = require("resty.acme.renewal")
+local schedule = require("resty.acme.autossl.schedule")
+local state = require("resty.acme.autossl.state")
+local stored = require("resty.acme.autossl.entry")
+local util = require("resty.acme.util")
+
+local ngx = ngx
+local ngx_now = ngx.now
+local ngx_worker_id = ngx.worker.id
+local ngx_worker_count = ngx.worker.count
+local now = state.now
+local log = util.log
+local ipairs = ipairs
+local pcall = pcall
+local math_floor = math.floor
+local math_min = math.min
+local setmetatable = setmetatable
+local table_sort = table.sort
+
+local _M = { _VERSION = "0.16.0" }
+
+-- what resty.acme.declared takes of autossl: the live handles, the log and the order
+local host = setmetatable({ _log = log, update_cert = issue.update_cert }, { __index = state })
+
+-- One stored entry of a renewal pass (`ari()`: whether to ask the CA's window): a candidate
+-- { name, typ, replaces, fingerprint, urgent, due_at, not_after } when due, else nil and the
+-- time it becomes due (for the wake timer).
+local function evaluate(key, ari)
+  local storage = state.storage
+  local conf = state.config
+  local raw, err = storage:get(key)
+  if err or not raw then
+    log(ngx.WARN, "renewal: cannot read ", key, ": ", err or "missing")
+    return
+  end
+  local entry, perr = stored.parse(raw)
+  if not entry then
+    log(ngx.WARN, "renewal: skipping ", key, ": ", perr)
+    return
+  end
+  -- The name is the key's, not the entry's `domain` field: the original renewed wildcard
+  -- entries stored with wildcard_domain_in_san under the bare name and never the wildcard.
+  local typ, name = keys.parse_domain(key)
+  if not typ then
+    return
+  end
+  if not names.allowed(name, true, { renewal = true }) then
+    if conf.enabled_delete_not_whitelisted_domain then
+      log(ngx.INFO, "renewal: deleting ", key, ": no longer allowed")
+      storage:delete(key)
+    else
+      log(ngx.INFO, "renewal: skipping ", key, ": not allowed")
+    end
+    return
+  end
+  -- The validity alone first: parsing a certificate costs OpenSSL 3.0 about 90 µs, reading
+  -- the dates a few, and most entries of a pass are neither due nor asked about (ARI).
+  local due_at, not_before, not_after = renewal.due_at(entry, conf.renew_threshold)
+  if not due_at then
+    log(ngx.WARN, "renewal: skipping ", key, ": ", not_before)
+    return
+  end
+  local t = now()
+  local due = t >= due_at
+  local use_ari = ari()
+  if not due and not use_ari then
+    return nil, due_at
+  end
+  local info, cerr = core.cert_parse(entry.cert)
+  if not info then
+    log(ngx.WARN, "renewal: skipping ", key, ": ", cerr)
+    return
+  end
+  local replaces, urgent
+  if use_ari then
+    local fp = info[1].fingerprint_sha256
+    local win = renewal.window(storage, state.client, entry.cert, info[1], t)
+    local ari_due, ari_urgent, at = renewal.ari_due(win, fp, not_before, not_after, t)
+    if ari_urgent and not due then
+      log(ngx.WARN, "renewal: the CA's renewal window for ", name, " ended in the past",
+        win.explanation_url and (" (" .. win.explanation_url .. ")") or "", ", renewing at once")
+    end
+    due = due or ari_due
+    urgent = ari_urgent
+    replaces = win and win.cert_id or core.ari_cert_id(entry.cert)
+    if at and at < due_at then
+      due_at = at
+    end
+  end
+  if not due then
+    return nil, due_at
+  end
+  return { name = name, typ = typ, replaces = replaces, urgent = urgent, due_at = due_at,
+           not_after = info[1].not_after, fingerprint = info[1].fingerprint_sha256 }
+end
+
+local function renew_candidate(c)
+  log(ngx.INFO, "renewing ", c.typ, " certificate for ", c.name, " (expires ", c.not_after, ")")
+  metrics.add('acme_renewals_total{type="' .. c.typ .. '"}')
+  if c.not_after - now() <= state.config.events_expiring_within then
+    events.emit("expiring", { domain = c.name, type = c.typ, not_after = c.not_after })
+  end
+  local uerr = issue.update_cert({ domain = c.name, renew = true, tries = 0, type = c.typ,
+                                   replaces = c.replaces, fingerprint = c.fingerprint })
+  if uerr then
+    log(ngx.ERR, "renewal of ", c.name, " failed: ", uerr)
+  end
+end
+
+-- Whether this renewal pass asks the CA for renewal windows: configured, and the CA's
+-- directory offers renewalInfo (the directory is fetched at most once per pass).
+local function ari_available()
+  if not state.config.ari then
+    return false
+  end
+  local ok, err = account.ensure_client()
+  if not ok then
+    log(ngx.WARN, "renewal: no renewal information this pass: ", err)
+    return false
+  end
+  local dir = state.client.directory
+  return dir ~= nil and dir.renewalInfo ~= nil
+end
+
+-- run_pass(): a renewal pass in this worker: every stored entry is evaluated, then the due ones
+-- are renewed, those whose CA window ended in the past (revocation) first, then by due time.
+-- Never raises: what fails for one entry is logged and the pass goes on.
+local function run_pass()
+  -- declared names first: the first pass after start issues them
+  local dok, missing = pcall(declared.issue, host)
+  if not dok then
+    log(ngx.ERR, "declared names: ", missing)
+  elseif missing > 0 then
+    schedule.wake(now())
+  end
+  local list, err = state.storage:list(keys.DOMAIN)
+  if err then
+    log(ngx.ERR, "renewal: cannot list certificates: ", err)
+    return
+  end
+  -- the client (and its account) only once an entry needs the CA's window
+  local ari_state
+  local function ari()
+    if ari_state == nil then
+      ari_state = ari_available()
+    end
+    return ari_state
+  end
+  local due, earliest = {}, nil
+  for _, key in ipairs(list) do
+    local ok, c, next_at = pcall(evaluate, key, ari)
+    if not ok then
+      log(ngx.ERR, "renewal: ", key, ": ", c)
+    elseif c then
+      due[#due + 1] = c
+    elseif next_at then
+      earliest = earliest and math_min(earliest, next_at) or next_at
+    end
+  end
+  table_sort(due, function(x, y)
+    if x.urgent ~= y.urgent then
+      return x.urgent == true
+    end
+    return x.due_at < y.due_at
+  end)
+  for _, c in ipairs(due) do
+    local ok, perr = pcall(renew_candidate, c)
+    if not ok then
+      log(ngx.ERR, "renewal: ", c.name, ": ", perr)
+    end
+  end
+  if #due > 0 then
+    -- what failed (cooloff, CA error) is looked at again soon
+    earliest = now()
+  end
+  schedule.wake(earliest)
+end
+_M.run_pass = run_pass
+schedule.set_pass(run_pass)
+
+-- check_renew(premature): the ngx.timer.every callback; in one worker per interval (in turn),
+-- a pass. Returns nothing, never raises.
+function _M.check_renew(premature)
+  if premature then
+    return
+  end
+  local interval = state.config.renew_check_interval
+  local count = ngx_worker_count()
+  if count > 1 and math_floor(ngx_now() / interval) % count ~= ngx_worker_id() then
+    return
+  end
+  run_pass()
+end
+
+return _M
