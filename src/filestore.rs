@@ -384,9 +384,26 @@ impl FileStore {
         remove(&self.path(key)?)
     }
 
+    /// Under the directory lock `add` takes too, runs `write` on the file of `key` only while
+    /// it holds `expected`; `Ok(false)`: another value, or none. An expired holder's file can
+    /// so never be written or removed after another process's `add` took the key.
+    fn if_holding(
+        &self,
+        key: &str,
+        expected: &[u8],
+        now: f64,
+        write: impl FnOnce(&Path) -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError> {
+        let path = self.path(key)?;
+        let _lock = self.exclusive()?;
+        if Self::reap(&path, now)?.as_deref() != Some(expected) {
+            return Ok(false);
+        }
+        write(&path).map(|_| true)
+    }
+
     /// Replaces `key` with `value` (and a new TTL) only while it holds `expected`: extending a
-    /// lease. Under the directory lock, as `add`, so an expired holder's file can never be
-    /// renewed after another process's `add` took the key. `Ok(false)`: another value, or none.
+    /// lease.
     pub fn compare_and_set(
         &self,
         key: &str,
@@ -395,32 +412,23 @@ impl FileStore {
         ttl: Option<f64>,
         now: f64,
     ) -> Result<bool, StoreError> {
-        let path = self.path(key)?;
-        let _lock = self.exclusive()?;
-        if Self::reap(&path, now)?.as_deref() != Some(expected) {
-            return Ok(false);
-        }
-        if matches!(ttl, Some(t) if t <= 0.0) {
-            return remove(&path).map(|_| true);
-        }
-        write_atomic(&path, &encode_entry(Self::expiry(ttl, now), value), MODE)?;
-        Ok(true)
+        self.if_holding(key, expected, now, |path| {
+            if matches!(ttl, Some(t) if t <= 0.0) {
+                return remove(path);
+            }
+            write_atomic(path, &encode_entry(Self::expiry(ttl, now), value), MODE)
+        })
     }
 
     /// Removes `key` only while it holds `expected`: releasing a lease without deleting the
-    /// one another process took after ours expired. `Ok(false)`: another value, or none.
+    /// one another process took after ours expired.
     pub fn compare_and_delete(
         &self,
         key: &str,
         expected: &[u8],
         now: f64,
     ) -> Result<bool, StoreError> {
-        let path = self.path(key)?;
-        let _lock = self.exclusive()?;
-        if Self::reap(&path, now)?.as_deref() != Some(expected) {
-            return Ok(false);
-        }
-        remove(&path).map(|_| true)
+        self.if_holding(key, expected, now, remove)
     }
 
     /// Logical keys starting with `prefix` (names that are not base64 keys are skipped).

@@ -211,6 +211,14 @@ def run_contract(s, backend):
         assert s.get(k) == ("value of " + k, None)
 
 
+def _assert_clean(n, backend):
+    """No error in nginx's log, no request the fake server refused."""
+    log = n.nginx.error_log()
+    assert "[error]" not in log and "[crit]" not in log, log[-3000:]
+    if backend.server is not None and hasattr(backend.server, "violations"):
+        assert backend.server.violations == []
+
+
 @pytest.mark.parametrize("backend", ADAPTERS, indirect=True)
 def test_storage_contract(backend, workdir, core_so):
     n = StorageNginx(workdir, {"s": {"adapter": backend.adapter, "conf": backend.conf}})
@@ -219,10 +227,7 @@ def test_storage_contract(backend, workdir, core_so):
         s = n.store("s")
         assert s.new_error() is None
         run_contract(s, backend)
-        log = n.nginx.error_log()
-        assert "[error]" not in log and "[crit]" not in log, log[-3000:]
-        if backend.server is not None and hasattr(backend.server, "violations"):
-            assert backend.server.violations == []
+        _assert_clean(n, backend)
     finally:
         n.stop()
 
@@ -304,9 +309,6 @@ def test_lease_operations_touch_only_the_expected_holder(backend, workdir, core_
         # a released key can be taken again at once
         assert s.add(key, "third", 30) is None
         assert s.get(key) == ("third", None)
-        log = n.nginx.error_log()
-        assert "[error]" not in log and "[crit]" not in log, log[-3000:]
-        if backend.server is not None and hasattr(backend.server, "violations"):
-            assert backend.server.violations == []
+        _assert_clean(n, backend)
     finally:
         n.stop()

@@ -454,14 +454,23 @@ local function ready(self)
     .. (verr ~= "" and (": " .. verr) or "") .. hint
 end
 
-function _M.set(self, k, v, ttl)
+-- The mount checked and the secret's data for v; nil, err.
+local function prepare(self, v)
   local rerr = ready(self)
   if rerr then
-    return rerr
+    return nil, rerr
   end
   local data = secret_data(v)
   if not data then
-    return "vault: value must be a string or a number, got " .. type(v)
+    return nil, "vault: value must be a string or a number, got " .. type(v)
+  end
+  return data
+end
+
+function _M.set(self, k, v, ttl)
+  local data, perr = prepare(self, v)
+  if not data then
+    return perr
   end
   if ttl ~= nil and ttl <= 0 then
     return self:delete(k)
@@ -479,13 +488,9 @@ function _M.set(self, k, v, ttl)
 end
 
 function _M.add(self, k, v, ttl)
-  local rerr = ready(self)
-  if rerr then
-    return rerr
-  end
-  local data = secret_data(v)
+  local data, perr = prepare(self, v)
   if not data then
-    return "vault: value must be a string or a number, got " .. type(v)
+    return perr
   end
   if ttl ~= nil and ttl <= 0 then
     return nil
@@ -525,34 +530,39 @@ end
 -- Lease operations (docs/STORAGE.md, "Leases"). KV v2: the version whose value was compared is
 -- the one written over (`options.cas`) or deleted (`delete` of that version only), so a newer
 -- holder's version is never touched. KV v1 has no check-and-set: compare, then write.
-function _M.compare_and_set(self, k, old, v, ttl)
-  local rerr = ready(self)
-  if rerr then
-    return rerr
+-- held_version(self, k, old): the current version (0 on KV v1) while k holds old; nil,
+-- "mismatch"; nil, err.
+local function held_version(self, k, old)
+  local cur, version, err
+  if self.kv_version == 1 then
+    cur, err = read_v1(self, k)
+    version = 0
+  else
+    cur, version, err = read_v2(self, k)
   end
-  local data = secret_data(v)
+  if err then
+    return nil, err
+  end
+  if cur == nil or cur ~= text(old) then
+    return nil, "mismatch"
+  end
+  return version
+end
+
+function _M.compare_and_set(self, k, old, v, ttl)
+  local data, perr = prepare(self, v)
   if not data then
-    return "vault: value must be a string or a number, got " .. type(v)
+    return perr
   end
   if ttl ~= nil and ttl <= 0 then
     return self:compare_and_delete(k, old)
   end
-  if self.kv_version == 1 then
-    local cur, err = read_v1(self, k)
-    if err then
-      return err
-    end
-    if cur == nil or cur ~= text(old) then
-      return "mismatch"
-    end
-    return write_v1(self, k, data, ttl)
-  end
-  local cur, version, err = read_v2(self, k)
-  if err then
+  local version, err = held_version(self, k, old)
+  if not version then
     return err
   end
-  if cur == nil or cur ~= text(old) then
-    return "mismatch"
+  if self.kv_version == 1 then
+    return write_v1(self, k, data, ttl)
   end
   err = write_metadata(self, k, ttl)
   if err then
@@ -571,17 +581,9 @@ function _M.compare_and_delete(self, k, old)
   if rerr then
     return rerr
   end
-  local cur, version, err
-  if self.kv_version == 1 then
-    cur, err = read_v1(self, k)
-  else
-    cur, version, err = read_v2(self, k)
-  end
-  if err then
+  local version, err = held_version(self, k, old)
+  if not version then
     return err
-  end
-  if cur == nil or cur ~= text(old) then
-    return "mismatch"
   end
   if self.kv_version == 1 then
     local _, derr = api(self, "DELETE", self.data_path .. secret_name(k), nil, "delete")
