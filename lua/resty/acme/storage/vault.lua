@@ -487,6 +487,22 @@ function _M.set(self, k, v, ttl)
   return err
 end
 
+-- KV v2: writes `data` as the version after `version` (check-and-set) with `ttl`; nil, or
+-- `conflict` when another version came first, or an error.
+local function write_over(self, k, data, ttl, version, conflict)
+  -- the TTL of the version to write; existing versions keep their own deletion time
+  local err = write_metadata(self, k, ttl)
+  if err then
+    return err
+  end
+  local ok
+  ok, err = write_v2(self, k, data, version)
+  if ok == nil then
+    return err
+  end
+  return not ok and conflict or nil
+end
+
 function _M.add(self, k, v, ttl)
   local data, perr = prepare(self, v)
   if not data then
@@ -512,19 +528,7 @@ function _M.add(self, k, v, ttl)
   if cur ~= nil then
     return "exists"
   end
-  -- the TTL of the version to write; existing versions keep their own deletion time
-  err = write_metadata(self, k, ttl)
-  if err then
-    return err
-  end
-  local ok
-  ok, err = write_v2(self, k, data, version)
-  if ok == nil then
-    return err
-  elseif not ok then
-    return "exists"
-  end
-  return nil
+  return write_over(self, k, data, ttl, version, "exists")
 end
 
 -- Lease operations (docs/STORAGE.md, "Leases"). KV v2: the version whose value was compared is
@@ -564,16 +568,7 @@ function _M.compare_and_set(self, k, old, v, ttl)
   if self.kv_version == 1 then
     return write_v1(self, k, data, ttl)
   end
-  err = write_metadata(self, k, ttl)
-  if err then
-    return err
-  end
-  local ok
-  ok, err = write_v2(self, k, data, version)
-  if ok == nil then
-    return err
-  end
-  return not ok and "mismatch" or nil
+  return write_over(self, k, data, ttl, version, "mismatch")
 end
 
 function _M.compare_and_delete(self, k, old)
