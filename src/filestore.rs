@@ -384,6 +384,53 @@ impl FileStore {
         remove(&self.path(key)?)
     }
 
+    /// Under the directory lock `add` takes too, runs `write` on the file of `key` only while
+    /// it holds `expected`; `Ok(false)`: another value, or none. An expired holder's file can
+    /// so never be written or removed after another process's `add` took the key.
+    fn if_holding(
+        &self,
+        key: &str,
+        expected: &[u8],
+        now: f64,
+        write: impl FnOnce(&Path) -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError> {
+        let path = self.path(key)?;
+        let _lock = self.exclusive()?;
+        if Self::reap(&path, now)?.as_deref() != Some(expected) {
+            return Ok(false);
+        }
+        write(&path).map(|_| true)
+    }
+
+    /// Replaces `key` with `value` (and a new TTL) only while it holds `expected`: extending a
+    /// lease.
+    pub fn compare_and_set(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Option<f64>,
+        now: f64,
+    ) -> Result<bool, StoreError> {
+        self.if_holding(key, expected, now, |path| {
+            if matches!(ttl, Some(t) if t <= 0.0) {
+                return remove(path);
+            }
+            write_atomic(path, &encode_entry(Self::expiry(ttl, now), value), MODE)
+        })
+    }
+
+    /// Removes `key` only while it holds `expected`: releasing a lease without deleting the
+    /// one another process took after ours expired.
+    pub fn compare_and_delete(
+        &self,
+        key: &str,
+        expected: &[u8],
+        now: f64,
+    ) -> Result<bool, StoreError> {
+        self.if_holding(key, expected, now, remove)
+    }
+
     /// Logical keys starting with `prefix` (names that are not base64 keys are skipped).
     pub fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut keys: Vec<String> = list(&self.dir)?
@@ -551,6 +598,40 @@ mod tests {
             .unwrap()
             .iter()
             .all(|k| k.starts_with("update_lock:")));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn compare_and_set_and_delete_touch_only_the_expected_holder() {
+        let d = tmpdir();
+        let s = FileStore::new(&d);
+        assert!(s.add("update_lock:a", b"me", Some(10.0), 100.0).unwrap());
+        // extended: lives past its first expiry
+        assert!(s
+            .compare_and_set("update_lock:a", b"me", b"me", Some(10.0), 105.0)
+            .unwrap());
+        assert_eq!(s.get("update_lock:a", 112.0).unwrap().unwrap(), b"me");
+        assert!(!s
+            .compare_and_set("update_lock:a", b"other", b"x", Some(10.0), 112.0)
+            .unwrap());
+        assert!(!s
+            .compare_and_delete("update_lock:a", b"other", 112.0)
+            .unwrap());
+        assert_eq!(s.get("update_lock:a", 112.0).unwrap().unwrap(), b"me");
+        // expired, then taken by another: the old holder can neither extend nor delete it
+        assert!(s.add("update_lock:a", b"next", Some(10.0), 116.0).unwrap());
+        assert!(!s
+            .compare_and_set("update_lock:a", b"me", b"me", Some(10.0), 117.0)
+            .unwrap());
+        assert!(!s.compare_and_delete("update_lock:a", b"me", 117.0).unwrap());
+        assert_eq!(s.get("update_lock:a", 117.0).unwrap().unwrap(), b"next");
+        assert!(s
+            .compare_and_delete("update_lock:a", b"next", 117.0)
+            .unwrap());
+        assert_eq!(s.get("update_lock:a", 117.0).unwrap(), None);
+        assert!(!s
+            .compare_and_delete("update_lock:a", b"next", 117.0)
+            .unwrap());
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -221,6 +221,14 @@ def test_ninety_day_certificate_is_renewed_at_6_days_left_not_at_8(pebble, chall
                      a.nginx.error_log()), a.nginx.log_tail(20)
 
 
+def reask(a, store):
+    """The windows forgotten, and the workers restarted: the new renewal owner's first listing
+    reads every entry and asks its window again (between listings an entry is read when its
+    window's next query comes: Pebble's Retry-After is 6 h)."""
+    forget_ari_windows(store)
+    a.nginx.reload()
+
+
 def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factory, workdir):
     """A window moved into the past (mass revocation) renews at once with `replaces`; its
     explanationURL reaches the log and the admin view. Then the old certificate comes back (a
@@ -233,7 +241,7 @@ def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factor
     a = node(nginx_factory, pebble, challtestsrv, workdir, domains=[name],
                 key_types=("ecc",), workers=1, extra_http=admin_server(admin_port),
                 extra=file_store(store, 'profile = "twelvehour", renew_check_interval = 1, '
-                                        'cache_ttl = 1,'))
+                                        'cache_ttl = 1, renewal_owner_ttl = 1,'))
     a.wait_issued(name)
     first = read_entry(store, name)
     deadline = time.monotonic() + 10
@@ -251,7 +259,7 @@ def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factor
     # a malformed answer is a warning and a retry after 60 s, never a renewal
     pebble.set_renewal_info(first["cert"], '{"suggestedWindow": {"start": "soon"')
     off = a.nginx.log_offset()
-    forget_ari_windows(store)
+    reask(a, store)
     a.nginx.wait_log(r"renewal information for .*renewalInfo", since=off, timeout=15)
     time.sleep(2)
     assert pebble.orders_count() == 1
@@ -261,7 +269,7 @@ def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factor
         "suggestedWindow": {"start": iso(t + 3 * 3600), "end": iso(t + 4 * 3600)},
         "explanationURL": url})
     off = a.nginx.log_offset()
-    forget_ari_windows(store)
+    reask(a, store)
     a.nginx.wait_log(r"incident-42", since=off, timeout=15)
     view = json.dumps(admin_view(admin_port))
     assert url in view, view
@@ -271,7 +279,7 @@ def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factor
         "suggestedWindow": {"start": iso(t - 7200), "end": iso(t - 3600)},
         "explanationURL": url})
     off = a.nginx.log_offset()
-    forget_ari_windows(store)
+    reask(a, store)
     deadline = time.monotonic() + 30
     while read_entry(store, name)["cert"] == first["cert"] and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -283,7 +291,7 @@ def test_ari_past_window_and_already_replaced(pebble, challtestsrv, nginx_factor
     # the replaced certificate is back in the store and its window still says "now"
     put_entry(store, name, first["cert"], first["pkey"], updated=first["updated"])
     off = a.nginx.log_offset()
-    forget_ari_windows(store)
+    reask(a, store)
     a.nginx.wait_log(r"refused the order as a replacement.*alreadyReplaced", timeout=30,
                      since=off)
     deadline = time.monotonic() + 30

@@ -211,6 +211,14 @@ def run_contract(s, backend):
         assert s.get(k) == ("value of " + k, None)
 
 
+def _assert_clean(n, backend):
+    """No error in nginx's log, no request the fake server refused."""
+    log = n.nginx.error_log()
+    assert "[error]" not in log and "[crit]" not in log, log[-3000:]
+    if backend.server is not None and hasattr(backend.server, "violations"):
+        assert backend.server.violations == []
+
+
 @pytest.mark.parametrize("backend", ADAPTERS, indirect=True)
 def test_storage_contract(backend, workdir, core_so):
     n = StorageNginx(workdir, {"s": {"adapter": backend.adapter, "conf": backend.conf}})
@@ -219,10 +227,7 @@ def test_storage_contract(backend, workdir, core_so):
         s = n.store("s")
         assert s.new_error() is None
         run_contract(s, backend)
-        log = n.nginx.error_log()
-        assert "[error]" not in log and "[crit]" not in log, log[-3000:]
-        if backend.server is not None and hasattr(backend.server, "violations"):
-            assert backend.server.violations == []
+        _assert_clean(n, backend)
     finally:
         n.stop()
 
@@ -255,5 +260,55 @@ def test_add_is_atomic_under_concurrency(backend, workdir, core_so):
             assert len(winners) == 1, results
             assert all(r == "exists" for r in results if r is not None), results
             assert s.get(key) == ("holder-%d" % winners[0], None)
+    finally:
+        n.stop()
+
+
+def _text_ret(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+@pytest.mark.parametrize("backend", ADAPTERS, indirect=True)
+def test_lease_operations_touch_only_the_expected_holder(backend, workdir, core_so):
+    """compare_and_set / compare_and_delete (docs/STORAGE.md, "Leases"): an extended lease
+    outlives its first TTL; neither a stranger's token nor an expired holder's changes or
+    removes the key another holder took."""
+    n = StorageNginx(workdir, {"s": {"adapter": backend.adapter, "conf": backend.conf}})
+    n.start()
+    try:
+        s = n.store("s")
+
+        def cas(k, old, v, ttl=None):
+            return _text_ret(s.call("compare_and_set", k, old, v, ttl)[0])
+
+        def cad(k, old):
+            return _text_ret(s.call("compare_and_delete", k, old)[0])
+
+        key = "update_lock:lease.example.test"
+        assert cas(key, "me", "me", 3) == "mismatch"  # nothing to extend
+        assert cad(key, "me") == "mismatch"
+        assert s.add(key, "me", 3) is None
+        t0 = time.monotonic()
+        assert cas(key, "stranger", "stranger", 30) == "mismatch"
+        assert cad(key, "stranger") == "mismatch"
+        # extended twice, it is still there well after its first TTL
+        time.sleep(1.5)
+        assert cas(key, "me", "me", 3) is None
+        time.sleep(1.5)
+        assert cas(key, "me", "me", 3) is None
+        time.sleep(max(0, 4.0 - (time.monotonic() - t0)))
+        assert s.get(key) == ("me", None)
+        # once it expired and another took it, the old holder neither extends nor deletes it
+        assert not wait_gone(s, [key], 8)
+        assert s.add(key, "next", 30) is None
+        assert cas(key, "me", "me", 30) == "mismatch"
+        assert cad(key, "me") == "mismatch"
+        assert s.get(key) == ("next", None)
+        assert cad(key, "next") is None
+        assert s.get(key) == (None, None)
+        # a released key can be taken again at once
+        assert s.add(key, "third", 30) is None
+        assert s.get(key) == ("third", None)
+        _assert_clean(n, backend)
     finally:
         n.stop()

@@ -37,6 +37,25 @@ impl LuaUserData for LuaFileStore {
                 }
             },
         );
+        m.add_method(
+            "compare_and_set",
+            |_,
+             s,
+             (key, expected, value, ttl, now): (String, LuaString, LuaString, Option<f64>, f64)|
+             -> Ret<bool> {
+                Ok(s.0
+                    .compare_and_set(&key, &expected.as_bytes(), &value.as_bytes(), ttl, now)
+                    .map_err(|e| e.to_string()))
+            },
+        );
+        m.add_method(
+            "compare_and_delete",
+            |_, s, (key, expected, now): (String, LuaString, f64)| -> Ret<bool> {
+                Ok(s.0
+                    .compare_and_delete(&key, &expected.as_bytes(), now)
+                    .map_err(|e| e.to_string()))
+            },
+        );
         m.add_method("delete", |_, s, key: String| -> Ret<bool> {
             Ok(s.0.delete(&key).map(|_| true).map_err(|e| e.to_string()))
         });

@@ -57,6 +57,7 @@ local AUTOSSL = {
   _forget = serve.forget,
   _log = util.log,
   _ensure_client = account.ensure_client,
+  _full_pass = renew.full_pass,
 }
 
 -- serve_admin(opts): the admin API (resty.acme.admin) over this facade.

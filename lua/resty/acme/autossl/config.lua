@@ -70,6 +70,9 @@ local default_config = {
   -- Seconds an update lock lives (the original's fixed 300): a node that dies while ordering
   -- blocks the name at most this long.
   update_lock_ttl = 300,
+  -- Seconds the renewal owner's lease lives without an extension (resty.acme.owner): a dead
+  -- owner's passes are taken over about this long after its last extension.
+  renewal_owner_ttl = 60,
   -- On-demand issuance that cannot be abused (README, "Allow-lists"; resty.acme.ondemand):
   -- an HTTP endpoint asked before the first order of a name (`?domain=NAME`, 200 allows),
   -- its answers cached in the `ask_shm` dict for ask_ttl / ask_negative_ttl seconds.
@@ -146,6 +149,7 @@ function _M.merge(autossl_config)
     error("ip_profile must be a profile name, got " .. type(autossl_config.ip_profile))
   end
   check_seconds(autossl_config, "update_lock_ttl")
+  check_seconds(autossl_config, "renewal_owner_ttl")
 
   local types = autossl_config.domain_key_types
   if type(types) ~= "table" or #types == 0 then

@@ -6,6 +6,7 @@ local budget = require("resty.acme.budget")
 local core = require("resty.acme.core")
 local events = require("resty.acme.events")
 local issuers = require("resty.acme.issuers")
+local lease = require("resty.acme.lease")
 local keys = require("resty.acme.autossl.keys")
 local metrics = require("resty.acme.metrics")
 local names = require("resty.acme.autossl.names")
@@ -19,14 +20,11 @@ local cjson = require("cjson.safe")
 
 local ngx = ngx
 local ngx_sleep = ngx.sleep
-local ngx_worker_id = ngx.worker.id
-local ngx_worker_pid = ngx.worker.pid
 local ngx_md5_bin = ngx.md5_bin
 local now = state.now
 local log = util.log
 local pcall = pcall
 local math_floor = math.floor
-local math_random = math.random
 local tonumber = tonumber
 local tostring = tostring
 local type = type
@@ -36,17 +34,6 @@ local sub = string.sub
 local _M = { _VERSION = "0.16.0" }
 
 local json = cjson.new()
-
-local function release_lock(domain, token)
-  local lock_key = keys.UPDATE_LOCK .. domain
-  local holder = state.storage:get(lock_key)
-  if holder == nil or holder == token then
-    local err = state.storage:delete(lock_key)
-    if err then
-      log(ngx.WARN, "failed to release lock for ", domain, ": ", err)
-    end
-  end
-end
 
 -- failed_attempts: as the original keeps it; when to try again is resty.acme.backoff's (by
 -- cause, per name and key type, in storage).
@@ -142,7 +129,7 @@ local function profile_for(domain)
   return p
 end
 
-local function do_update(data, domain, typ)
+local function do_update(data, domain, typ, lock)
   local storage = state.storage
   local key = keys.domain(typ, domain)
   local raw = storage:get(key)
@@ -201,6 +188,21 @@ local function do_update(data, domain, typ)
     return oerr, nil, ofail
   end
 
+  -- the lock lost (a store that stopped answering, a stalled worker): another order may have
+  -- stored a newer certificate meanwhile, which must not be overwritten; whoever holds it, a
+  -- certificate that changed in the store during the order is left as it is
+  local lost = not lock:confirm()
+  local now_raw, nerr = storage:get(key)
+  if nerr or now_raw ~= raw then
+    log(ngx.WARN, lost and ("lock of " .. domain .. " was lost and ") or "",
+      "the stored ", typ, " certificate for ", domain, " changed during the order",
+      nerr and (" (" .. tostring(nerr) .. ")") or "", ": the new one is not stored")
+    return nil, true
+  end
+  if lost then
+    log(ngx.WARN, "lock of ", domain, " was lost during the order; the store is unchanged")
+  end
+
   local value = json.encode({
     domain = field_domain,
     pkey = pkey,
@@ -217,7 +219,11 @@ local function do_update(data, domain, typ)
   log(ngx.INFO, "stored ", typ, " certificate for ", domain, " in ", math_floor((now() - t0) * 1000) / 1000, "s")
   metrics.observe("acme_issue_duration_seconds", 'type="' .. typ .. '"', now() - t0)
   -- the renewal of what was just stored, even if no pass is due before it (short lifetimes)
-  schedule.wake((renewal.due_at({ cert = cert, updated = now() }, state.config.renew_threshold)))
+  local due_at = renewal.due_at({ cert = cert, updated = now() }, state.config.renew_threshold)
+  if due_at then
+    -- with ARI the next pass asks the CA's window of the new certificate
+    schedule.note(key, state.config.ari and now() or due_at)
+  end
   -- This worker serves it at once; other workers within negative_cache_ttl (new) or cache_ttl.
   local parsed = stored.certkey(cert, pkey, ngx_md5_bin(value))
   if parsed and state.caches[typ] then
@@ -261,17 +267,15 @@ function _M.update_cert(data)
     return nil
   end
 
-  -- unique across nodes too (every nginx starts math.random from the same seed)
-  local token = tostring(ngx_worker_pid()) .. ":" .. tostring(ngx_worker_id() or 0) .. ":"
-    .. tostring(now()) .. ":" .. tostring(math_random(1e9))
-  local lerr = storage:add(keys.UPDATE_LOCK .. domain, token, state.config.update_lock_ttl)
-  if lerr then
+  -- a lease (resty.acme.lease): extended while the order runs, released only by us
+  local lock, lerr = lease.hold(storage, keys.UPDATE_LOCK .. domain, state.config.update_lock_ttl)
+  if not lock then
     metrics.add("acme_lock_busy_total")
     log(ngx.INFO, "update of ", domain, " is running elsewhere (", lerr, ")")
     return nil
   end
 
-  local ok, err, skipped, fail = pcall(do_update, data, domain, typ)
+  local ok, err, skipped, fail = pcall(do_update, data, domain, typ, lock)
   if not ok then
     err = "unexpected error: " .. tostring(err)
   end
@@ -285,7 +289,7 @@ function _M.update_cert(data)
     events.emit(err and "failed" or (data.renew and "renewed" or "issued"),
       { domain = domain, type = typ, error = err and tostring(err) or nil })
   end
-  release_lock(domain, token)
+  lock:release()
   return err
 end
 

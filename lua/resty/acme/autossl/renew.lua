@@ -1,5 +1,8 @@
--- The renewal pass: every stored entry evaluated (the lifetime rule, the CA's renewal window
--- by RFC 9773 ARI), the due ones renewed in order, and the next pass scheduled.
+-- The renewal pass: the stored entries that are due evaluated (the lifetime rule, the CA's
+-- renewal window by RFC 9773 ARI), the due ones renewed in order, and the next pass scheduled.
+-- One worker of the cluster, the renewal owner (resty.acme.owner), lists the store, at most
+-- every renew_check_interval; between listings, and on every other worker (for the entries it
+-- stored itself), only what the expiry index (resty.acme.autossl.schedule) says is due is read.
 local account = require("resty.acme.autossl.account")
 local core = require("resty.acme.core")
 local declared = require("resty.acme.declared")
@@ -8,6 +11,7 @@ local issue = require("resty.acme.autossl.issue")
 local keys = require("resty.acme.autossl.keys")
 local metrics = require("resty.acme.metrics")
 local names = require("resty.acme.autossl.names")
+local owner = require("resty.acme.owner")
 local renewal = require("resty.acme.renewal")
 local schedule = require("resty.acme.autossl.schedule")
 local state = require("resty.acme.autossl.state")
@@ -15,14 +19,10 @@ local stored = require("resty.acme.autossl.entry")
 local util = require("resty.acme.util")
 
 local ngx = ngx
-local ngx_now = ngx.now
-local ngx_worker_id = ngx.worker.id
-local ngx_worker_count = ngx.worker.count
 local now = state.now
 local log = util.log
 local ipairs = ipairs
 local pcall = pcall
-local math_floor = math.floor
 local math_min = math.min
 local setmetatable = setmetatable
 local table_sort = table.sort
@@ -34,7 +34,7 @@ local host = setmetatable({ _log = log, update_cert = issue.update_cert }, { __i
 
 -- One stored entry of a renewal pass (`ari()`: whether to ask the CA's window): a candidate
 -- { name, typ, replaces, fingerprint, urgent, due_at, not_after } when due, else nil and the
--- time it becomes due (for the wake timer).
+-- time to look at it again (it falls due, or its CA window is to be asked again).
 local function evaluate(key, ari)
   local storage = state.storage
   local conf = state.config
@@ -81,7 +81,7 @@ local function evaluate(key, ari)
     log(ngx.WARN, "renewal: skipping ", key, ": ", cerr)
     return
   end
-  local replaces, urgent
+  local replaces, urgent, look_at
   if use_ari then
     local fp = info[1].fingerprint_sha256
     local win = renewal.window(storage, state.client, entry.cert, info[1], t)
@@ -96,9 +96,10 @@ local function evaluate(key, ari)
     if at and at < due_at then
       due_at = at
     end
+    look_at = win and win.next_query
   end
   if not due then
-    return nil, due_at
+    return nil, look_at and math_min(due_at, look_at) or due_at
   end
   return { name = name, typ = typ, replaces = replaces, urgent = urgent, due_at = due_at,
            not_after = info[1].not_after, fingerprint = info[1].fingerprint_sha256 }
@@ -133,10 +134,10 @@ local function ari_available()
   return dir ~= nil and dir.renewalInfo ~= nil
 end
 
--- run_pass(): a renewal pass in this worker: every stored entry is evaluated, then the due ones
--- are renewed, those whose CA window ended in the past (revocation) first, then by due time.
--- Never raises: what fails for one entry is logged and the pass goes on.
-local function run_pass()
+-- pass(list_all): a renewal pass in this worker: the entries the index says are due (all of
+-- them after a listing) are evaluated, then the due ones are renewed, those whose CA window
+-- ended in the past (revocation) first, then by due time.
+local function pass(list_all)
   -- declared names first: the first pass after start issues them
   local dok, missing = pcall(declared.issue, host)
   if not dok then
@@ -144,11 +145,21 @@ local function run_pass()
   elseif missing > 0 then
     schedule.wake(now())
   end
-  local list, err = state.storage:list(keys.DOMAIN)
-  if err then
-    log(ngx.ERR, "renewal: cannot list certificates: ", err)
-    return
+  local conf = state.config
+  local index = schedule.index()
+  local t = now()
+  local listed = 0
+  if list_all or owner.owns()
+     and (not index.listed or t - index.listed >= conf.renew_check_interval - 1) then
+    local all, err = state.storage:list(keys.DOMAIN)
+    if err then
+      log(ngx.ERR, "renewal: cannot list certificates: ", err)
+    else
+      index:sync(all, t)
+      listed = #all
+    end
   end
+  local list = index:due(t)
   -- the client (and its account) only once an entry needs the CA's window
   local ari_state
   local function ari()
@@ -157,17 +168,21 @@ local function run_pass()
     end
     return ari_state
   end
-  local due, earliest = {}, nil
+  local due = {}
   for _, key in ipairs(list) do
     local ok, c, next_at = pcall(evaluate, key, ari)
     if not ok then
       log(ngx.ERR, "renewal: ", key, ": ", c)
     elseif c then
       due[#due + 1] = c
+      -- looked at again soon: what failed (cooloff, CA error) is retried
+      index:note(key, t + conf.renew_min_interval)
     elseif next_at then
-      earliest = earliest and math_min(earliest, next_at) or next_at
+      index:note(key, next_at)
     end
+    -- else unreadable or not allowed: the owner's next listing brings it back
   end
+  log(ngx.INFO, "renewal pass: ", listed, " listed, ", #list, " read, ", #due, " due")
   table_sort(due, function(x, y)
     if x.urgent ~= y.urgent then
       return x.urgent == true
@@ -180,27 +195,41 @@ local function run_pass()
       log(ngx.ERR, "renewal: ", c.name, ": ", perr)
     end
   end
-  if #due > 0 then
-    -- what failed (cooloff, CA error) is looked at again soon
-    earliest = now()
+  schedule.wake(index:earliest())
+end
+
+local running = false -- one pass at a time per worker (timer, wake and owner overlap)
+
+-- run_pass(list_all): a pass unless one runs in this worker already. Never raises: what fails
+-- for one entry is logged and the pass goes on.
+local function run_pass(list_all)
+  if running then
+    return
   end
-  schedule.wake(earliest)
+  running = true
+  local ok, err = pcall(pass, list_all)
+  running = false
+  if not ok then
+    log(ngx.ERR, "renewal pass: ", err)
+  end
 end
 _M.run_pass = run_pass
 schedule.set_pass(run_pass)
 
--- check_renew(premature): the ngx.timer.every callback; in one worker per interval (in turn),
--- a pass. Returns nothing, never raises.
+-- check_renew(premature): the ngx.timer.every callback; a pass in the one worker of the
+-- cluster that owns them. Returns nothing, never raises.
 function _M.check_renew(premature)
-  if premature then
-    return
-  end
-  local interval = state.config.renew_check_interval
-  local count = ngx_worker_count()
-  if count > 1 and math_floor(ngx_now() / interval) % count ~= ngx_worker_id() then
+  if premature or not owner.owns() then
     return
   end
   run_pass()
+end
+
+-- full_pass(): a pass that lists and reads every stored entry, as the owner's first one does
+-- (the bench's P6); the index starts again from that listing.
+function _M.full_pass()
+  schedule.reset()
+  run_pass(true)
 end
 
 return _M

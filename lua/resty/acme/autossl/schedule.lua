@@ -1,6 +1,9 @@
 -- The wake timer: this worker's early renewal pass when a certificate falls due before the
--- next periodic one (short lifetimes). The pass itself is resty.acme.autossl.renew's; it
--- registers it here, so that what stores a certificate can schedule without requiring it.
+-- next periodic one (short lifetimes), and this worker's expiry index (resty.acme.due_index:
+-- when each stored entry next needs a look; every entry on the renewal owner, those it stored
+-- itself on any other worker). The pass itself is resty.acme.autossl.renew's; it registers it
+-- here, so that what stores a certificate can schedule without requiring it.
+local due_index = require("resty.acme.due_index")
 local state = require("resty.acme.autossl.state")
 local util = require("resty.acme.util")
 
@@ -13,6 +16,7 @@ local math_max = math.max
 local _M = { _VERSION = "0.16.0" }
 
 local wake_at -- this worker's next early pass
+local index = due_index.new()
 local run_pass -- set by resty.acme.autossl.renew when it loads
 
 local function on_wake(premature, at)
@@ -49,6 +53,21 @@ function _M.wake(earliest)
     wake_at = nil
     log(ngx.WARN, "renewal: cannot schedule the next check: ", err)
   end
+end
+
+-- index(): this worker's expiry index; reset(): a new, empty one (the next pass lists).
+function _M.index()
+  return index
+end
+
+function _M.reset()
+  index = due_index.new()
+end
+
+-- note(key, at): look at the stored entry `key` again at `at`, waking for it if need be.
+function _M.note(key, at)
+  index:note(key, at)
+  _M.wake(at)
 end
 
 return _M

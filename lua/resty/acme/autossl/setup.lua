@@ -14,6 +14,7 @@ local issuers = require("resty.acme.issuers")
 local metrics = require("resty.acme.metrics")
 local names = require("resty.acme.autossl.names")
 local ondemand = require("resty.acme.ondemand")
+local owner = require("resty.acme.owner")
 local renew = require("resty.acme.autossl.renew")
 local sharedcache = require("resty.acme.sharedcache")
 local state = require("resty.acme.autossl.state")
@@ -128,10 +129,16 @@ function _M.init_worker()
     error("failed to start the order queue timer: " .. tostring(berr))
   end
 
-  -- The first renewal check runs soon after start, then every interval.
+  -- The renewal owner (one worker of the cluster, resty.acme.owner) runs a pass as soon as it
+  -- takes the lease, then every interval.
   local ok, terr = ngx_timer_every(conf.renew_check_interval, renew.check_renew)
   if not ok then
     error("failed to start renewal timer: " .. tostring(terr))
+  end
+  ok, terr = owner.init_worker(function() return state.storage end, conf.renewal_owner_ttl,
+    function() renew.run_pass() end)
+  if not ok then
+    error("failed to start the renewal owner timer: " .. tostring(terr))
   end
   if ngx_worker_id() == 0 then
     ngx_timer_at(1 + math_random() * 4, function(premature)
@@ -152,7 +159,6 @@ function _M.init_worker()
           log(ngx.WARN, "cannot show the dns-persist-01 records yet: ", cerr)
         end
       end
-      renew.run_pass()
     end)
   end
 end

@@ -209,6 +209,54 @@ function _M.add(self, k, v, ttl)
   return "exists"
 end
 
+-- Lease operations (docs/STORAGE.md, "Leases"): check-and-set on the ModifyIndex of the
+-- entry whose value was compared, so a write by anyone in between makes them fail.
+local function held_entry(self, k, old)
+  local entry, err = fetch(self, k)
+  if err then
+    return nil, err
+  end
+  if not entry or expired(entry) or type(entry.Value) ~= "string"
+     or decode_base64(entry.Value) ~= text(old) then
+    return nil, "mismatch"
+  end
+  return entry
+end
+
+function _M.compare_and_set(self, k, old, v, ttl)
+  local value = text(v)
+  if not value then
+    return "consul: value must be a string or a number, got " .. type(v)
+  end
+  if ttl ~= nil and ttl <= 0 then
+    return self:compare_and_delete(k, old)
+  end
+  local entry, err = held_entry(self, k, old)
+  if not entry then
+    return err
+  end
+  ngx_update_time()
+  local ok
+  ok, err = put(self, k, value, ttl, format("%.0f", tonumber(entry.ModifyIndex) or 0))
+  if ok == nil then
+    return err
+  end
+  return not ok and "mismatch" or nil
+end
+
+function _M.compare_and_delete(self, k, old)
+  local entry, err = held_entry(self, k, old)
+  if not entry then
+    return err
+  end
+  local ok
+  ok, err = remove(self, k, tonumber(entry.ModifyIndex) or 0)
+  if ok == nil then
+    return err
+  end
+  return not ok and "mismatch" or nil
+end
+
 function _M.delete(self, k)
   local _, err = remove(self, k)
   return err

@@ -240,6 +240,68 @@ function _M.add(self, k, v, ttl)
   return nil
 end
 
+-- Lease operations (docs/STORAGE.md, "Leases"): one transaction comparing the stored value.
+-- Both forms a string may be stored in are compared (`/` escaped or not, see deserialize).
+local function if_value(self, k, old, op)
+  local expected = serialize(old)
+  if not expected then
+    return "etcd: value must be a string or a number, got " .. type(old)
+  end
+  local key = encode_base64(full_key(self, k))
+  local forms = { expected }
+  local plain = (expected:gsub("\\/", "/"))
+  if plain ~= expected then
+    forms[2] = plain
+  end
+  for _, form in ipairs(forms) do
+    local res, err = call(self, "kv/txn", {
+      compare = { { key = key, target = "VALUE", result = "EQUAL", value = encode_base64(form) } },
+      success = { op(key) },
+    })
+    if not res then
+      return err
+    end
+    if res.succeeded == true then
+      return nil
+    end
+  end
+  return "mismatch"
+end
+
+function _M.compare_and_set(self, k, old, v, ttl)
+  local value = serialize(v)
+  if not value then
+    return "etcd: value must be a string or a number, got " .. type(v)
+  end
+  if ttl ~= nil and ttl <= 0 then
+    return self:compare_and_delete(k, old)
+  end
+  local put = { value = encode_base64(value) }
+  local lease, err
+  if ttl then
+    -- a new lease: the old one expires with nothing attached to it
+    lease, err = grant(self, ttl)
+    if not lease then
+      return err
+    end
+    put.lease = lease
+  end
+  err = if_value(self, k, old, function(key)
+    put.key = key
+    return { request_put = put }
+  end)
+  if err and lease then
+    call(self, "lease/revoke", { ID = lease })
+  end
+  return err
+end
+
+function _M.compare_and_delete(self, k, old)
+  return if_value(self, k, old, function(key)
+    return { request_delete_range = { key = key } }
+  end)
+end
+
 function _M.delete(self, k)
   local _, err = call(self, "kv/deleterange", { key = encode_base64(full_key(self, k)) })
   return err

@@ -56,6 +56,23 @@ function _M.delete(self, k)
   return nil
 end
 
+-- Lease operations (docs/STORAGE.md, "Leases"): under the directory lock `add` takes too.
+function _M.compare_and_set(self, k, old, v, ttl)
+  local ok, err = self.store:compare_and_set(k, text(old), text(v), ttl, ngx_now())
+  if ok == nil then
+    return "file storage: " .. err
+  end
+  return not ok and "mismatch" or nil
+end
+
+function _M.compare_and_delete(self, k, old)
+  local ok, err = self.store:compare_and_delete(k, text(old), ngx_now())
+  if ok == nil then
+    return "file storage: " .. err
+  end
+  return not ok and "mismatch" or nil
+end
+
 function _M.get(self, k)
   local v, err = self.store:get(k, ngx_now())
   if err then

@@ -320,6 +320,53 @@ function _M.add(self, k, v, ttl)
   return nil
 end
 
+-- Lease operations (docs/STORAGE.md, "Leases"): one script each, so the comparison and the
+-- write are one atomic step in Redis.
+local CAS_SCRIPT = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+  .. "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end return 0"
+local CAS_FOREVER_SCRIPT = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+  .. "redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0"
+local CAD_SCRIPT = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+  .. "return redis.call('DEL', KEYS[1]) end return 0"
+
+local function script_result(res, err)
+  if err then
+    return err
+  end
+  if tonumber(res) ~= 1 then
+    return "mismatch"
+  end
+  return nil
+end
+
+function _M.compare_and_set(self, k, old, v, ttl)
+  local expected, value = text(old), text(v)
+  if not expected or not value then
+    return "redis: value must be a string or a number"
+  end
+  if ttl ~= nil and ttl <= 0 then
+    return self:compare_and_delete(k, old)
+  end
+  local key = self.namespace .. k
+  return script_result(run(self, "compare_and_set", function(_, red)
+    if ttl then
+      return cmd_result(red:eval(CAS_SCRIPT, 1, key, expected, value, px(ttl)))
+    end
+    return cmd_result(red:eval(CAS_FOREVER_SCRIPT, 1, key, expected, value))
+  end))
+end
+
+function _M.compare_and_delete(self, k, old)
+  local expected = text(old)
+  if not expected then
+    return "redis: value must be a string or a number"
+  end
+  local key = self.namespace .. k
+  return script_result(run(self, "compare_and_delete", function(_, red)
+    return cmd_result(red:eval(CAD_SCRIPT, 1, key, expected))
+  end))
+end
+
 function _M.delete(self, k)
   local key = self.namespace .. k
   local _, err = run(self, "delete", function(_, red)

@@ -57,6 +57,39 @@ function _M.delete(self, k)
   return nil
 end
 
+-- Lease operations (docs/STORAGE.md, "Leases"). A shared dict has no compare-and-swap, but
+-- nothing between the read and the write below yields, and a holder's key can only change
+-- hands by expiring (every lease user deletes through these): one that still has MARGIN
+-- seconds to live cannot be taken by another worker before the write lands. One closer to
+-- its end is left to expire (a release) or counts as lost (an extension).
+local MARGIN = 0.5
+
+local function held(self, k, old)
+  local v = self.shm:get(k)
+  if v == nil or v ~= old then
+    return false
+  end
+  local ttl = self.shm:ttl(k)
+  return ttl ~= nil and (ttl == 0 or ttl > MARGIN), ttl
+end
+
+function _M.compare_and_set(self, k, old, v, ttl)
+  if not held(self, k, old) then
+    return "mismatch"
+  end
+  return _M.set(self, k, v, ttl)
+end
+
+function _M.compare_and_delete(self, k, old)
+  local ok, left = held(self, k, old)
+  if ok then
+    self.shm:delete(k)
+  elseif not left then
+    return "mismatch"
+  end
+  return nil
+end
+
 function _M.get(self, k)
   local v, err = self.shm:get(k)
   if v == nil and err then

@@ -397,6 +397,7 @@ local function set_layout(self, version)
   if version == 2 then
     self.data_path = "/v1/" .. mount_e .. "/data" .. path_e .. "/"
     self.metadata_path = "/v1/" .. mount_e .. "/metadata" .. path_e .. "/"
+    self.delete_path = "/v1/" .. mount_e .. "/delete" .. path_e .. "/"
     self.list_path = self.metadata_path
   else
     self.data_path = "/v1/" .. mount_e .. path_e .. "/"
@@ -453,14 +454,23 @@ local function ready(self)
     .. (verr ~= "" and (": " .. verr) or "") .. hint
 end
 
-function _M.set(self, k, v, ttl)
+-- The mount checked and the secret's data for v; nil, err.
+local function prepare(self, v)
   local rerr = ready(self)
   if rerr then
-    return rerr
+    return nil, rerr
   end
   local data = secret_data(v)
   if not data then
-    return "vault: value must be a string or a number, got " .. type(v)
+    return nil, "vault: value must be a string or a number, got " .. type(v)
+  end
+  return data
+end
+
+function _M.set(self, k, v, ttl)
+  local data, perr = prepare(self, v)
+  if not data then
+    return perr
   end
   if ttl ~= nil and ttl <= 0 then
     return self:delete(k)
@@ -477,14 +487,26 @@ function _M.set(self, k, v, ttl)
   return err
 end
 
-function _M.add(self, k, v, ttl)
-  local rerr = ready(self)
-  if rerr then
-    return rerr
+-- KV v2: writes `data` as the version after `version` (check-and-set) with `ttl`; nil, or
+-- `conflict` when another version came first, or an error.
+local function write_over(self, k, data, ttl, version, conflict)
+  -- the TTL of the version to write; existing versions keep their own deletion time
+  local err = write_metadata(self, k, ttl)
+  if err then
+    return err
   end
-  local data = secret_data(v)
+  local ok
+  ok, err = write_v2(self, k, data, version)
+  if ok == nil then
+    return err
+  end
+  return not ok and conflict or nil
+end
+
+function _M.add(self, k, v, ttl)
+  local data, perr = prepare(self, v)
   if not data then
-    return "vault: value must be a string or a number, got " .. type(v)
+    return perr
   end
   if ttl ~= nil and ttl <= 0 then
     return nil
@@ -506,19 +528,65 @@ function _M.add(self, k, v, ttl)
   if cur ~= nil then
     return "exists"
   end
-  -- the TTL of the version to write; existing versions keep their own deletion time
-  err = write_metadata(self, k, ttl)
+  return write_over(self, k, data, ttl, version, "exists")
+end
+
+-- Lease operations (docs/STORAGE.md, "Leases"). KV v2: the version whose value was compared is
+-- the one written over (`options.cas`) or deleted (`delete` of that version only), so a newer
+-- holder's version is never touched. KV v1 has no check-and-set: compare, then write.
+-- held_version(self, k, old): the current version (0 on KV v1) while k holds old; nil,
+-- "mismatch"; nil, err.
+local function held_version(self, k, old)
+  local cur, version, err
+  if self.kv_version == 1 then
+    cur, err = read_v1(self, k)
+    version = 0
+  else
+    cur, version, err = read_v2(self, k)
+  end
   if err then
+    return nil, err
+  end
+  if cur == nil or cur ~= text(old) then
+    return nil, "mismatch"
+  end
+  return version
+end
+
+function _M.compare_and_set(self, k, old, v, ttl)
+  local data, perr = prepare(self, v)
+  if not data then
+    return perr
+  end
+  if ttl ~= nil and ttl <= 0 then
+    return self:compare_and_delete(k, old)
+  end
+  local version, err = held_version(self, k, old)
+  if not version then
     return err
   end
-  local ok
-  ok, err = write_v2(self, k, data, version)
-  if ok == nil then
-    return err
-  elseif not ok then
-    return "exists"
+  if self.kv_version == 1 then
+    return write_v1(self, k, data, ttl)
   end
-  return nil
+  return write_over(self, k, data, ttl, version, "mismatch")
+end
+
+function _M.compare_and_delete(self, k, old)
+  local rerr = ready(self)
+  if rerr then
+    return rerr
+  end
+  local version, err = held_version(self, k, old)
+  if not version then
+    return err
+  end
+  if self.kv_version == 1 then
+    local _, derr = api(self, "DELETE", self.data_path .. secret_name(k), nil, "delete")
+    return derr
+  end
+  local _, derr = api(self, "POST", self.delete_path .. secret_name(k),
+    { versions = { version } }, "delete")
+  return derr
 end
 
 function _M.delete(self, k)
