@@ -127,6 +127,21 @@ local function full_key(self, k)
   return self.key_prefix .. "/" .. k
 end
 
+-- The put request of `value` (already serialized) at `key` (encoded), on a new lease of `ttl`
+-- seconds when given: put, lease id (nil without a ttl); nil, err when no lease was granted.
+local function put_request(self, key, value, ttl)
+  local put = { key = key, value = encode_base64(value) }
+  if not ttl then
+    return put
+  end
+  local lease, err = grant(self, ttl)
+  if not lease then
+    return nil, err
+  end
+  put.lease = lease
+  return put, lease
+end
+
 function _M.new(conf)
   if conf == nil then
     conf = {}
@@ -186,15 +201,12 @@ function _M.set(self, k, v, ttl)
   if ttl ~= nil and ttl <= 0 then
     return self:delete(k)
   end
-  local req = { key = encode_base64(full_key(self, k)), value = encode_base64(value) }
-  if ttl then
-    local lease, err = grant(self, ttl)
-    if not lease then
-      return err
-    end
-    req.lease = lease
+  local req, err = put_request(self, encode_base64(full_key(self, k)), value, ttl)
+  if not req then
+    return err
   end
-  local _, err = call(self, "kv/put", req)
+  local _
+  _, err = call(self, "kv/put", req)
   return err
 end
 
@@ -215,14 +227,9 @@ function _M.add(self, k, v, ttl)
   if (tonumber(res.count) or 0) > 0 then
     return "exists"
   end
-  local put = { key = key, value = encode_base64(value) }
-  local lease
-  if ttl then
-    lease, err = grant(self, ttl)
-    if not lease then
-      return err
-    end
-    put.lease = lease
+  local put, lease = put_request(self, key, value, ttl)
+  if not put then
+    return lease
   end
   res, err = call(self, "kv/txn", {
     compare = { { key = key, target = "CREATE", result = "EQUAL", create_revision = "0" } },
@@ -276,18 +283,12 @@ function _M.compare_and_set(self, k, old, v, ttl)
   if ttl ~= nil and ttl <= 0 then
     return self:compare_and_delete(k, old)
   end
-  local put = { value = encode_base64(value) }
-  local lease, err
-  if ttl then
-    -- a new lease: the old one expires with nothing attached to it
-    lease, err = grant(self, ttl)
-    if not lease then
-      return err
-    end
-    put.lease = lease
+  -- a new lease: the old one expires with nothing attached to it
+  local put, lease = put_request(self, encode_base64(full_key(self, k)), value, ttl)
+  if not put then
+    return lease
   end
-  err = if_value(self, k, old, function(key)
-    put.key = key
+  local err = if_value(self, k, old, function()
     return { request_put = put }
   end)
   if err and lease then
