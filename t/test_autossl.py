@@ -563,9 +563,12 @@ def test_pebble_autossl_renews_when_ari_window_opens(pebble, challtestsrv, nginx
         assert len(proxy.orders) == 1  # window in the future: no renewal
         proxy.window = (time.time() - 60, time.time() - 1)
         # the window is shared through storage until the CA's Retry-After (at least 60 s):
-        # its expiry is what makes every node ask again
+        # its expiry is what makes every node ask again. The renewal owner reads an entry
+        # between listings only when its window's next query comes (Pebble's Retry-After is
+        # hours); restarted workers start with a listing that reads every entry.
         assert ari_windows(store), os.listdir(store)
         forget_ari_windows(store)
+        a.nginx.reload()
         deadline = time.monotonic() + 30
         while len(proxy.orders) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -12,6 +12,8 @@ Behaviour follows Vault's documented HTTP API:
     metadata (as Vault answers).
   * ``POST metadata`` ``{"delete_version_after": "<go duration>"}`` -> 204 (creates the
     metadata of a new key).
+  * ``POST delete/<path>`` ``{"versions": [N, ...]}`` -> 204: those versions soft-deleted
+    (a current version deleted reads as above).
   * ``DELETE metadata`` -> 204 (all versions). ``LIST metadata/<dir>/`` (or ``GET ...?list=true``)
     -> ``{"data": {"keys": [...]}}`` (folders end with "/"), 404 when empty.
 - KV v1 mounts (``/v1/<mount>/<path>``): ``POST|PUT`` any JSON object -> 204, ``GET`` -> 200
@@ -151,6 +153,8 @@ class FakeVault(FakeServer):
             return self._data(method, mount, key, body, req)
         if kind == "metadata":
             return self._metadata(method, mount, key, body, req)
+        if kind == "delete" and method in ("POST", "PUT"):
+            return self._delete_versions(mount, key, body, req)
         self.violation("unexpected KV v2 path %r" % req)
         return 404, {"errors": []}, {}
 
@@ -261,6 +265,19 @@ class FakeVault(FakeServer):
             return 200, {"data": {"data": v["data"], "metadata": self._meta(e)}}, {}
         self.violation("unexpected method on data %r" % req)
         return 405, {"errors": ["unsupported operation"]}, {}
+
+    def _delete_versions(self, mount, key, body, req):
+        # soft delete of the listed versions only; unknown versions are ignored, as Vault does
+        versions = body.get("versions") if isinstance(body, dict) else None
+        if (not isinstance(versions, list) or not versions
+                or not all(isinstance(v, int) for v in versions) or set(body) != {"versions"}):
+            self.violation("KV v2 delete without a versions list %r" % req)
+            return 400, {"errors": ["no version number provided"]}, {}
+        e = self.v2[mount].get(key)
+        for n in versions:
+            if e and 1 <= n <= len(e["versions"]):
+                e["versions"][n - 1]["deleted"] = (lambda: True)
+        return 204, b"", {}
 
     def _metadata(self, method, mount, key, body, req):
         store = self.v2[mount]
