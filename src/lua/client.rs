@@ -3,10 +3,10 @@
 //! performing it goes back through `op:response(...)`, `op:transport_error(err)`,
 //! `op:published(ok, err)`, `op:unpublished()` or `op:signature(sig, err)`.
 use super::crypto::{sign_job, LuaKey};
+use super::to_lua;
 use crate::acme::{
     AccountInfo, AcmeError, Action, ChallengeTask, ChallengeType, Client, ClientConfig, Eab,
-    Identifier, IssuedCertificate, NewAccount, Operation, OrderRequest, Problem, RenewalWindow,
-    Response,
+    Identifier, IssuedCertificate, NewAccount, Operation, OrderRequest, RenewalWindow, Response,
 };
 use mlua::prelude::*;
 use std::cell::RefCell;
@@ -103,25 +103,7 @@ fn error_table(lua: &Lua, err: &AcmeError) -> LuaResult<LuaTable> {
     // the whole document (subproblems too), for the admin view; Invalid keeps its
     // classification by text: only a Problem answer sets problem_type
     if let Some(p) = err.problem() {
-        t.set("problem", problem_table(lua, p)?)?;
-    }
-    Ok(t)
-}
-
-fn problem_table(lua: &Lua, p: &Problem) -> LuaResult<LuaTable> {
-    let t = lua.create_table()?;
-    t.set("type", p.kind.clone())?;
-    t.set("detail", p.detail.clone())?;
-    if p.status != 0 {
-        t.set("status", p.status)?;
-    }
-    t.set("identifier", p.identifier.clone())?;
-    if !p.subproblems.is_empty() {
-        let subs = lua.create_table()?;
-        for (i, sp) in p.subproblems.iter().enumerate() {
-            subs.set(i + 1, problem_table(lua, sp)?)?;
-        }
-        t.set("subproblems", subs)?;
+        t.set("problem", to_lua(lua, p)?)?;
     }
     Ok(t)
 }
