@@ -324,21 +324,13 @@ impl LuaUserData for LuaClient {
         m.add_method(
             "set_account_key",
             |_, this, key: LuaUserDataRef<LuaKey>| -> Ret<bool> {
-                let pem = match key.0.to_pem() {
-                    Ok(p) => p,
-                    Err(e) => return Ok(Err(e.to_string())),
-                };
-                // The core owns its key; a copy through PEM keeps the Lua handle usable.
-                match crate::crypto::PrivateKey::from_pem(pem.as_bytes()) {
-                    Ok(k) => {
-                        this.0
-                            .try_borrow_mut()
-                            .map_err(LuaError::external)?
-                            .account_key = Some(k);
-                        Ok(Ok(true))
-                    }
-                    Err(e) => Ok(Err(e.to_string())),
-                }
+                // A second handle on the same OpenSSL key (a reference count, not a copy of
+                // the material): the Lua handle stays usable.
+                this.0
+                    .try_borrow_mut()
+                    .map_err(LuaError::external)?
+                    .account_key = Some(key.0.clone());
+                Ok(Ok(true))
             },
         );
         m.add_method("account_url", |_, this, ()| {
@@ -459,38 +451,16 @@ impl LuaUserData for LuaClient {
             "op_revoke",
             |_,
              this,
-             (der, reason, key): (LuaString, Option<u32>, Option<LuaUserDataRef<LuaKey>>)|
-             -> Ret<LuaOperation> {
-                let cert_key = match key {
-                    Some(k) => match k
-                        .0
-                        .to_pem()
-                        .and_then(|p| crate::crypto::PrivateKey::from_pem(p.as_bytes()))
-                    {
-                        Ok(k) => Some(k),
-                        Err(e) => return Ok(Err(e.to_string())),
-                    },
-                    None => None,
-                };
+             (der, reason, key): (LuaString, Option<u32>, Option<LuaUserDataRef<LuaKey>>)| {
+                let cert_key = key.map(|k| k.0.clone());
                 let op = Operation::revoke(der.as_bytes().to_vec(), reason, cert_key);
-                Ok(Ok(this.operation(op.map(|()| Done::Revoked))))
+                Ok(this.operation(op.map(|()| Done::Revoked)))
             },
         );
-        m.add_method(
-            "op_key_change",
-            |_, this, key: LuaUserDataRef<LuaKey>| -> Ret<LuaOperation> {
-                match key
-                    .0
-                    .to_pem()
-                    .and_then(|p| crate::crypto::PrivateKey::from_pem(p.as_bytes()))
-                {
-                    Ok(k) => Ok(Ok(
-                        this.operation(Operation::key_change(k).map(|()| Done::KeyChanged))
-                    )),
-                    Err(e) => Ok(Err(e.to_string())),
-                }
-            },
-        );
+        m.add_method("op_key_change", |_, this, key: LuaUserDataRef<LuaKey>| {
+            let op = Operation::key_change(key.0.clone());
+            Ok(this.operation(op.map(|()| Done::KeyChanged)))
+        });
         m.add_method("op_deactivate", |_, this, ()| {
             Ok(this.operation(Operation::deactivate_account().map(|()| Done::Deactivated)))
         });
