@@ -355,13 +355,6 @@ impl LuaUserData for LuaClient {
                 None => Err("account key is not set".into()),
             })
         });
-        m.add_method("account_key_pem", |_, this, ()| -> Ret<String> {
-            let c = this.0.try_borrow().map_err(LuaError::external)?;
-            Ok(match &c.account_key {
-                Some(k) => k.to_pem().map_err(|e| e.to_string()),
-                None => Err("account key is not set".into()),
-            })
-        });
         // The directory as JSON text (nil before it was fetched).
         m.add_method("directory", |_, this, ()| {
             let c = this.0.try_borrow().map_err(LuaError::external)?;

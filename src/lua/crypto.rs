@@ -41,9 +41,6 @@ impl LuaUserData for LuaKey {
                 Err(e) => Ok(Err(e.to_string())),
             }
         });
-        m.add_method("public_eq", |_, k, other: LuaUserDataRef<LuaKey>| {
-            Ok(k.0.public_eq(&other.0))
-        });
     }
 }
 
@@ -357,7 +354,7 @@ fn register_csrs(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     Ok(())
 }
 
-/// Reading certificates: fields, the PEM blocks, the root's issuer, the leaf, its key, its ARI id.
+/// Reading certificates: their fields, the root's issuer, the leaf's DER, its ARI id.
 fn register_cert_reading(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     t.set(
         "cert_parse",
@@ -366,12 +363,6 @@ fn register_cert_reading(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
                 Ok(infos) => Ok(Ok(to_lua(lua, &infos)?)),
                 Err(e) => Ok(Err(e.to_string())),
             }
-        })?,
-    )?;
-    t.set(
-        "cert_split",
-        lua.create_function(|lua, pem: String| {
-            lua.create_sequence_from(cert::split_pem_chain(&pem))
         })?,
     )?;
     t.set(
@@ -388,14 +379,6 @@ fn register_cert_reading(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     t.set(
         "cert_leaf_der",
         lua.create_function(|lua, pem: LuaString| bytes_ret(lua, cert::leaf_der(&pem.as_bytes())))?,
-    )?;
-    t.set(
-        "cert_matches_key",
-        lua.create_function(
-            |_, (pem, key): (LuaString, LuaUserDataRef<LuaKey>)| -> Ret<bool> {
-                Ok(cert::leaf_matches_key(&pem.as_bytes(), &key.0).map_err(|e| e.to_string()))
-            },
-        )?,
     )?;
     t.set(
         "ari_cert_id",
