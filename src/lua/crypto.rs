@@ -202,6 +202,16 @@ fn names_from_table(names: &LuaTable) -> LuaResult<Vec<String>> {
     names.sequence_values::<String>().collect()
 }
 
+/// A Lua function of one string (a PEM text) whose failure comes back as `nil, err`.
+fn pem_fn<T: IntoLua + 'static>(
+    lua: &Lua,
+    f: fn(&[u8]) -> Result<T, crypto::CryptoError>,
+) -> LuaResult<LuaFunction> {
+    lua.create_function(move |_, pem: LuaString| -> Ret<T> {
+        Ok(f(&pem.as_bytes()).map_err(|e| e.to_string()))
+    })
+}
+
 fn bytes_ret(lua: &Lua, r: Result<Vec<u8>, crypto::CryptoError>) -> Ret<LuaString> {
     match r {
         Ok(b) => Ok(Ok(lua.create_string(b)?)),
@@ -213,11 +223,7 @@ fn bytes_ret(lua: &Lua, r: Result<Vec<u8>, crypto::CryptoError>) -> Ret<LuaStrin
 fn register_keys(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     t.set(
         "pkey_from_pem",
-        lua.create_function(|_, pem: LuaString| -> Ret<LuaKey> {
-            Ok(PrivateKey::from_pem(&pem.as_bytes())
-                .map(LuaKey)
-                .map_err(|e| e.to_string()))
-        })?,
+        pem_fn(lua, |pem| PrivateKey::from_pem(pem).map(LuaKey))?,
     )?;
     // Synchronous generation: for EC keys and tests. RSA keys in nginx go through pkey_generate_async.
     t.set(
@@ -380,12 +386,7 @@ fn register_cert_reading(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
         "cert_leaf_der",
         lua.create_function(|lua, pem: LuaString| bytes_ret(lua, cert::leaf_der(&pem.as_bytes())))?,
     )?;
-    t.set(
-        "ari_cert_id",
-        lua.create_function(|_, pem: LuaString| -> Ret<String> {
-            Ok(cert::ari_cert_id(&pem.as_bytes()).map_err(|e| e.to_string()))
-        })?,
-    )?;
+    t.set("ari_cert_id", pem_fn(lua, cert::ari_cert_id)?)?;
     Ok(())
 }
 
@@ -396,19 +397,10 @@ fn register_cert_serving(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     // hand it to ffi.gc with ngx_http_lua_ffi_free_cert at once, or it leaks.
     t.set(
         "cert_chain",
-        lua.create_function(|_, pem: LuaString| -> Ret<LuaLightUserData> {
-            Ok(chain::build_chain_raw(&pem.as_bytes())
-                .map(LuaLightUserData)
-                .map_err(|e| e.to_string()))
-        })?,
+        pem_fn(lua, |pem| chain::build_chain_raw(pem).map(LuaLightUserData))?,
     )?;
     // notAfter of the leaf without an X509 parse: what a renewal pass asks of every entry.
-    t.set(
-        "cert_not_after",
-        lua.create_function(|_, pem: LuaString| -> Ret<i64> {
-            Ok(cert::leaf_not_after(&pem.as_bytes()).map_err(|e| e.to_string()))
-        })?,
-    )?;
+    t.set("cert_not_after", pem_fn(lua, cert::leaf_not_after)?)?;
     // The renewal rule (acme::renewal) for a stored certificate: due_at, not_before, not_after
     // (Unix seconds). `issued` is when the entry was stored, when known.
     t.set(
