@@ -460,22 +460,24 @@ fn register_challenges(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
         })?,
     )?;
     // `ssl` is the address of the connection's SSL*, from ngx.ssl.get_req_ssl_pointer() cast to
-    // a number by resty.acme.challenge.tls-alpn-01 (the only caller).
+    // a number by resty.acme.challenge.tls-alpn-01 (the only caller). The certificate is built
+    // and installed here, not handed through Lua as PEM.
     t.set(
         "tls_alpn_serve",
         lua.create_function(
-            |_, (ssl, cert, key): (f64, LuaString, LuaString)| -> Ret<bool> {
+            |_, (ssl, ident, keyauth): (f64, String, String)| -> Ret<bool> {
                 if !(ssl.is_finite() && ssl > 0.0 && ssl.fract() == 0.0 && ssl < 2f64.powi(53)) {
                     return Err(LuaError::runtime(
                         "tls_alpn_serve: expected an SSL* address",
                     ));
                 }
                 let ptr = ssl as usize as *mut openssl_sys::SSL;
-                // SAFETY: the address comes from get_req_ssl_pointer() of the connection whose
-                // ClientHello phase is running; nginx holds no other reference to it during the call.
-                let r = unsafe {
-                    crate::tls::tls_alpn::serve_challenge(ptr, &cert.as_bytes(), &key.as_bytes())
-                };
+                let r = challenge::tls_alpn01_cert(&ident, &keyauth).and_then(|(cert, key)| {
+                    // SAFETY: the address comes from get_req_ssl_pointer() of the connection
+                    // whose ClientHello phase is running; nginx holds no other reference to it
+                    // during the call.
+                    unsafe { crate::tls::tls_alpn::serve_challenge(ptr, &cert, &key) }
+                });
                 Ok(r.map(|_| true).map_err(|e| e.to_string()))
             },
         )?,
