@@ -2,22 +2,31 @@
 use super::poll::retry_after;
 use super::types::lenient;
 use super::{AcmeError, Identifier, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// A problem document returned by the CA.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+/// A problem document returned by the CA. Serialized as a problem document again (absent fields
+/// left out), for the admin view.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(from = "ProblemDoc")]
 pub struct Problem {
     /// The full type URI, e.g. `urn:ietf:params:acme:error:badNonce`.
+    #[serde(rename = "type")]
     pub kind: String,
     pub detail: Option<String>,
+    #[serde(skip_serializing_if = "is_zero")]
     pub status: u16,
     /// RFC 8555 §6.7.1 subproblems, each with its identifier when present.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub subproblems: Vec<Problem>,
     /// The identifier a subproblem is about (`dns:example.com`).
     pub identifier: Option<String>,
-    /// From the response's Retry-After header, as an absolute Unix time.
+    /// From the response's Retry-After header, as an absolute Unix time: not in the document.
+    #[serde(skip_serializing)]
     pub retry_after: Option<f64>,
+}
+
+fn is_zero(n: &u16) -> bool {
+    *n == 0
 }
 
 impl Problem {
@@ -224,4 +233,46 @@ pub(crate) fn check_size(resp: &Response, max_body: usize) -> Result<(), AcmeErr
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn serializes_as_the_document_it_was_read_from() {
+        let doc = json!({
+            "type": "urn:ietf:params:acme:error:rejectedIdentifier",
+            "detail": "two names refused",
+            "subproblems": [
+                {"type": "urn:ietf:params:acme:error:caa",
+                 "identifier": {"type": "dns", "value": "a.example"}},
+                {"type": "urn:ietf:params:acme:error:malformed", "status": 403}
+            ]
+        });
+        let p = Problem::from_json(&doc, 400, Some(1e9));
+        // The HTTP status is kept and handed down; Retry-After is not part of the document;
+        // absent members stay absent.
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            json!({
+                "type": "urn:ietf:params:acme:error:rejectedIdentifier",
+                "detail": "two names refused",
+                "status": 400,
+                "identifier": null,
+                "subproblems": [
+                    {"type": "urn:ietf:params:acme:error:caa", "detail": null, "status": 400,
+                     "identifier": "dns:a.example"},
+                    {"type": "urn:ietf:params:acme:error:malformed", "detail": null,
+                     "status": 403, "identifier": null}
+                ]
+            })
+        );
+        let embedded = Problem::deserialize(&json!({"type": "about:blank"})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&embedded).unwrap(),
+            json!({"type": "about:blank", "detail": null, "identifier": null})
+        );
+    }
 }

@@ -1,8 +1,11 @@
 //! The two date formats the protocol carries: HTTP-date in `Retry-After` (RFC 9110 §5.6.7) and
 //! RFC 3339 timestamps in ACME objects (`expires`, RFC 9773 `suggestedWindow`).
 //!
-//! Both are converted to Unix seconds with the proleptic Gregorian calendar; leap seconds (`:60`)
-//! are folded into the next second as RFC 3339 §5.6 permits for applications without a leap table.
+//! Both become Unix seconds. RFC 3339 is read here, not with the `time` crate, which rejects the
+//! space separator RFC 3339 §5.6 allows and reads a leap second (`:60`) as the second before; here
+//! it is folded into the next second, as §5.6 permits applications without a leap table.
+
+use std::time::UNIX_EPOCH;
 
 /// Days from 1970-01-01 to year-month-day (Howard Hinnant's `days_from_civil`).
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -45,69 +48,11 @@ fn digits(s: &str, n: usize) -> Option<u32> {
     s.parse().ok()
 }
 
-fn month(name: &str) -> Option<u32> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    MONTHS.iter().position(|m| *m == name).map(|i| i as u32 + 1)
-}
-
-/// `HH:MM:SS`.
-fn clock(s: &str) -> Option<(u32, u32, u32)> {
-    let mut it = s.split(':');
-    let t = (
-        digits(it.next()?, 2)?,
-        digits(it.next()?, 2)?,
-        digits(it.next()?, 2)?,
-    );
-    it.next().is_none().then_some(t)
-}
-
-/// An HTTP-date (RFC 9110 §5.6.7) as Unix seconds. Accepts IMF-fixdate
-/// (`Sun, 06 Nov 1994 08:49:37 GMT`) and, as recipients must, the obsolete RFC 850
-/// (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime (`Sun Nov  6 08:49:37 1994`) forms.
+/// An HTTP-date (RFC 9110 §5.6.7) as Unix seconds: IMF-fixdate and, as recipients must, the
+/// obsolete RFC 850 and asctime forms (the `httpdate` crate; it also checks the day name).
 pub fn parse_http_date(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let parts: Vec<&str> = s.split_ascii_whitespace().collect();
-    match parts.as_slice() {
-        // IMF-fixdate: day-name "," SP date1 SP time-of-day SP GMT
-        [wd, d, mo, y, t, "GMT"] if wd.len() == 4 && wd.ends_with(',') => {
-            let (h, mi, sec) = clock(t)?;
-            unix(
-                i64::from(digits(y, 4)?),
-                month(mo)?,
-                digits(d, 2)?,
-                h,
-                mi,
-                sec,
-            )
-        }
-        // rfc850-date: day-name-l "," SP date2 SP time-of-day SP GMT, date2 = DD-Mon-YY
-        [wd, date, t, "GMT"] if wd.ends_with(',') => {
-            let mut it = date.split('-');
-            let (d, mo, yy) = (it.next()?, it.next()?, it.next()?);
-            if it.next().is_some() {
-                return None;
-            }
-            let yy = i64::from(digits(yy, 2)?);
-            // RFC 9110 §5.6.7: a two-digit year more than 50 years in the future is in the past
-            // century; without a clock here, pivot at 70 like most implementations.
-            let y = if yy >= 70 { 1900 + yy } else { 2000 + yy };
-            let (h, mi, sec) = clock(t)?;
-            unix(y, month(mo)?, digits(d, 2)?, h, mi, sec)
-        }
-        // asctime-date: day-name SP month SP ( 2DIGIT / ( SP DIGIT )) SP time-of-day SP year
-        [wd, mo, d, t, y] if wd.len() == 3 => {
-            let d = if d.len() == 1 {
-                digits(d, 1)?
-            } else {
-                digits(d, 2)?
-            };
-            let (h, mi, sec) = clock(t)?;
-            unix(i64::from(digits(y, 4)?), month(mo)?, d, h, mi, sec)
-        }
-        _ => None,
-    }
+    let t = httpdate::parse_http_date(s).ok()?;
+    i64::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_secs()).ok()
 }
 
 /// An RFC 3339 `date-time` (§5.6) as Unix seconds, fractional seconds truncated.
@@ -177,13 +122,15 @@ mod tests {
         );
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
         assert_eq!(
-            parse_http_date("Wed, 29 Feb 2024 23:59:59 GMT"),
+            parse_http_date("Thu, 29 Feb 2024 23:59:59 GMT"),
             Some(1_709_251_199)
         );
         for bad in [
             "",
             "120",
             "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Mon, 06 Nov 1994 08:49:37 GMT",
+            "Wed, 31 Dec 1969 23:59:59 GMT",
             "Sun, 6 Nov 1994 08:49:37 GMT",
             "Sun, 06 Foo 1994 08:49:37 GMT",
             "Sun, 31 Nov 1994 08:49:37 GMT",

@@ -15,6 +15,7 @@ use resty_acme_core::crypto::csr::create_csr;
 use resty_acme_core::crypto::encoding::b64url_decode;
 use resty_acme_core::crypto::{KeyType, PrivateKey};
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -121,6 +122,11 @@ const VALUE_OPTS: &[&str] = &[
 ];
 const FLAG_OPTS: &[&str] = &["use-cert-key", "verbose"];
 
+fn utf8(s: OsString, what: &str) -> Result<String, CliError> {
+    s.into_string()
+        .or_else(|s| usage(format!("{what} is not valid UTF-8: {s:?}")))
+}
+
 /// Parsed command line: positional words and `--name value` / `--name=value` options.
 #[derive(Default)]
 struct Args {
@@ -130,34 +136,40 @@ struct Args {
 }
 
 impl Args {
-    fn parse(argv: &[String]) -> Result<Args, CliError> {
+    /// Parses with lexopt, which also handles `--name=value`, `--` and non-UTF-8 arguments.
+    fn parse<I>(argv: I) -> Result<Args, CliError>
+    where
+        I: IntoIterator,
+        I::Item: Into<OsString>,
+    {
+        use lexopt::Arg::{Long, Short, Value};
         let mut a = Args::default();
-        let mut it = argv.iter();
-        while let Some(arg) = it.next() {
-            let Some(opt) = arg.strip_prefix("--") else {
-                a.words.push(arg.clone());
-                continue;
+        let mut p = lexopt::Parser::from_args(argv);
+        loop {
+            let arg = match p.next() {
+                Ok(Some(arg)) => arg,
+                Ok(None) => return Ok(a),
+                // Only a flag written as `--flag=value` leaves a value unread.
+                Err(lexopt::Error::UnexpectedValue { option, .. }) => {
+                    return usage(format!("{option} takes no value"))
+                }
+                Err(e) => return usage(e.to_string()),
             };
-            let (name, inline) = match opt.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (opt, None),
-            };
-            if VALUE_OPTS.contains(&name) {
-                let v = match inline {
-                    Some(v) => v,
-                    None => match it.next() {
-                        Some(v) => v.clone(),
-                        None => return usage(format!("--{name} needs a value")),
-                    },
-                };
-                a.values.entry(name.to_string()).or_default().push(v);
-            } else if FLAG_OPTS.contains(&name) && inline.is_none() {
-                a.flags.push(name.to_string());
-            } else {
-                return usage(format!("unknown option --{name}"));
+            match arg {
+                Value(word) => a.words.push(utf8(word, "argument")?),
+                Long(name) if VALUE_OPTS.contains(&name) => {
+                    let name = name.to_string();
+                    let Ok(v) = p.value() else {
+                        return usage(format!("--{name} needs a value"));
+                    };
+                    let v = utf8(v, &format!("--{name}"))?;
+                    a.values.entry(name).or_default().push(v);
+                }
+                Long(name) if FLAG_OPTS.contains(&name) => a.flags.push(name.to_string()),
+                Long(name) => return usage(format!("unknown option --{name}")),
+                Short(c) => return usage(format!("unknown option -{c}")),
             }
         }
-        Ok(a)
     }
 
     /// Rejects options the command does not take.
@@ -858,7 +870,7 @@ fn print_chain(pem: &[u8]) -> Result<(), CliError> {
     Ok(())
 }
 
-fn run(argv: &[String]) -> Result<(), CliError> {
+fn run(argv: Vec<OsString>) -> Result<(), CliError> {
     let args = Args::parse(argv)?;
     match args.words.first().map(String::as_str) {
         Some("issue") if args.words.len() == 1 => cmd_issue(&args, false),
@@ -877,9 +889,8 @@ fn run(argv: &[String]) -> Result<(), CliError> {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.iter().any(|a| a == "--help" || a == "-h")
-        || argv.first().map(String::as_str) == Some("help")
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if argv.iter().any(|a| a == "--help" || a == "-h") || argv.first().is_some_and(|a| a == "help")
     {
         print!("{HELP}");
         return ExitCode::SUCCESS;
@@ -888,7 +899,7 @@ fn main() -> ExitCode {
         println!("acme-rs {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    match run(&argv) {
+    match run(argv) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Failed(m)) => {
             eprintln!("error: {m}");
@@ -919,7 +930,7 @@ mod tests {
 
     #[test]
     fn parsing() {
-        let a = Args::parse(&argv(
+        let a = Args::parse(argv(
             "issue --domain A.example. --domain=b.example --store d --verbose",
         ))
         .unwrap();
@@ -928,17 +939,25 @@ mod tests {
         assert!(a.flag("verbose"));
         assert!(a.allow("issue", &["domain", "store"]).is_ok());
         assert!(a.allow("show", &["store"]).is_err());
-        assert!(matches!(
-            Args::parse(&argv("issue --bogus")),
-            Err(CliError::Usage(_))
-        ));
-        assert!(matches!(
-            Args::parse(&argv("issue --store")),
-            Err(CliError::Usage(_))
-        ));
-        let a = Args::parse(&argv("x --key-type dsa")).unwrap();
+        // Every bad command line names the option at fault.
+        for (line, want) in [
+            ("issue --bogus", "unknown option --bogus"),
+            ("issue -x", "unknown option -x"),
+            ("issue --store", "--store needs a value"),
+            ("issue --verbose=yes", "--verbose takes no value"),
+        ] {
+            match Args::parse(argv(line)) {
+                Err(CliError::Usage(m)) => assert_eq!(m, want, "{line}"),
+                _ => panic!("{line}: parsed"),
+            }
+        }
+        // A value may start with a dash; after `--` everything is a word.
+        let a = Args::parse(argv("issue --reason -1 -- --store")).unwrap();
+        assert_eq!(a.get("reason"), Some("-1"));
+        assert_eq!(a.words, vec!["issue", "--store"]);
+        let a = Args::parse(argv("x --key-type dsa")).unwrap();
         assert!(a.key_type().is_err());
-        let a = Args::parse(&argv("x --store a --store b")).unwrap();
+        let a = Args::parse(argv("x --store a --store b")).unwrap();
         assert!(a.allow("x", &["store"]).is_err());
     }
 }

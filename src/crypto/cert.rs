@@ -10,19 +10,22 @@ use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::Id;
 use openssl::x509::{X509NameRef, X509Ref, X509};
+use serde::Serialize;
 use std::net::IpAddr;
 
 const PEM_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
 const PEM_END: &str = "-----END CERTIFICATE-----";
 
-/// What operators and renewal need to know about one certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What operators and renewal need to know about one certificate; serialized as the Lua
+/// `cert_parse` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertInfo {
     pub subject_cn: Option<String>,
     pub issuer_cn: Option<String>,
     /// The issuer as a one-line text, e.g. `CN=Pebble Intermediate CA 4d1e2f`.
     pub issuer: String,
     /// Serial number, lower-case hex without separators.
+    #[serde(rename = "serial")]
     pub serial_hex: String,
     /// Unix seconds.
     pub not_before: i64,

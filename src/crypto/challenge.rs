@@ -9,7 +9,7 @@ use openssl::bn::{BigNum, MsbOption};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::x509::extension::SubjectAlternativeName;
-use openssl::x509::{X509Builder, X509Extension, X509NameBuilder};
+use openssl::x509::{X509Builder, X509Extension, X509NameBuilder, X509};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The id-pe-acmeIdentifier extension (RFC 8737 §6.1).
@@ -36,12 +36,12 @@ pub fn acme_identifier_value(key_authorization: &str) -> Vec<u8> {
 }
 
 /// A self-signed certificate for `identifier` (DNS name or IP literal) carrying the critical
-/// acmeIdentifier extension (1.3.6.1.5.5.7.1.31) with SHA-256(key authorization). Returns
-/// (certificate PEM, private key PEM); the key is a fresh P-256 key.
-pub fn tls_alpn01_certificate(
+/// acmeIdentifier extension (1.3.6.1.5.5.7.1.31) with SHA-256(key authorization), and its
+/// key, a fresh P-256 key.
+pub fn tls_alpn01_cert(
     identifier: &str,
     key_authorization: &str,
-) -> Result<(String, String), CryptoError> {
+) -> Result<(X509, PrivateKey), CryptoError> {
     if key_authorization.is_empty() {
         return Err(CryptoError::InvalidInput("empty key authorization".into()));
     }
@@ -92,7 +92,16 @@ pub fn tls_alpn01_certificate(
     b.append_extension(X509Extension::new_from_der(&oid, true, &value)?)?;
 
     b.sign(&key.pkey, MessageDigest::sha256())?;
-    let cert = b.build();
+    Ok((b.build(), key))
+}
+
+/// [`tls_alpn01_cert`] as (certificate PEM, private key PEM), for ngx.ssl in the certificate
+/// phase.
+pub fn tls_alpn01_certificate(
+    identifier: &str,
+    key_authorization: &str,
+) -> Result<(String, String), CryptoError> {
+    let (cert, key) = tls_alpn01_cert(identifier, key_authorization)?;
     let cert_pem = String::from_utf8(cert.to_pem()?)
         .map_err(|_| CryptoError::Openssl("pem output is not utf-8".into()))?;
     Ok((cert_pem, key.to_pem()?))

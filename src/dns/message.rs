@@ -3,6 +3,7 @@ use super::DnsError;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, UpdateMessage};
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use serde::Serialize;
 
 /// The largest message sent over UDP without EDNS (RFC 1035 §4.2.1); larger ones go over TCP.
 pub const MAX_UDP_SIZE: usize = 512;
@@ -212,12 +213,13 @@ pub fn tsig_error_name(code: u16) -> String {
     }
 }
 
-/// One resource record of a reply, in presentation-like form.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One resource record of a reply, in presentation-like form (serialized as the Lua entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReplyRecord {
     /// Owner name, lower case, no trailing dot.
     pub name: String,
     /// `TXT`, `SOA`, ...
+    #[serde(rename = "type")]
     pub rtype: String,
     pub ttl: u32,
     /// TXT: the character-strings joined (RFC 8555 §8.4 compares the joined value); SOA: the

@@ -3,10 +3,10 @@
 //! performing it goes back through `op:response(...)`, `op:transport_error(err)`,
 //! `op:published(ok, err)`, `op:unpublished()` or `op:signature(sig, err)`.
 use super::crypto::{sign_job, LuaKey};
+use super::to_lua;
 use crate::acme::{
     AccountInfo, AcmeError, Action, ChallengeTask, ChallengeType, Client, ClientConfig, Eab,
-    Identifier, IssuedCertificate, NewAccount, Operation, OrderRequest, Problem, RenewalWindow,
-    Response,
+    Identifier, IssuedCertificate, NewAccount, Operation, OrderRequest, RenewalWindow, Response,
 };
 use mlua::prelude::*;
 use std::cell::RefCell;
@@ -103,25 +103,7 @@ fn error_table(lua: &Lua, err: &AcmeError) -> LuaResult<LuaTable> {
     // the whole document (subproblems too), for the admin view; Invalid keeps its
     // classification by text: only a Problem answer sets problem_type
     if let Some(p) = err.problem() {
-        t.set("problem", problem_table(lua, p)?)?;
-    }
-    Ok(t)
-}
-
-fn problem_table(lua: &Lua, p: &Problem) -> LuaResult<LuaTable> {
-    let t = lua.create_table()?;
-    t.set("type", p.kind.clone())?;
-    t.set("detail", p.detail.clone())?;
-    if p.status != 0 {
-        t.set("status", p.status)?;
-    }
-    t.set("identifier", p.identifier.clone())?;
-    if !p.subproblems.is_empty() {
-        let subs = lua.create_table()?;
-        for (i, sp) in p.subproblems.iter().enumerate() {
-            subs.set(i + 1, problem_table(lua, sp)?)?;
-        }
-        t.set("subproblems", subs)?;
+        t.set("problem", to_lua(lua, p)?)?;
     }
     Ok(t)
 }
@@ -342,21 +324,13 @@ impl LuaUserData for LuaClient {
         m.add_method(
             "set_account_key",
             |_, this, key: LuaUserDataRef<LuaKey>| -> Ret<bool> {
-                let pem = match key.0.to_pem() {
-                    Ok(p) => p,
-                    Err(e) => return Ok(Err(e.to_string())),
-                };
-                // The core owns its key; a copy through PEM keeps the Lua handle usable.
-                match crate::crypto::PrivateKey::from_pem(pem.as_bytes()) {
-                    Ok(k) => {
-                        this.0
-                            .try_borrow_mut()
-                            .map_err(LuaError::external)?
-                            .account_key = Some(k);
-                        Ok(Ok(true))
-                    }
-                    Err(e) => Ok(Err(e.to_string())),
-                }
+                // A second handle on the same OpenSSL key (a reference count, not a copy of
+                // the material): the Lua handle stays usable.
+                this.0
+                    .try_borrow_mut()
+                    .map_err(LuaError::external)?
+                    .account_key = Some(key.0.clone());
+                Ok(Ok(true))
             },
         );
         m.add_method("account_url", |_, this, ()| {
@@ -378,13 +352,6 @@ impl LuaUserData for LuaClient {
             let c = this.0.try_borrow().map_err(LuaError::external)?;
             Ok(match &c.account_key {
                 Some(k) => k.thumbprint().map_err(|e| e.to_string()),
-                None => Err("account key is not set".into()),
-            })
-        });
-        m.add_method("account_key_pem", |_, this, ()| -> Ret<String> {
-            let c = this.0.try_borrow().map_err(LuaError::external)?;
-            Ok(match &c.account_key {
-                Some(k) => k.to_pem().map_err(|e| e.to_string()),
                 None => Err("account key is not set".into()),
             })
         });
@@ -477,38 +444,16 @@ impl LuaUserData for LuaClient {
             "op_revoke",
             |_,
              this,
-             (der, reason, key): (LuaString, Option<u32>, Option<LuaUserDataRef<LuaKey>>)|
-             -> Ret<LuaOperation> {
-                let cert_key = match key {
-                    Some(k) => match k
-                        .0
-                        .to_pem()
-                        .and_then(|p| crate::crypto::PrivateKey::from_pem(p.as_bytes()))
-                    {
-                        Ok(k) => Some(k),
-                        Err(e) => return Ok(Err(e.to_string())),
-                    },
-                    None => None,
-                };
+             (der, reason, key): (LuaString, Option<u32>, Option<LuaUserDataRef<LuaKey>>)| {
+                let cert_key = key.map(|k| k.0.clone());
                 let op = Operation::revoke(der.as_bytes().to_vec(), reason, cert_key);
-                Ok(Ok(this.operation(op.map(|()| Done::Revoked))))
+                Ok(this.operation(op.map(|()| Done::Revoked)))
             },
         );
-        m.add_method(
-            "op_key_change",
-            |_, this, key: LuaUserDataRef<LuaKey>| -> Ret<LuaOperation> {
-                match key
-                    .0
-                    .to_pem()
-                    .and_then(|p| crate::crypto::PrivateKey::from_pem(p.as_bytes()))
-                {
-                    Ok(k) => Ok(Ok(
-                        this.operation(Operation::key_change(k).map(|()| Done::KeyChanged))
-                    )),
-                    Err(e) => Ok(Err(e.to_string())),
-                }
-            },
-        );
+        m.add_method("op_key_change", |_, this, key: LuaUserDataRef<LuaKey>| {
+            let op = Operation::key_change(key.0.clone());
+            Ok(this.operation(op.map(|()| Done::KeyChanged)))
+        });
         m.add_method("op_deactivate", |_, this, ()| {
             Ok(this.operation(Operation::deactivate_account().map(|()| Done::Deactivated)))
         });

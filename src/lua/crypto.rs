@@ -1,5 +1,6 @@
 //! Glue for `crypto`: keys, JWS, CSR, certificates, digests, and key generation off the event
 //! loop. Expected failures come back as `nil, err`; only wrong argument types raise.
+use super::to_lua;
 use crate::crypto::{
     self, cert, chain, challenge, csr, digest, encoding, jws, KeyType, PrivateKey,
 };
@@ -39,9 +40,6 @@ impl LuaUserData for LuaKey {
                 Ok(sig) => Ok(Ok(lua.create_string(sig)?)),
                 Err(e) => Ok(Err(e.to_string())),
             }
-        });
-        m.add_method("public_eq", |_, k, other: LuaUserDataRef<LuaKey>| {
-            Ok(k.0.public_eq(&other.0))
         });
     }
 }
@@ -204,18 +202,14 @@ fn names_from_table(names: &LuaTable) -> LuaResult<Vec<String>> {
     names.sequence_values::<String>().collect()
 }
 
-fn cert_table(lua: &Lua, info: &cert::CertInfo) -> LuaResult<LuaTable> {
-    let t = lua.create_table()?;
-    t.set("subject_cn", info.subject_cn.clone())?;
-    t.set("issuer_cn", info.issuer_cn.clone())?;
-    t.set("issuer", info.issuer.clone())?;
-    t.set("serial", info.serial_hex.clone())?;
-    t.set("not_before", info.not_before)?;
-    t.set("not_after", info.not_after)?;
-    t.set("sans", lua.create_sequence_from(info.sans.iter().cloned())?)?;
-    t.set("fingerprint_sha256", info.fingerprint_sha256.clone())?;
-    t.set("key_type", info.key_type.clone())?;
-    Ok(t)
+/// A Lua function of one string (a PEM text) whose failure comes back as `nil, err`.
+fn pem_fn<T: IntoLua + 'static>(
+    lua: &Lua,
+    f: fn(&[u8]) -> Result<T, crypto::CryptoError>,
+) -> LuaResult<LuaFunction> {
+    lua.create_function(move |_, pem: LuaString| -> Ret<T> {
+        Ok(f(&pem.as_bytes()).map_err(|e| e.to_string()))
+    })
 }
 
 fn bytes_ret(lua: &Lua, r: Result<Vec<u8>, crypto::CryptoError>) -> Ret<LuaString> {
@@ -225,14 +219,11 @@ fn bytes_ret(lua: &Lua, r: Result<Vec<u8>, crypto::CryptoError>) -> Ret<LuaStrin
     }
 }
 
-pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
+/// Key handles: parse, generate (here or on a thread).
+fn register_keys(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     t.set(
         "pkey_from_pem",
-        lua.create_function(|_, pem: LuaString| -> Ret<LuaKey> {
-            Ok(PrivateKey::from_pem(&pem.as_bytes())
-                .map(LuaKey)
-                .map_err(|e| e.to_string()))
-        })?,
+        pem_fn(lua, |pem| PrivateKey::from_pem(pem).map(LuaKey))?,
     )?;
     // Synchronous generation: for EC keys and tests. RSA keys in nginx go through pkey_generate_async.
     t.set(
@@ -266,6 +257,11 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
             },
         )?,
     )?;
+    Ok(())
+}
+
+/// JWS request bodies and the EAB binding (RFC 8555 §6.2, §7.3.4).
+fn register_jws(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     t.set(
         "jws",
         lua.create_function(
@@ -305,6 +301,11 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
             },
         )?,
     )?;
+    Ok(())
+}
+
+/// CSRs: signed here, from pairs, or on a thread.
+fn register_csrs(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     t.set(
         "csr",
         lua.create_function(
@@ -356,39 +357,50 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
             },
         )?,
     )?;
+    Ok(())
+}
+
+/// Reading certificates: their fields, the root's issuer, the leaf's DER, its ARI id.
+fn register_cert_reading(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     t.set(
         "cert_parse",
-        lua.create_function(|lua, pem: LuaString| -> Ret<LuaTable> {
+        lua.create_function(|lua, pem: LuaString| -> Ret<LuaValue> {
             match cert::parse_chain(&pem.as_bytes()) {
-                Ok(infos) => {
-                    let out = lua.create_table()?;
-                    for (i, info) in infos.iter().enumerate() {
-                        out.raw_set(i + 1, cert_table(lua, info)?)?;
-                    }
-                    Ok(Ok(out))
-                }
+                Ok(infos) => Ok(Ok(to_lua(lua, &infos)?)),
                 Err(e) => Ok(Err(e.to_string())),
             }
         })?,
     )?;
+    t.set(
+        "cert_root_issuer_cn",
+        lua.create_function(
+            |_, pem: LuaString| -> LuaResult<(Option<String>, Option<String>)> {
+                match cert::root_issuer_cn(&pem.as_bytes()) {
+                    Ok(cn) => Ok((cn, None)),
+                    Err(e) => Ok((None, Some(e.to_string()))),
+                }
+            },
+        )?,
+    )?;
+    t.set(
+        "cert_leaf_der",
+        lua.create_function(|lua, pem: LuaString| bytes_ret(lua, cert::leaf_der(&pem.as_bytes())))?,
+    )?;
+    t.set("ari_cert_id", pem_fn(lua, cert::ari_cert_id)?)?;
+    Ok(())
+}
+
+/// What serving and renewal ask of a stored chain: the chain for the handshake, the leaf's dates.
+fn register_cert_serving(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     // The chain for ngx.ssl.set_cert: a STACK_OF(X509)* as a light userdata that owns one
     // reference to each certificate (intermediates shared between chains). The caller must
     // hand it to ffi.gc with ngx_http_lua_ffi_free_cert at once, or it leaks.
     t.set(
         "cert_chain",
-        lua.create_function(|_, pem: LuaString| -> Ret<LuaLightUserData> {
-            Ok(chain::build_chain_raw(&pem.as_bytes())
-                .map(LuaLightUserData)
-                .map_err(|e| e.to_string()))
-        })?,
+        pem_fn(lua, |pem| chain::build_chain_raw(pem).map(LuaLightUserData))?,
     )?;
     // notAfter of the leaf without an X509 parse: what a renewal pass asks of every entry.
-    t.set(
-        "cert_not_after",
-        lua.create_function(|_, pem: LuaString| -> Ret<i64> {
-            Ok(cert::leaf_not_after(&pem.as_bytes()).map_err(|e| e.to_string()))
-        })?,
-    )?;
+    t.set("cert_not_after", pem_fn(lua, cert::leaf_not_after)?)?;
     // The renewal rule (acme::renewal) for a stored certificate: due_at, not_before, not_after
     // (Unix seconds). `issued` is when the entry was stored, when known.
     t.set(
@@ -413,41 +425,11 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
             },
         )?,
     )?;
-    t.set(
-        "cert_split",
-        lua.create_function(|lua, pem: String| {
-            lua.create_sequence_from(cert::split_pem_chain(&pem))
-        })?,
-    )?;
-    t.set(
-        "cert_root_issuer_cn",
-        lua.create_function(
-            |_, pem: LuaString| -> LuaResult<(Option<String>, Option<String>)> {
-                match cert::root_issuer_cn(&pem.as_bytes()) {
-                    Ok(cn) => Ok((cn, None)),
-                    Err(e) => Ok((None, Some(e.to_string()))),
-                }
-            },
-        )?,
-    )?;
-    t.set(
-        "cert_leaf_der",
-        lua.create_function(|lua, pem: LuaString| bytes_ret(lua, cert::leaf_der(&pem.as_bytes())))?,
-    )?;
-    t.set(
-        "cert_matches_key",
-        lua.create_function(
-            |_, (pem, key): (LuaString, LuaUserDataRef<LuaKey>)| -> Ret<bool> {
-                Ok(cert::leaf_matches_key(&pem.as_bytes(), &key.0).map_err(|e| e.to_string()))
-            },
-        )?,
-    )?;
-    t.set(
-        "ari_cert_id",
-        lua.create_function(|_, pem: LuaString| -> Ret<String> {
-            Ok(cert::ari_cert_id(&pem.as_bytes()).map_err(|e| e.to_string()))
-        })?,
-    )?;
+    Ok(())
+}
+
+/// Challenge values and tls-alpn-01 serving (RFC 8555 §8, RFC 8737).
+fn register_challenges(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     t.set(
         "key_authorization",
         lua.create_function(|_, (token, thumb): (String, String)| {
@@ -478,26 +460,33 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
         })?,
     )?;
     // `ssl` is the address of the connection's SSL*, from ngx.ssl.get_req_ssl_pointer() cast to
-    // a number by resty.acme.challenge.tls-alpn-01 (the only caller).
+    // a number by resty.acme.challenge.tls-alpn-01 (the only caller). The certificate is built
+    // and installed here, not handed through Lua as PEM.
     t.set(
         "tls_alpn_serve",
         lua.create_function(
-            |_, (ssl, cert, key): (f64, LuaString, LuaString)| -> Ret<bool> {
+            |_, (ssl, ident, keyauth): (f64, String, String)| -> Ret<bool> {
                 if !(ssl.is_finite() && ssl > 0.0 && ssl.fract() == 0.0 && ssl < 2f64.powi(53)) {
                     return Err(LuaError::runtime(
                         "tls_alpn_serve: expected an SSL* address",
                     ));
                 }
                 let ptr = ssl as usize as *mut openssl_sys::SSL;
-                // SAFETY: the address comes from get_req_ssl_pointer() of the connection whose
-                // ClientHello phase is running; nginx holds no other reference to it during the call.
-                let r = unsafe {
-                    crate::tls::tls_alpn::serve_challenge(ptr, &cert.as_bytes(), &key.as_bytes())
-                };
+                let r = challenge::tls_alpn01_cert(&ident, &keyauth).and_then(|(cert, key)| {
+                    // SAFETY: the address comes from get_req_ssl_pointer() of the connection
+                    // whose ClientHello phase is running; nginx holds no other reference to it
+                    // during the call.
+                    unsafe { crate::tls::tls_alpn::serve_challenge(ptr, &cert, &key) }
+                });
                 Ok(r.map(|_| true).map_err(|e| e.to_string()))
             },
         )?,
     )?;
+    Ok(())
+}
+
+/// Digests, HMAC and base64url for the Lua modules.
+fn register_encoding(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
     t.set(
         "digest",
         lua.create_function(|lua, (alg, data): (String, LuaString)| {
@@ -518,5 +507,16 @@ pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
         "b64url_decode",
         lua.create_function(|lua, text: String| bytes_ret(lua, encoding::b64url_decode(&text)))?,
     )?;
+    Ok(())
+}
+
+pub fn register(lua: &Lua, t: &LuaTable) -> LuaResult<()> {
+    register_keys(lua, t)?;
+    register_jws(lua, t)?;
+    register_csrs(lua, t)?;
+    register_cert_reading(lua, t)?;
+    register_cert_serving(lua, t)?;
+    register_challenges(lua, t)?;
+    register_encoding(lua, t)?;
     Ok(())
 }

@@ -17,7 +17,8 @@
 //!   table: `{ id, rcode = "NOERROR", truncated, authoritative, zone = <SOA owner or nil>,
 //!   txt = {<TXT values at the question name>}, answers = {...}, authority = {...} }` with
 //!   records as `{ name, type, ttl, data }`.
-use crate::dns::{QueryType, Reply, ReplyRecord, Request, TsigKey, UpdateOp};
+use super::to_lua;
+use crate::dns::{QueryType, Reply, Request, TsigKey, UpdateOp};
 use mlua::prelude::*;
 
 type Ret<T> = LuaResult<Result<T, String>>;
@@ -40,19 +41,6 @@ impl LuaUserData for LuaTsigKey {
 
 pub struct LuaDnsRequest(Request);
 
-fn records(lua: &Lua, list: &[ReplyRecord]) -> LuaResult<LuaTable> {
-    let t = lua.create_table_with_capacity(list.len(), 0)?;
-    for r in list {
-        let e = lua.create_table_with_capacity(0, 4)?;
-        e.set("name", r.name.as_str())?;
-        e.set("type", r.rtype.as_str())?;
-        e.set("ttl", r.ttl)?;
-        e.set("data", r.data.as_str())?;
-        t.push(e)?;
-    }
-    Ok(t)
-}
-
 fn reply_table(lua: &Lua, reply: &Reply) -> LuaResult<LuaTable> {
     let t = lua.create_table_with_capacity(0, 8)?;
     t.set("id", reply.id)?;
@@ -65,8 +53,8 @@ fn reply_table(lua: &Lua, reply: &Reply) -> LuaResult<LuaTable> {
         None => Vec::new(),
     };
     t.set("txt", lua.create_sequence_from(txt)?)?;
-    t.set("answers", records(lua, &reply.answers)?)?;
-    t.set("authority", records(lua, &reply.authorities)?)?;
+    t.set("answers", to_lua(lua, &reply.answers)?)?;
+    t.set("authority", to_lua(lua, &reply.authorities)?)?;
     Ok(t)
 }
 

@@ -15,6 +15,17 @@ mod persist;
 mod psl;
 
 use mlua::prelude::*;
+use serde::Serialize;
+
+/// A Rust value as the plain Lua value the modules expect: `None` is nil (not `null`) and
+/// sequences get no metatable, as if built field by field.
+fn to_lua<T: Serialize + ?Sized>(lua: &Lua, v: &T) -> LuaResult<LuaValue> {
+    let opts = LuaSerializeOptions::new()
+        .serialize_none_to_null(false)
+        .serialize_unit_to_null(false)
+        .set_array_metatable(false);
+    lua.to_value_with(v, opts)
+}
 
 /// Builds the module table.
 pub fn module(lua: &Lua) -> LuaResult<LuaTable> {

@@ -7,7 +7,7 @@
 //! a servername callback that keeps it, and an ALPN callback that selects `acme-tls/1`. In
 //! TLS 1.3 ALPN is decided before the certificate callback, which is why this must happen in
 //! the ClientHello phase.
-use crate::crypto::CryptoError;
+use crate::crypto::{CryptoError, PrivateKey};
 use foreign_types::ForeignTypeRef;
 use once_cell::sync::OnceCell;
 use openssl::pkey::PKey;
@@ -54,26 +54,24 @@ pub fn offers_acme_tls_1(ext: &[u8]) -> bool {
 }
 
 /// Switches the connection `ssl` to the challenge context and installs the challenge
-/// certificate and key (PEM) on it.
+/// certificate and key on it.
 ///
 /// # Safety
 /// `ssl` must be the live `SSL*` of a connection in its handshake, as nginx's
 /// `ngx.ssl.get_req_ssl_pointer()` returns it, and no other reference to it may be in use.
 pub unsafe fn serve_challenge(
     ssl: *mut openssl_sys::SSL,
-    cert_pem: &[u8],
-    key_pem: &[u8],
+    cert: &X509,
+    key: &PrivateKey,
 ) -> Result<(), CryptoError> {
     if ssl.is_null() {
         return Err(CryptoError::InvalidInput("no ssl connection".into()));
     }
-    let cert = X509::from_pem(cert_pem)?;
-    let key = PKey::private_key_from_pem(key_pem)?;
     let ctx = challenge_ctx()?;
     // SAFETY: the caller guarantees `ssl` is a live connection that nothing else touches now.
     let ssl = unsafe { SslRef::from_ptr_mut(ssl) };
     ssl.set_ssl_context(ctx)?;
-    set_cert_and_key(ssl, &cert, &key)
+    set_cert_and_key(ssl, cert, &key.pkey)
 }
 
 fn set_cert_and_key(

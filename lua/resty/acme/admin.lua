@@ -373,7 +373,7 @@ local function order_now(autossl, name, args)
   for _, typ in ipairs(types) do
     local key = keys.domain(typ, name)
     local before = inventory.facts(storage, key, conf.renew_threshold, now())
-    local data = { domain = name, type = typ, renew = false, tries = 0, ctx = { renewal = false, admin = true } }
+    local data = { domain = name, type = typ, renew = false, ctx = { renewal = false, admin = true } }
     if before and before.fingerprint_sha256 then
       data.renew = true
       data.ctx.renewal = true
@@ -429,7 +429,7 @@ local function renew_all(autossl, args)
     local f = inventory.facts(storage, key, conf.renew_threshold, t)
     if f and f.fingerprint_sha256 and (all or f.renewal_due) then
       local entry = inventory.entry(storage, key)
-      todo[#todo + 1] = { domain = f.name, type = f.type, renew = true, tries = 0,
+      todo[#todo + 1] = { domain = f.name, type = f.type, renew = true,
                           fingerprint = f.fingerprint_sha256,
                           replaces = entry and core.ari_cert_id(entry.cert) or nil,
                           ctx = { renewal = true, admin = true } }

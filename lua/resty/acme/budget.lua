@@ -153,7 +153,7 @@ local function drain(storage, ca, update)
         return
       end
       local err = update({ domain = it.name, type = it.typ, renew = it.v.renew == true,
-                           tries = 0, replaces = it.v.replaces, fingerprint = it.v.fingerprint,
+                           replaces = it.v.replaces, fingerprint = it.v.fingerprint,
                            budgeted = true })
       if err then
         log(ngx.ERR, "queued order of ", it.name, " (", it.typ, ") failed: ", err)

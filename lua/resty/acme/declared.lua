@@ -70,7 +70,7 @@ function _M.issue(autossl)
       local key = keys.domain(typ, name)
       local raw, err = storage:get(key)
       if raw == nil and not err then
-        local uerr = autossl.update_cert({ domain = name, type = typ, renew = false, tries = 0,
+        local uerr = autossl.update_cert({ domain = name, type = typ, renew = false,
                                            ctx = { renewal = false, declared = true } })
         if uerr then
           log(ngx.ERR, "declared name ", name, " (", typ, "): ", uerr)

@@ -35,7 +35,7 @@ local pending = {} -- domain -> true while this worker has a background job for 
 local function background_update(premature, domain, types, ctx)
   if not premature and ondemand.admit(state.storage, domain, ctx) then
     for _, typ in ipairs(types) do
-      local err = issue.update_cert({ domain = domain, renew = false, tries = 0, type = typ,
+      local err = issue.update_cert({ domain = domain, renew = false, type = typ,
                                       ctx = ctx })
       if err then
         log(ngx.ERR, "failed to update ", typ, " certificate for ", domain, ": ", err)
@@ -51,7 +51,7 @@ local function blocking_update(domain, typ, ctx)
   local deadline = now() + state.config.blocking_timeout
   local admitted, why = ondemand.admit(state.storage, domain, ctx)
   if admitted then
-    local err = issue.update_cert({ domain = domain, renew = false, tries = 0, type = typ,
+    local err = issue.update_cert({ domain = domain, renew = false, type = typ,
                                     ctx = ctx })
     if err then
       log(ngx.ERR, "failed to update ", typ, " certificate for ", domain, ": ", err)

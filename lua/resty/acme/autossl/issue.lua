@@ -245,8 +245,9 @@ end
 -- off, ordered elsewhere, already in the store, beyond the budget). An error inside the order
 -- is returned as "unexpected error: ..." and the lock is always released; it raises only what
 -- domain_whitelist_callback raises (COMPAT.md 2.1).
--- data = { domain =, type = "rsa"|"ecc", renew = bool, tries = 0 } as the original takes it;
--- beyond it: ctx (for the allow-list callback), replaces, fingerprint (renewals).
+-- data = { domain =, type = "rsa"|"ecc", renew = bool } as the original takes it (its
+-- `tries` is accepted and never read); beyond it: ctx (for the allow-list callback), replaces,
+-- fingerprint (renewals).
 function _M.update_cert(data)
   local domain = data.domain
   local typ = data.type or "rsa"

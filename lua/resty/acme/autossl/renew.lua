@@ -112,7 +112,7 @@ local function renew_candidate(c)
     events.emit("expiring", { domain = c.name, type = c.typ, not_after = c.not_after },
       state.storage)
   end
-  local uerr = issue.update_cert({ domain = c.name, renew = true, tries = 0, type = c.typ,
+  local uerr = issue.update_cert({ domain = c.name, renew = true, type = c.typ,
                                    replaces = c.replaces, fingerprint = c.fingerprint })
   if uerr then
     log(ngx.ERR, "renewal of ", c.name, " failed: ", uerr)

@@ -90,19 +90,20 @@ function _M:serve_challenge()
     ngx_log(ngx.WARN, "[acme] no tls-alpn-01 challenge for ", name)
     return ngx_exit(ngx.ERROR)
   end
-  local cert, key = core.tls_alpn01_cert(name, key_authorization)
-  if not cert then
-    ngx_log(ngx.ERR, "[acme] tls-alpn-01 certificate for ", name, ": ", key)
-    return ngx_exit(ngx.ERROR)
-  end
   local ok
   if phase == "ssl_client_hello" then
+    -- the core builds the certificate and installs it on the connection
     local ptr, perr = ssl_pointer()
     if ptr then
-      ok, perr = core.tls_alpn_serve(ptr, cert, key)
+      ok, perr = core.tls_alpn_serve(ptr, name, key_authorization)
     end
     err = perr
   else
+    local cert, key = core.tls_alpn01_cert(name, key_authorization)
+    if not cert then
+      ngx_log(ngx.ERR, "[acme] tls-alpn-01 certificate for ", name, ": ", key)
+      return ngx_exit(ngx.ERROR)
+    end
     ssl.clear_certs()
     local der = ssl.cert_pem_to_der(cert)
     local kder = ssl.priv_key_pem_to_der(key)
