@@ -47,7 +47,7 @@ impl Intern {
         if let Some(cert) = self.map.get(&key) {
             return Ok(cert.clone());
         }
-        let cert = X509::from_der(der)
+        let cert = super::leaf::parse_der(der)
             .map_err(|_| CryptoError::Decode("invalid chain certificate der".into()))?;
         if self.map.len() >= self.capacity {
             // Chains built before keep their references; only sharing with them is lost.
@@ -81,7 +81,7 @@ pub fn build_chain_with(pem: &[u8], intern: &Mutex<Intern>) -> Result<Stack<X509
         ));
     }
     let mut chain = Stack::new()?;
-    let leaf = X509::from_der(&ders[0])
+    let leaf = super::leaf::parse_der(&ders[0])
         .map_err(|_| CryptoError::Decode("invalid leaf certificate der".into()))?;
     chain.push(leaf)?;
     if ders.len() > 1 {

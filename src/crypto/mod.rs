@@ -14,6 +14,7 @@ pub mod encoding;
 mod error;
 pub mod jws;
 pub mod key;
+pub mod leaf;
 pub mod peer;
 pub mod tls_client;
 

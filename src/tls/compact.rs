@@ -16,6 +16,7 @@
 //! p, q, dp, dq, qinv.
 use super::certcache::CertKey;
 use crate::crypto::chain::interned;
+use crate::crypto::leaf::{ec_keypair, parse_der};
 use crate::crypto::CryptoError;
 use foreign_types::ForeignType;
 use openssl::bn::{BigNum, BigNumContext};
@@ -189,6 +190,11 @@ fn import_key(kind: u8, fields: &[&[u8]]) -> Result<PKey<Private>, CryptoError> 
     // the BIGNUMs must outlive the builder's use of them (it copies them in to_param)
     let mut bns: Vec<BigNum> = Vec::new();
     let mut names: Vec<CString> = Vec::new();
+    if kind == KIND_EC && fields.len() == 3 {
+        if let Some(key) = ec_keypair(fields[0], fields[1], fields[2]) {
+            return key.map_err(|e| fail(&format!("building the ec key ({e})")));
+        }
+    }
     let algorithm = match (kind, fields.len()) {
         (KIND_EC, 3) => c"EC",
         (KIND_RSA, 8) => c"RSA",
@@ -283,7 +289,7 @@ pub fn decode(data: &[u8]) -> Result<(CertKey, f64), CryptoError> {
     }
     let pkey = import_key(kind, &fields)?;
     let mut chain = Stack::new()?;
-    let leaf = X509::from_der(r.field()?).map_err(|_| bad("invalid leaf certificate der"))?;
+    let leaf = parse_der(r.field()?).map_err(|_| bad("invalid leaf certificate der"))?;
     chain.push(leaf)?;
     for _ in 1..ncerts {
         chain.push(interned(r.field()?)?)?;
