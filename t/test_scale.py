@@ -90,6 +90,11 @@ def l2_node(nginx_factory, pebble, challtestsrv, workdir, redis, domains, *, cac
     ssl_certificate_key %(key)s;
     ssl_certificate_by_lua_block { require("resty.acme.autossl").ssl_certificate() }
     location / { content_by_lua_block { ngx.say(ngx.worker.pid()) } }
+    location = /native {
+      content_by_lua_block {
+        ngx.say(ngx.worker.pid(), " ", require("resty.acme.tls_cert").native_served())
+      }
+    }
   }
   server {
     listen 127.0.0.1:%(ctl_port)d;
@@ -184,6 +189,54 @@ def test_l2_filled_by_one_worker_used_by_another(nginx_factory, pebble, challtes
         mon.stop()
     # a name that is not stored is not kept in the shared cache: each worker asks the store
     assert l2_state(node, "none.example.test")["digest"] is None
+    assert "[error]" not in node.nginx.error_log()
+
+
+def native_by(node, name):
+    """(serial, worker pid, handshakes the worker's native callback served so far, this one
+    included) of one new connection."""
+    cert, _, data = tls_handshake(node.pid_port, name, send=b"GET /native HTTP/1.0\r\n\r\n")
+    pid, count = data.split(b"\r\n\r\n", 1)[1].split()
+    return cert.serial_number, int(pid), int(count)
+
+
+def test_l2_read_by_the_native_callback_without_lua(nginx_factory, pebble, challtestsrv, workdir,
+                                                    redis):
+    ca = TestCA(os.path.join(str(workdir), "store-ca"), name="l2 native CA")
+    serials = {n: seed(redis, ca, n) for n in ("a.example.test", "b.example.test")}
+    node = l2_node(nginx_factory, pebble, challtestsrv, workdir, redis, list(serials),
+                   extra="native_serving = true,")
+    # every worker serves a.example.test through Lua once, which attaches the native callback
+    until_every_worker(node, "a.example.test")
+    mon = Monitor(redis, os.path.join(str(workdir), "monitor.log"))
+    try:
+        # the first worker to see b.example.test reads the store (its Lua phase) and leaves it
+        # in the shared cache; each other worker's first b.example.test is the callback's,
+        # loaded from the shared cache: its native count goes up by one
+        counts, firsts = {}, []
+        for _ in range(200):
+            _, pid, count = native_by(node, "a.example.test")
+            counts[pid] = count
+            if len(counts) == 2:
+                break
+        assert len(counts) == 2, counts
+        seen = {}
+        for _ in range(200):
+            serial, pid, count = native_by(node, "b.example.test")
+            assert serial == serials["b.example.test"]
+            if pid not in seen:
+                firsts.append((pid, count - counts[pid]))
+            seen[pid] = count
+            counts[pid] = count
+            if len(seen) == 2:
+                break
+        assert len(firsts) == 2, firsts
+        (first_pid, first_delta), (other_pid, other_delta) = firsts
+        assert first_delta == 0, firsts  # Lua: the store read
+        assert other_delta == 1, firsts  # native: the shared entry
+        assert mon.gets("domain:ecc:b.example.test") == 1
+    finally:
+        mon.stop()
     assert "[error]" not in node.nginx.error_log()
 
 

@@ -9,7 +9,14 @@
 //! positive entry in the caches gets its chains and keys here, and every other handshake (no
 //! or odd SNI, a miss, a stale or negative entry, a failed install) goes on to the Lua handler
 //! as before, which also handles a handshake it has already started (a yielded, blocking one).
+//!
+//! With autossl's `shared_cache`, a name missing from (or stale in) this worker's cache is
+//! looked up in the node's shared dict here too ([`set_shared`]), through the function
+//! resty.core's `shdict:get` calls: what another worker left there is loaded into this
+//! worker's cache and served, still without Lua (the Lua phase costs about 20 µs a handshake,
+//! P1's "lua" side).
 use super::certcache::{CertCache, Found};
+use super::compact;
 use super::tls_cert;
 use crate::crypto::CryptoError;
 use openssl_sys as ffi;
@@ -39,6 +46,138 @@ const MAX_NAME: usize = 253;
 /// Server name -> the cache key its entries are under.
 type Aliases = HashMap<Box<[u8]>, Box<[u8]>>;
 
+/// lua-nginx-module's `ngx_{http,stream}_lua_ffi_shdict_get` (0.10.23 and later): a value
+/// longer than `*str_value_len` is copied into a buffer it `malloc`s and hands back.
+pub type ShdictGet = unsafe extern "C" fn(
+    zone: *mut c_void,
+    key: *const u8,
+    key_len: usize,
+    value_type: *mut c_int,
+    str_value_buf: *mut *mut u8,
+    str_value_len: *mut usize,
+    num_value: *mut f64,
+    user_flags: *mut c_int,
+    get_stale: c_int,
+    is_stale: *mut c_int,
+    err: *mut *mut c_char,
+) -> c_int;
+
+/// lua.h's LUA_TSTRING, the shared dict's type of a string value.
+const SHDICT_STRING: c_int = 4;
+/// "ecc:" / "rsa:": the key type before a name in the shared dict (sharedcache.lua's keys).
+const MAX_PREFIX: usize = 8;
+
+/// The node's shared cache as the callback reads it.
+pub struct Shared {
+    zone: *mut c_void,
+    get: ShdictGet,
+    /// The dict key's prefix of each cache, in the order of the caches.
+    prefixes: Vec<Box<[u8]>>,
+    /// Where values are copied to; grown to the largest seen.
+    buf: Vec<u8>,
+}
+
+impl Shared {
+    /// The dict of `zone` (an `ngx_shm_zone_t*`) read with `get`, its keys `<prefix><name>`
+    /// with one prefix per cache; None when a prefix is empty or too long.
+    ///
+    /// # Safety
+    /// `zone` must be the zone of a `lua_shared_dict` of the running cycle and `get` the
+    /// shdict-get function of the subsystem whose handshakes the callback serves.
+    pub unsafe fn new(zone: *mut c_void, get: ShdictGet, prefixes: Vec<Box<[u8]>>) -> Option<Self> {
+        if zone.is_null()
+            || prefixes
+                .iter()
+                .any(|p| p.is_empty() || p.len() > MAX_PREFIX)
+        {
+            return None;
+        }
+        Some(Shared {
+            zone,
+            get,
+            prefixes,
+            buf: vec![0; 16 * 1024],
+        })
+    }
+
+    /// Puts the shared entry of `key` for cache `i` into `cache` when it is fresh at `now`: a
+    /// stale worker entry of the same stored value (`stale`, its digest) is only given the
+    /// shared entry's life again. True when `cache` now holds a fresh entry for `key`.
+    fn fill(
+        &mut self,
+        i: usize,
+        key: &[u8],
+        now: f64,
+        stale: Option<[u8; 16]>,
+        cache: &mut CertCache,
+    ) -> bool {
+        let Some(prefix) = self.prefixes.get(i) else {
+            return false;
+        };
+        let mut dkey = [0u8; MAX_PREFIX + MAX_NAME];
+        let n = prefix.len() + key.len();
+        if n > dkey.len() {
+            return false;
+        }
+        dkey[..prefix.len()].copy_from_slice(prefix);
+        dkey[prefix.len()..n].copy_from_slice(key);
+        let own = self.buf.as_mut_ptr();
+        let (mut ptr, mut len) = (own, self.buf.len());
+        let (mut vtype, mut flags, mut is_stale): (c_int, c_int, c_int) = (0, 0, 0);
+        let mut num = 0f64;
+        let mut err: *mut c_char = std::ptr::null_mut();
+        // SAFETY: zone and function are the running cycle's (Shared::new's contract); every
+        // out-pointer is valid; `ptr` has `len` writable bytes.
+        let rc = unsafe {
+            (self.get)(
+                self.zone,
+                dkey.as_ptr(),
+                n,
+                &mut vtype,
+                &mut ptr,
+                &mut len,
+                &mut num,
+                &mut flags,
+                0,
+                &mut is_stale,
+                &mut err,
+            )
+        };
+        let ok = rc == 0 && vtype == SHDICT_STRING && !ptr.is_null() && {
+            // SAFETY: on success the function left `len` bytes of the value at `ptr`.
+            let blob = unsafe { std::slice::from_raw_parts(ptr, len) };
+            load(blob, key, now, stale, cache)
+        };
+        if ptr != own && !ptr.is_null() {
+            // SAFETY: a buffer the function malloc'ed for a value longer than ours.
+            unsafe { libc::free(ptr.cast()) };
+            self.buf.resize(len.max(self.buf.len()), 0);
+        }
+        ok
+    }
+}
+
+/// The compact entry `blob` into `cache` under `key` when it is fresh at `now`.
+fn load(blob: &[u8], key: &[u8], now: f64, stale: Option<[u8; 16]>, cache: &mut CertCache) -> bool {
+    let Ok((digest, expires)) = compact::header(blob) else {
+        return false;
+    };
+    if expires <= now {
+        return false;
+    }
+    if stale == Some(digest) {
+        return cache.refresh(key, Some(&digest), expires);
+    }
+    match compact::decode(blob) {
+        Ok((entry, expires)) => {
+            cache.set(key, Some(entry), expires);
+            true
+        }
+        // the Lua phase reads it again and says why
+        Err(_) => false,
+    }
+}
+
 struct Registry {
     /// One cache per configured key type, in the order of `domain_key_types`.
     caches: Vec<*mut CertCache>,
@@ -47,6 +186,8 @@ struct Registry {
     /// Server names the Lua phase served from another name's entries (a wildcard's), and
     /// that name. Config decides the mapping, so an alias stays true; the table is bounded.
     aliases: Option<Aliases>,
+    /// The node's shared cache, when autossl has one.
+    shared: Option<Shared>,
 }
 
 // SAFETY: the caches are only touched on the nginx worker's main thread (Lua and handshakes
@@ -57,6 +198,7 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     caches: Vec::new(),
     next: None,
     aliases: None,
+    shared: None,
 });
 
 /// Handshakes served here, for the `acme_handshakes_total{result="served"}` counter.
@@ -113,6 +255,14 @@ pub unsafe fn set_caches(caches: Vec<*mut CertCache>) {
     let mut reg = registry();
     reg.caches = caches;
     reg.aliases = None;
+}
+
+/// The node's shared cache the callback fills worker-cache misses from (None: none).
+///
+/// # Safety
+/// Only called on the thread that serves handshakes.
+pub unsafe fn set_shared(shared: Option<Shared>) {
+    registry().shared = shared;
 }
 
 /// Serves `name` from the entries of `target` from now on (what the Lua phase found for it:
@@ -207,11 +357,11 @@ pub unsafe extern "C" fn serve_cb(ssl: *mut ffi::SSL, arg: *mut c_void) -> c_int
         return 0;
     };
     let next = {
-        let reg = registry();
+        let mut reg = registry();
         // SAFETY: `ssl` is live (OpenSSL's call); the index is ours.
         if unsafe { ffi::SSL_get_ex_data(ssl, ssl_idx) }.is_null() {
             // SAFETY: the caches are live and used on this thread only (set_caches' contract).
-            if unsafe { serve_cached(ssl, &reg) } {
+            if unsafe { serve_cached(ssl, &mut reg) } {
                 SERVED.fetch_add(1, Ordering::Relaxed);
                 return 1;
             }
@@ -258,12 +408,18 @@ fn now() -> f64 {
 }
 
 /// Installs the cached chains of the connection's server name (or of its alias), one per key
-/// type; false (and nothing to rely on installed) when any type has no fresh positive entry.
+/// type, a worker-cache miss filled from the shared cache; false (and nothing to rely on
+/// installed) when any type has no fresh positive entry.
 ///
 /// # Safety
 /// `ssl` live in its certificate phase; every cache pointer live and unaliased for the call.
-unsafe fn serve_cached(ssl: *mut ffi::SSL, reg: &Registry) -> bool {
-    let caches = &reg.caches;
+unsafe fn serve_cached(ssl: *mut ffi::SSL, reg: &mut Registry) -> bool {
+    let Registry {
+        caches,
+        aliases,
+        shared,
+        ..
+    } = reg;
     const MAX_TYPES: usize = 4;
     if caches.is_empty() || caches.len() > MAX_TYPES {
         return false;
@@ -279,7 +435,7 @@ unsafe fn serve_cached(ssl: *mut ffi::SSL, reg: &Registry) -> bool {
     let Some(mut key) = normalize(name, &mut buf) else {
         return false;
     };
-    if let Some(target) = reg.aliases.as_ref().and_then(|a| a.get(key)) {
+    if let Some(target) = aliases.as_ref().and_then(|a| a.get(key)) {
         key = target;
     }
     let t = now();
@@ -287,6 +443,22 @@ unsafe fn serve_cached(ssl: *mut ffi::SSL, reg: &Registry) -> bool {
     for (i, &cache) in caches.iter().enumerate() {
         // SAFETY: live and unaliased (contract).
         let cache = unsafe { &mut *cache };
+        let stale = match cache.get(key, t) {
+            Some(Found::Fresh(Some(entry))) => {
+                found[i] = entry.as_raw();
+                continue;
+            }
+            // "not in the store": the Lua phase decides when to look again
+            Some(Found::Fresh(None)) => return false,
+            Some(Found::Stale(entry)) => entry.map(|e| e.digest),
+            None => None,
+        };
+        let Some(shared) = shared.as_mut() else {
+            return false;
+        };
+        if !shared.fill(i, key, t, stale, cache) {
+            return false;
+        }
         match cache.get(key, t) {
             Some(Found::Fresh(Some(entry))) => found[i] = entry.as_raw(),
             _ => return false,
@@ -425,6 +597,86 @@ mod tests {
         assert_eq!(served_cn(&ctx, "cached.test"), "fallback.test");
         assert_eq!(LUA_CALLS.load(Ordering::SeqCst), 6);
         unsafe { set_caches(Vec::new()) };
+    }
+
+    thread_local! {
+        static DICT: std::cell::RefCell<HashMap<Vec<u8>, Vec<u8>>> = Default::default();
+    }
+
+    /// Stands for lua-nginx-module's shdict get over DICT, copying as it does (malloc for a
+    /// value longer than the caller's buffer).
+    unsafe extern "C" fn fake_get(
+        _zone: *mut c_void,
+        key: *const u8,
+        key_len: usize,
+        value_type: *mut c_int,
+        buf: *mut *mut u8,
+        len: *mut usize,
+        _num: *mut f64,
+        _flags: *mut c_int,
+        _get_stale: c_int,
+        _is_stale: *mut c_int,
+        _err: *mut *mut c_char,
+    ) -> c_int {
+        let key = unsafe { std::slice::from_raw_parts(key, key_len) }.to_vec();
+        DICT.with(|d| match d.borrow().get(&key) {
+            None => {
+                unsafe { *value_type = 0 };
+                0
+            }
+            Some(v) => unsafe {
+                *value_type = SHDICT_STRING;
+                if *len < v.len() {
+                    *buf = libc::malloc(v.len()).cast();
+                }
+                std::ptr::copy_nonoverlapping(v.as_ptr(), *buf, v.len());
+                *len = v.len();
+                0
+            },
+        })
+    }
+
+    #[test]
+    fn fills_misses_from_the_shared_dict() {
+        let t = now();
+        let e = entry("shared.test");
+        let blob = compact::encode(&e.chain, &e.pkey, &[5; 16], t + 50.0).unwrap();
+        let old = compact::encode(&e.chain, &e.pkey, &[5; 16], t - 1.0).unwrap();
+        DICT.with(|d| {
+            let mut d = d.borrow_mut();
+            d.insert(b"ecc:shared.test".to_vec(), blob.clone());
+            d.insert(b"ecc:old.test".to_vec(), old);
+        });
+        let zone = 1usize as *mut c_void;
+        let mut shared =
+            unsafe { Shared::new(zone, fake_get, vec![b"ecc:".to_vec().into()]) }.unwrap();
+        shared.buf = vec![0; 64]; // shorter than an entry: the malloc'ed copy is taken and freed
+        let mut cache = CertCache::new(4);
+        assert!(!shared.fill(0, b"none.test", t, None, &mut cache));
+        assert!(!shared.fill(0, b"old.test", t, None, &mut cache));
+        assert!(!shared.fill(1, b"shared.test", t, None, &mut cache));
+        assert!(shared.fill(0, b"shared.test", t, None, &mut cache));
+        assert!(shared.buf.len() >= blob.len());
+        let Some(Found::Fresh(Some(got))) = cache.get(b"shared.test", t) else {
+            panic!("no fresh entry");
+        };
+        assert_eq!(got.digest, [5; 16]);
+        assert_eq!(got.chain[0].to_der().unwrap(), e.chain[0].to_der().unwrap());
+        // a stale worker entry of the same stored value gets the shared entry's life again,
+        // one of another value is replaced
+        for (digest, kept) in [([5u8; 16], true), ([0u8; 16], false)] {
+            let mut mine = entry("shared.test");
+            mine.digest = digest;
+            let mine_der = mine.chain[0].to_der().unwrap();
+            cache.set(b"shared.test", Some(mine), t - 5.0);
+            assert!(shared.fill(0, b"shared.test", t, Some(digest), &mut cache));
+            let Some(Found::Fresh(Some(got))) = cache.get(b"shared.test", t) else {
+                panic!("no fresh entry after the fill");
+            };
+            assert_eq!(got.chain[0].to_der().unwrap() == mine_der, kept);
+        }
+        assert!(unsafe { Shared::new(zone, fake_get, vec![b"".to_vec().into()]) }.is_none());
+        assert!(unsafe { Shared::new(std::ptr::null_mut(), fake_get, Vec::new()) }.is_none());
     }
 
     #[test]

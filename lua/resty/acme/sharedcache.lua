@@ -10,12 +10,14 @@
 local ffi = require("ffi")
 local certcache = require("resty.acme.certcache")
 local core_ffi = require("resty.acme.core_ffi")
+local tls_cert = require("resty.acme.tls_cert")
 
 local ngx = ngx
 local ngx_now = ngx.now
 local ngx_null = ngx.null
 local ffi_new = ffi.new
 local ffi_string = ffi.string
+local concat = table.concat
 local pcall = pcall
 local setmetatable = setmetatable
 local tonumber = tonumber
@@ -32,6 +34,18 @@ double resty_acme_compact_header(const char *data, size_t len, unsigned char *di
 int resty_acme_compact_decode(const char *data, size_t len, struct resty_acme_certkey *out,
                               const char **err);
 ]])
+pcall(ffi.cdef, [[
+int resty_acme_serve_set_shared(void *zone, void *get, const char *types, size_t len);
+]])
+
+-- lua-nginx-module's shdict functions under names of our own (asm labels, as certcache.lua
+-- does for its free functions): the native certificate callback reads the dict through the
+-- same function resty.core's shdict:get calls.
+local subsystem = tls_cert.subsystem
+pcall(ffi.cdef, ([[
+void *resty_acme_host_shdict_zone(void *zone_udata) __asm__("ngx_%s_lua_ffi_shdict_udata_to_zone");
+int resty_acme_host_shdict_get(void) __asm__("ngx_%s_lua_ffi_shdict_get");
+]]):format(subsystem, subsystem))
 
 local lib, load_err = core_ffi.load("resty_acme_compact_decode")
 local errmsg = ffi_new("const char *[1]")
@@ -83,6 +97,32 @@ function _M.new(name)
     return nil, "lua_shared_dict " .. tostring(name) .. " is not defined (shared_cache)"
   end
   return setmetatable({ dict = dict, name = name }, mt)
+end
+
+-- The native certificate callback fills this worker's cache misses from the dict: `types` the
+-- key types of the caches it serves from, in order. Off with no cache (`sc` nil). true, or
+-- nil, err when the host's shdict functions cannot be found (the Lua phase still reads the
+-- dict then).
+function _M.serve_native(sc, types)
+  if not lib then
+    return nil, load_err
+  end
+  if not sc then
+    lib.resty_acme_serve_set_shared(nil, nil, nil, 0)
+    return true
+  end
+  local ok, zone, get = pcall(function()
+    return ffi.C.resty_acme_host_shdict_zone(sc.dict[1]),
+      ffi.cast("void *", ffi.C.resty_acme_host_shdict_get)
+  end)
+  if not ok then
+    return nil, "the host's shdict functions: " .. tostring(zone)
+  end
+  local list = concat(types, ",")
+  if lib.resty_acme_serve_set_shared(zone, get, list, #list) ~= 0 then
+    return nil, "bad key types for the shared cache: " .. list
+  end
+  return true
 end
 
 -- The raw entry of a name within its life: blob, expires, digest (a 16-byte string), or nil.

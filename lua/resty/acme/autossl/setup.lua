@@ -78,12 +78,13 @@ function _M.init(autossl_config, acme_config)
   for typ in pairs(caches) do
     caches[typ] = nil
   end
-  local served_from = {}
+  local served_from, served_types = {}, {}
   for _, typ in ipairs(types) do
     if not caches[typ] then
       caches[typ] = certcache.new(size)
       negatives[typ] = certcache.new(size)
       served_from[#served_from + 1] = caches[typ]
+      served_types[#served_types + 1] = typ
     end
   end
   -- the native callback installs every key type of a name, in the order of domain_key_types
@@ -99,6 +100,11 @@ function _M.init(autossl_config, acme_config)
       error(serr)
     end
     state.shared_cache = sc
+  end
+  -- the native callback fills misses from it too (or, with none, forgets the last init's)
+  local ok, nerr = sharedcache.serve_native(state.shared_cache, served_types)
+  if not ok and state.shared_cache then
+    log(ngx.WARN, "native serving reads no shared cache, the Lua phase does: ", nerr)
   end
 end
 
