@@ -647,7 +647,7 @@ mod tests {
             d.insert(b"ecc:shared.test".to_vec(), blob.clone());
             d.insert(b"ecc:old.test".to_vec(), old);
         });
-        let zone = 1usize as *mut c_void;
+        let zone = std::ptr::dangling_mut::<c_void>();
         let mut shared =
             unsafe { Shared::new(zone, fake_get, vec![b"ecc:".to_vec().into()]) }.unwrap();
         shared.buf = vec![0; 64]; // shorter than an entry: the malloc'ed copy is taken and freed
