@@ -22,7 +22,7 @@ def binary():
 def run(quick):
     with tempfile.TemporaryDirectory(prefix="acme-bench-crypto-") as d:
         chain = certs.BenchChain(d)
-        argv = ["taskset", "-c", CLIENT_CORE, binary(), chain.chain_path]
+        argv = ["taskset", "-c", CLIENT_CORE, binary(), chain.chain_path, chain.key_path]
         if quick:
             argv.insert(4, "--quick")
         out = subprocess.run(argv, stdout=subprocess.PIPE, check=True, text=True).stdout

@@ -45,6 +45,9 @@ CRYPTO = [
     ("cert_parse_chain2", "certificate parse, leaf + intermediate (`core.cert_parse`)"),
     ("cert_parse_leaf", "certificate parse, leaf only"),
     ("cert_not_after", "leaf notAfter (`core.cert_not_after`)"),
+    ("leaf_der_provider_decoders", "leaf DER parse, OpenSSL's provider decoders (`X509::from_der`)"),
+    ("leaf_der_builtin_decoder", "leaf DER parse, built-in key decoder (`crypto::leaf::parse_der`)"),
+    ("compact_load_chain2", "shared-cache entry load, leaf + intermediate + P-256 key (P10's miss)"),
 ]
 
 

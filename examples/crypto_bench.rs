@@ -1,10 +1,13 @@
 //! Crypto rates on one core for `make bench` (P7 and the keygen/CSR table of
-//! docs/BENCHMARKS.md): `crypto_bench [--quick] [CHAIN.pem]`.
+//! docs/BENCHMARKS.md): `crypto_bench [--quick] [CHAIN.pem [KEY.pem]]`.
 //!
 //! Prints one `name rate unit` line per measurement. Each operation runs back to back on this
 //! thread until a time budget is spent (key generation also until a minimum count). With a PEM
-//! chain argument it also times certificate parsing (what a renewal scan does per entry).
-use resty_acme_core::crypto::{cert, csr, jws, KeyType, PrivateKey};
+//! chain argument it also times certificate parsing (what a renewal scan does per entry); with
+//! its key too, loading the pair from the shared cache's compact form (a worker-cache miss)
+//! and parsing the leaf with and without OpenSSL's provider decoders (src/crypto/leaf.rs).
+use resty_acme_core::crypto::{cert, chain, csr, jws, leaf, KeyType, PrivateKey};
+use resty_acme_core::tls::compact;
 use std::time::{Duration, Instant};
 
 /// Runs `op` until `budget` has passed and at least `min` times; returns operations per second.
@@ -42,7 +45,9 @@ fn jws_rate(budget: Duration, k: &PrivateKey) -> Result<f64, String> {
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let chain_path = args.iter().find(|a| !a.starts_with("--"));
+    let mut paths = args.iter().filter(|a| !a.starts_with("--"));
+    let chain_path = paths.next();
+    let key_path = paths.next();
     let budget = Duration::from_millis(if quick { 200 } else { 1500 });
 
     let p256 = key(KeyType::EcP256)?;
@@ -117,6 +122,32 @@ fn run() -> Result<(), String> {
                 .map_err(|e| e.to_string())
         })?;
         println!("cert_not_after {r:.1} certs/s");
+        let der = openssl::x509::X509::from_pem(leaf.as_bytes())
+            .and_then(|c| c.to_der())
+            .map_err(|e| e.to_string())?;
+        let r = rate(budget, 1, || {
+            openssl::x509::X509::from_der(&der)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })?;
+        println!("leaf_der_provider_decoders {r:.1} certs/s");
+        let r = rate(budget, 1, || {
+            leaf::parse_der(&der).map(|_| ()).map_err(|e| e.to_string())
+        })?;
+        println!("leaf_der_builtin_decoder {r:.1} certs/s");
+        if let Some(kpath) = key_path {
+            let kpem = std::fs::read(kpath).map_err(|e| format!("{kpath}: {e}"))?;
+            let pkey =
+                openssl::pkey::PKey::private_key_from_pem(&kpem).map_err(|e| e.to_string())?;
+            let stack = chain::build_chain(pem.as_bytes()).map_err(|e| e.to_string())?;
+            let blob = compact::encode(&stack, &pkey, &[0; 16], 0.0).map_err(|e| e.to_string())?;
+            let r = rate(budget, 1, || {
+                compact::decode(&blob)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })?;
+            println!("compact_load_chain{} {r:.1} loads/s", blocks.len());
+        }
     }
     Ok(())
 }

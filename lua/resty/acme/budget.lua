@@ -14,6 +14,7 @@
 local util = require("resty.acme.util")
 local metrics = require("resty.acme.metrics")
 local keys = require("resty.acme.autossl.keys")
+local renewal_owner = require("resty.acme.owner")
 local cjson = require("cjson.safe")
 
 local ngx = ngx
@@ -112,8 +113,12 @@ end
 local function drain(storage, ca, update)
   local waiting = storage:get(keys.ORDER_QUEUE_WAITING .. ca)
   local now = ngx_now()
-  if not waiting and now - last_full_scan < 30 then
-    return
+  if not waiting then
+    -- the scan for names a lost flag left behind lists the store: one worker of the cluster
+    -- (the renewal owner) does it, every 30 s
+    if now - last_full_scan < 30 or not renewal_owner.owns() then
+      return
+    end
   end
   last_full_scan = now
   local lerr = storage:add(keys.ORDER_QUEUE_LOCK .. ca, owner(), conf.drain_interval * 5)
