@@ -10,7 +10,8 @@
 --   order_budget_lock:<ca>       held while the bucket is read and written (2 s)
 --   order_queue:<ca>:<type>:<name>  JSON { renew =, at =, replaces =, fingerprint = }
 --   order_queue_waiting:<ca>     "1" while names wait (new names then queue behind them)
---   order_queue_lock:<ca>        held by the worker draining the queue
+--   order_queue_lock:<ca>        held by the worker draining the queue (the renewal owner; the
+--                                lock also excludes an original's or a previous owner's drain)
 local util = require("resty.acme.util")
 local metrics = require("resty.acme.metrics")
 local keys = require("resty.acme.autossl.keys")
@@ -113,12 +114,8 @@ end
 local function drain(storage, ca, update)
   local waiting = storage:get(keys.ORDER_QUEUE_WAITING .. ca)
   local now = ngx_now()
-  if not waiting then
-    -- the scan for names a lost flag left behind lists the store: one worker of the cluster
-    -- (the renewal owner) does it, every 30 s
-    if now - last_full_scan < 30 or not renewal_owner.owns() then
-      return
-    end
+  if not waiting and now - last_full_scan < 30 then
+    return
   end
   last_full_scan = now
   local lerr = storage:add(keys.ORDER_QUEUE_LOCK .. ca, owner(), conf.drain_interval * 5)
@@ -203,13 +200,15 @@ function _M.add_ca(uri)
   uris[#uris + 1] = uri
 end
 
--- init_worker(storage_fn, update): a timer drains the queue of every CA.
+-- init_worker(storage_fn, update): a timer drains the queue of every CA. One worker of the
+-- cluster drains, the renewal owner (resty.acme.owner): the queue is the cluster's, and the
+-- others would only read its flag every drain_interval (and list the store every 30 s).
 function _M.init_worker(storage_fn, update)
   if not conf then
     return true
   end
   return ngx_timer_every(conf.drain_interval, function(premature)
-    if premature then
+    if premature or not renewal_owner.owns() then
       return
     end
     local storage = storage_fn()
