@@ -184,6 +184,8 @@ def core_so():
 def pytest_sessionfinish(session, exitstatus):
     """No secret a test used (harness.secrets) and no private key in any error.log the
     harness wrote during the session: a leak fails the run."""
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller scans every worker's directory at the end
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is None:
         return
