@@ -27,27 +27,31 @@ PASS_RE = r"renewal pass: (\d+) listed, (\d+) read, (\d+) due"
 
 
 def names(count):
-    return ["s%06d.%s" % (i, ZONE) for i in range(count)]
+    return ["s%07d.%s" % (i, ZONE) for i in range(count)]
 
 
-def seed(redis, count, chain):
-    """``domain:ecc:<name>`` for ``count`` names in one pipelined stream of SETs."""
+def seed(redis, count, chain, batch=10000):
+    """``domain:ecc:<name>`` for ``count`` names in pipelined batches of SETs (one batch of
+    10^4 entries is about 34 MB)."""
     import store
     value = store.entry_value("x", "ecc", chain.chain, chain.key).encode()
-    out = bytearray()
-    for n in names(count):
-        key = ("domain:ecc:" + n).encode()
-        out += b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, len(value), value)
+    all_names = names(count)
     with socket.create_connection(("127.0.0.1", redis.port), timeout=120) as s:
-        s.sendall(bytes(out))
-        want, got = count * len(b"+OK\r\n"), 0
-        while got < want:
-            chunk = s.recv(1 << 16)
-            if not chunk:
-                raise RuntimeError("redis closed the seeding connection")
-            if b"-" in chunk:
-                raise RuntimeError("redis refused a seeding SET: %r" % chunk[:200])
-            got += len(chunk)
+        for i in range(0, count, batch):
+            out = bytearray()
+            for n in all_names[i:i + batch]:
+                key = ("domain:ecc:" + n).encode()
+                out += b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+                    len(key), key, len(value), value)
+            s.sendall(bytes(out))
+            want, got = len(all_names[i:i + batch]) * len(b"+OK\r\n"), 0
+            while got < want:
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    raise RuntimeError("redis closed the seeding connection")
+                if b"-" in chunk:
+                    raise RuntimeError("redis refused a seeding SET: %r" % chunk[:200])
+                got += len(chunk)
 
 
 class Node:
@@ -128,8 +132,8 @@ def cluster_pass_cpu(workdir, redis, size, fallback, account_key, count):
             n.nginx.stop()
 
 
-def run(workdir, quick, results, details):
-    count = 5000 if quick else COUNT
+def run(workdir, quick, results, details, count=COUNT):
+    count = 5000 if quick else count
     os.makedirs(workdir, exist_ok=True)
     chain = certs.BenchChain(os.path.join(workdir, "chain"), names=("x." + ZONE,))
     fallback = TestCA(os.path.join(workdir, "fallback"), name="bench fallback")

@@ -100,13 +100,13 @@ def run_issuance(only, workdir, quick, results, details):
     issuance.run(want, os.path.join(workdir, "issuance"), quick, results, details)
 
 
-def run_renewal_scale(only, workdir, quick, results, details):
+def run_renewal_scale(only, workdir, quick, results, details, count):
     if "P11" not in only:
         return
     import renewal_scale
 
     lib.log("P11: renewal CPU per cluster pass, 3 nodes / 1 node on one redis")
-    renewal_scale.run(os.path.join(workdir, "renewal_scale"), quick, results, details)
+    renewal_scale.run(os.path.join(workdir, "renewal_scale"), quick, results, details, count)
 
 
 def fmt(v):
@@ -135,13 +135,13 @@ def main():
     t0 = time.monotonic()
     groups = (run_crypto, run_serving, run_issuance,
               lambda *a: run_scale(*a, count=2000 if args.quick else args.scale),
-              run_renewal_scale)
+              lambda *a: run_renewal_scale(*a, count=args.scale))
     for group in groups:
         try:
             group(only, workdir, args.quick, results, details)
         except Exception as e:  # one group failing must not hide the others' figures
             traceback.print_exc()
-            errors[getattr(group, "__name__", "run_scale")] = "%s: %s" % (type(e).__name__, e)
+            errors[getattr(group, "__name__", "scale")] = "%s: %s" % (type(e).__name__, e)
     elapsed = time.monotonic() - t0
     if not args.keep and not errors:
         shutil.rmtree(workdir, ignore_errors=True)

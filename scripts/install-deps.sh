@@ -11,7 +11,8 @@ PACKAGES=(
   nginx libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core lua-resty-lrucache
   libluajit2-5.1-dev pebble redis-server etcd-server lua-nginx-redis lua-cjson
   bind9 bind9-utils bind9-dnsutils nghttp2-client wrk luarocks
-  python3-pytest python3-cryptography python3-pip lua-check libssl-dev pkg-config
+  python3-pytest python3-pytest-xdist python3-cryptography python3-pip lua-check libssl-dev
+  pkg-config
   build-essential libpcre3-dev zlib1g-dev publicsuffix python3-prometheus-client
 )
 SERVICES=(nginx redis-server etcd named bind9)
