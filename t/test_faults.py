@@ -229,7 +229,11 @@ def test_order_budget_paces_a_flood_and_serves_every_name(pebble, proxy, challte
             allowed = 5 + (ts[j] - ts[i] + lag) / 1.0
             assert j - i + 1 <= allowed, (i, j, gaps(ts))
     assert ts[-1] - ts[0] >= (len(names) - 5) * 1.0 - lag, gaps(ts)
-    assert "waits in the queue" in a.nginx.error_log()
+    log = a.nginx.error_log()
+    assert "waits in the queue" in log
+    # 40 first orders at once with no account key yet: each worker creates one key (the
+    # store keeps the first), not one per name
+    assert 1 <= log.count("account key generated") <= 2, log.count("account key generated")
 
 
 def test_ca_down_cached_names_served_requests_bounded_resumes(pebble, proxy, challtestsrv,

@@ -5,6 +5,7 @@ local state = require("resty.acme.autossl.state")
 local util = require("resty.acme.util")
 
 local ngx = ngx
+local ngx_sleep = ngx.sleep
 local now = state.now
 local log = util.log
 local error = error
@@ -15,6 +16,10 @@ local tostring = tostring
 local _M = { _VERSION = "0.16.0" }
 
 local account_ready = false
+-- true while a timer of this worker creates the account key: the others wait for it rather
+-- than each creating one (an RSA-4096 key takes seconds of CPU, one at a time per machine)
+local creating = false
+local CREATE_WAIT = 300
 
 -- create_account_key(): a new RSA 4096 PEM, or nil, err; logs the time spent.
 function _M.create_account_key()
@@ -51,12 +56,27 @@ function _M.load_account_key_storage()
     return pem
   end
   local generated = state.generated_account_key
+  if not generated and creating then
+    local deadline = now() + CREATE_WAIT
+    while creating and now() < deadline do
+      ngx_sleep(0.05)
+    end
+    -- what the creator stored (or, when it failed, another try of our own)
+    return _M.load_account_key_storage()
+  end
   if not generated then
-    local gerr
-    generated, gerr = _M.create_account_key()
-    if not generated then
+    creating = true
+    local ok, pem_or_err, gerr = pcall(_M.create_account_key)
+    creating = false
+    if not ok then
+      return nil, "failed to create account key: " .. tostring(pem_or_err)
+    end
+    if not pem_or_err then
       return nil, "failed to create account key: " .. tostring(gerr)
     end
+    generated = pem_or_err
+    -- kept: a store that refuses the add now gets the same key on the next try
+    state.generated_account_key = generated
   end
   local aerr = storage:add(keys.ACCOUNT_KEY, generated)
   if aerr and aerr ~= "exists" then
