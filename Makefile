@@ -21,7 +21,8 @@
 # nginx 1.22 with libnginx-mod-http-lua), PYTHON (Debian's python3 with pytest + cryptography), CARGO, LUAROCKS,
 # PYTEST_ARGS (extra pytest arguments, e.g. PYTEST_ARGS="-k load -x"),
 # PLATFORM_BOUND_ONLY=1 (e2e: deselect the tests marked platform_independent, which run no
-# nginx; e2e-both sets it for OpenResty), E2E_PARALLEL=1 (e2e-both: both platforms at once),
+# nginx; e2e-both sets it for OpenResty), E2E_JOBS (tests at once per platform, default 2;
+# needs pytest-xdist), E2E_PARALLEL=1 (e2e-both: both platforms at once),
 # BENCH_ARGS (e.g. BENCH_ARGS="--only P1,P6 --quick").
 
 SHELL := /bin/bash
@@ -39,6 +40,7 @@ LUAROCKS ?= luarocks
 PYTEST_ARGS ?=
 PLATFORM_BOUND_ONLY ?=
 E2E_PARALLEL ?=
+E2E_JOBS ?= 2
 BENCH_ARGS ?=
 OPENRESTY ?=
 
@@ -92,6 +94,9 @@ cargo-test:
 check: fmt clippy luacheck cargo-test
 
 # pytest exits 5 when it collected no tests; that is not a failure of the run.
+# E2E_JOBS tests run at once (pytest-xdist, python3-pytest-xdist; 1 or no xdist: one at a
+# time). A test mostly waits on Pebble, timers and renewal windows, so two at a time on two
+# cores take about 60 % of the time of one; each starts its own servers on free ports.
 # Pebble 2.10.1 (ARI, profiles) is built once from ../shared/pebble into a cache; where that
 # source is absent (exit 3) the tests that need it are skipped, a failed build fails the run.
 define run_pytest
@@ -100,7 +105,9 @@ define run_pytest
 		if [ $$rc -eq 3 ]; then PEBBLE2_BIN=; elif [ $$rc -ne 0 ]; then \
 			echo "e2e: the Pebble 2.10.1 build failed"; exit 1; fi; export PEBBLE2_BIN; \
 		$(if $(PLATFORM_BOUND_ONLY),echo "e2e: tests marked platform_independent deselected (they ran on the first platform)";) \
-		OPENRESTY="$(1)" $(PYTHON) -m pytest -v -p no:cacheprovider t/ \
+		jobs=; if [ "$(E2E_JOBS)" != 1 ] && $(PYTHON) -c "import xdist" 2>/dev/null; then \
+			jobs="-n $(E2E_JOBS)"; fi; \
+		OPENRESTY="$(1)" $(PYTHON) -m pytest -v -p no:cacheprovider --durations=25 $$jobs t/ \
 			$(if $(PLATFORM_BOUND_ONLY),-m "not platform_independent") $(PYTEST_ARGS); rc=$$?; \
 		if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5), not a failure"; rc=0; fi; \
 		exit $$rc; }

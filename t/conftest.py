@@ -20,6 +20,8 @@ def pytest_configure(config):
         "markers", "platform_independent: runs no nginx (the CLI, Pebble, pure Python), so "
         "`make test` runs it on the first platform only (PLATFORM_BOUND_ONLY=1 deselects it); "
         "starting nginx in such a test fails it")
+    # `make test` (.ci/run) runs every test; `-m "not slow"` leaves these out of a quick run
+    config.addinivalue_line("markers", "slow: a long test (minutes), e.g. 100,000 stored names")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -29,11 +31,6 @@ def pytest_runtest_protocol(item, nextitem):
     harness_nginx.platform_independent_test[0] = item.nodeid if marked else None
     yield
     harness_nginx.platform_independent_test[0] = None
-
-
-def pytest_configure(config):
-    # `make test` (.ci/run) runs every test; `-m "not slow"` leaves these out of a quick run
-    config.addinivalue_line("markers", "slow: a long test (minutes), e.g. 100,000 stored names")
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
