@@ -10,20 +10,25 @@
 //! [`parse_der`] registers an engine that claims the EC and RSA key types only for the length
 //! of the parse: the engine implements nothing itself (asked for a method it hands back
 //! OpenSSL's built-in one), it only makes `x509_pubkey_decode` take the built-in decoder. The
-//! certificate then holds a legacy public key, which OpenSSL exports to its provider the first
-//! time an operation needs one (once per certificate, about 20 µs, when a handshake compares
-//! it with the provider key it is served with). Another thread that looks up an EC or RSA
-//! method while the window is open gets the built-in method too, which is what it would get
-//! without the engine; a parse on another thread that misses the window takes the decoders.
+//! certificate then holds a built-in ("legacy") public key. Another thread that looks up an EC
+//! or RSA method while the window is open gets the built-in method too, which is what it would
+//! get without the engine; a parse on another thread that misses the window takes the decoders.
+//!
+//! An EC private key is then made to share the leaf's key object ([`ec_key_for_leaf`]): the
+//! handshake's key check compares one object with itself, where a provider key would make
+//! OpenSSL export the leaf's key to the provider and keep that copy with the certificate
+//! (about 2 KiB more per cached name, a curve each). An RSA key stays a provider key; its
+//! leaf's public key is exported once (n and e, no curve).
 //!
 //! The ENGINE functions are looked up at run time: an OpenSSL without them (built
 //! `no-engine`, or 4.0, which removed them) parses the usual way.
+use super::CryptoError;
+use foreign_types::ForeignType;
 use openssl::bn::{BigNum, BigNumContext};
-use openssl::ec::{EcGroup, EcKey, EcPoint};
+use openssl::ec::{EcKey, EcPoint, PointConversionForm};
 use openssl::error::ErrorStack;
-use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
-use openssl::x509::X509;
+use openssl::pkey::{Id, PKey, PKeyRef, Private};
+use openssl::x509::{X509Ref, X509};
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::OnceLock;
 
@@ -50,6 +55,11 @@ unsafe impl Send for Window {}
 unsafe impl Sync for Window {}
 
 static METH_FIND: OnceLock<MethFindFn> = OnceLock::new();
+
+extern "C" {
+    // OpenSSL 3 (evp.h): the provider of a provider key, null for a built-in one
+    fn EVP_PKEY_get0_provider(pkey: *const openssl_sys::EVP_PKEY) -> *const c_void;
+}
 
 fn symbol(name: &CStr) -> *mut c_void {
     // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches the libcrypto this
@@ -146,36 +156,63 @@ pub fn parse_der(der: &[u8]) -> Result<X509, ErrorStack> {
     parsed
 }
 
-/// The EC key pair of `curve` (a short name: `prime256v1`, `secp384r1`), its private scalar
-/// and its public point, to serve with a certificate from [`parse_der`]: a built-in key where
-/// that parse gives built-in public keys, so that the handshake's key check compares two keys
-/// of one kind (otherwise OpenSSL exports one to the other's provider, a curve built anew,
-/// about 12 µs). The key's curve is copied from one built once per process (1 µs instead of
-/// 12). None where `parse_der` gives provider keys, or for another curve: import it as usual.
-pub fn ec_keypair(
-    curve: &[u8],
-    private: &[u8],
+/// The private key of `scalar` for `leaf` (from [`parse_der`]) as a built-in key that shares the
+/// leaf's own EC key object: one copy of the curve for certificate and key where a separate key
+/// holds its own (and a provider key makes the handshake's key check export the leaf's key to
+/// the provider, a third copy kept with the certificate: about 2 KiB a cached name, P5).
+/// `public` is the key's public point (any encoding): Some(Err) when it is not the leaf's, so
+/// the key does not belong to the certificate. None when the leaf's key is not a built-in EC
+/// key (another type, or decoded by a provider): pair them as usual.
+pub fn ec_key_for_leaf(
+    leaf: &X509Ref,
+    scalar: &[u8],
     public: &[u8],
-) -> Option<Result<PKey<Private>, ErrorStack>> {
-    static P256: OnceLock<Option<EcGroup>> = OnceLock::new();
-    static P384: OnceLock<Option<EcGroup>> = OnceLock::new();
-    window()?;
-    let (cell, nid) = match curve {
-        b"prime256v1" => (&P256, Nid::X9_62_PRIME256V1),
-        b"secp384r1" => (&P384, Nid::SECP384R1),
-        _ => return None,
-    };
-    let group = cell
-        .get_or_init(|| EcGroup::from_curve_name(nid).ok())
-        .as_ref()?;
+) -> Option<Result<PKey<Private>, CryptoError>> {
+    let pubkey = leaf.public_key().ok()?;
+    // SAFETY: a live key; the call only reads which provider holds it.
+    if pubkey.id() != Id::EC || !unsafe { EVP_PKEY_get0_provider(pubkey.as_ptr()) }.is_null() {
+        return None;
+    }
+    // the leaf's own EC_KEY, one more reference to it
+    let ec = pubkey.ec_key().ok()?;
     Some((|| {
+        let group = ec.group();
         let mut ctx = BigNumContext::new()?;
-        let point = EcPoint::from_bytes(group, public, &mut ctx)?;
-        let scalar = BigNum::from_slice(private)?;
-        // not checked against the scalar (a point multiplication): the entry was encoded from
-        // a key checked against its certificate, and the handshake compares the points
-        PKey::from_ec_key(EcKey::from_private_components(group, &scalar, &point)?)
+        let theirs = EcPoint::from_bytes(group, public, &mut ctx)?;
+        if !ec.public_key().eq(group, &theirs, &mut ctx)? {
+            return Err(CryptoError::InvalidInput(
+                "the private key does not belong to the certificate".into(),
+            ));
+        }
+        let scalar = BigNum::from_slice(scalar)?;
+        // SAFETY: `ec` is the leaf's EC_KEY, which only this parse has seen; the scalar is
+        // copied in. From now on it is a key pair that the certificate and the key share.
+        if unsafe { openssl_sys::EC_KEY_set_private_key(ec.as_ptr(), scalar.as_ptr()) } != 1 {
+            return Err(ErrorStack::get().into());
+        }
+        // SAFETY: the reference taken above passes to the new EVP_PKEY, which now holds a
+        // private key (set just above).
+        let ec = unsafe { EcKey::<Private>::from_ptr(std::mem::ManuallyDrop::new(ec).as_ptr()) };
+        Ok(PKey::from_ec_key(ec)?)
     })())
+}
+
+/// [`ec_key_for_leaf`] from a parsed private key (the store's PEM): its scalar and point read
+/// out, the returned key taking its place.
+pub fn ec_key_for_leaf_from(
+    leaf: &X509Ref,
+    key: &PKeyRef<Private>,
+) -> Option<Result<PKey<Private>, CryptoError>> {
+    if key.id() != Id::EC {
+        return None;
+    }
+    let ec = key.ec_key().ok()?;
+    let mut ctx = BigNumContext::new().ok()?;
+    let public = ec
+        .public_key()
+        .to_bytes(ec.group(), PointConversionForm::UNCOMPRESSED, &mut ctx)
+        .ok()?;
+    ec_key_for_leaf(leaf, &ec.private_key().to_vec(), &public)
 }
 
 /// Whether [`parse_der`] takes the built-in decoders here (for tests and the benchmark's log).
@@ -188,11 +225,6 @@ mod tests {
     use super::*;
     use crate::crypto::cert::tests::{issue, spec};
     use crate::crypto::{KeyType, PrivateKey};
-    use foreign_types::ForeignTypeRef;
-
-    extern "C" {
-        fn EVP_PKEY_get0_provider(pkey: *const openssl_sys::EVP_PKEY) -> *const c_void;
-    }
 
     #[test]
     fn parses_like_from_der_with_a_builtin_key() {
@@ -220,39 +252,46 @@ mod tests {
     }
 
     #[test]
-    fn ec_keypair_signs_for_its_leaf() {
+    fn ec_key_for_leaf_shares_the_leaf_key_and_refuses_another() {
         use openssl::hash::MessageDigest;
         use openssl::sign::{Signer, Verifier};
-        for (kind, curve) in [
-            (KeyType::EcP256, &b"prime256v1"[..]),
-            (KeyType::EcP384, b"secp384r1"),
-        ] {
-            let key = PrivateKey::generate(kind).unwrap();
-            let cert = issue(&spec("kp.test", "0b", false, &["kp.test"]), &key, None);
-            let leaf = parse_der(&cert.to_der().unwrap()).unwrap();
-            let ec = key.pkey.ec_key().unwrap();
-            let mut ctx = BigNumContext::new().unwrap();
-            let public = ec
-                .public_key()
-                .to_bytes(
-                    ec.group(),
-                    openssl::ec::PointConversionForm::UNCOMPRESSED,
-                    &mut ctx,
-                )
-                .unwrap();
-            let pair = ec_keypair(curve, &ec.private_key().to_vec(), &public)
-                .unwrap()
-                .unwrap();
-            let pubkey = leaf.public_key().unwrap();
-            assert!(pubkey.public_eq(&pair));
-            let mut signer = Signer::new(MessageDigest::sha256(), &pair).unwrap();
-            let sig = signer.sign_oneshot_to_vec(b"handshake").unwrap();
-            let mut v = Verifier::new(MessageDigest::sha256(), &pubkey).unwrap();
-            assert!(v.verify_oneshot(&sig, b"handshake").unwrap());
-        }
-        assert!(ec_keypair(b"secp521r1", b"\x01", b"\x04").is_none());
-        assert!(ec_keypair(b"prime256v1", b"\x01", b"\x04\x00")
+        let key = PrivateKey::generate(KeyType::EcP256).unwrap();
+        let cert = issue(
+            &spec("share.test", "0c", false, &["share.test"]),
+            &key,
+            None,
+        );
+        let leaf = parse_der(&cert.to_der().unwrap()).unwrap();
+        let pair = ec_key_for_leaf_from(&leaf, &key.pkey).unwrap().unwrap();
+        // the same EC_KEY object as the certificate's public key
+        let a = pair.ec_key().unwrap();
+        let b = leaf.public_key().unwrap().ec_key().unwrap();
+        assert_eq!(a.as_ptr(), b.as_ptr());
+        let mut signer = Signer::new(MessageDigest::sha256(), &pair).unwrap();
+        let sig = signer.sign_oneshot_to_vec(b"hello").unwrap();
+        let pubkey = X509::from_der(&cert.to_der().unwrap())
             .unwrap()
-            .is_err());
+            .public_key()
+            .unwrap();
+        let mut v = Verifier::new(MessageDigest::sha256(), &pubkey).unwrap();
+        assert!(v.verify_oneshot(&sig, b"hello").unwrap());
+        // a key of another certificate
+        let other = PrivateKey::generate(KeyType::EcP256).unwrap();
+        let leaf2 = parse_der(&cert.to_der().unwrap()).unwrap();
+        let err = ec_key_for_leaf_from(&leaf2, &other.pkey)
+            .unwrap()
+            .unwrap_err();
+        assert!(err.to_string().contains("does not belong"), "{err}");
+        // not for RSA, nor for a provider-decoded leaf
+        let rsa = PrivateKey::generate(KeyType::Rsa(2048)).unwrap();
+        let rcert = issue(&spec("rsa.test", "0d", false, &["rsa.test"]), &rsa, None);
+        assert!(
+            ec_key_for_leaf_from(&parse_der(&rcert.to_der().unwrap()).unwrap(), &rsa.pkey)
+                .is_none()
+        );
+        assert!(
+            ec_key_for_leaf_from(&X509::from_der(&cert.to_der().unwrap()).unwrap(), &key.pkey)
+                .is_none()
+        );
     }
 }

@@ -58,6 +58,34 @@ pub unsafe extern "C" fn resty_acme_leaf_matches_key(
     }
 }
 
+/// Lets the key `pkey` share the leaf's key object where that applies (an EC leaf read with the
+/// built-in decoder): 1 with `*out` the new key and `pkey` freed, 0 when it does not apply
+/// (`pkey` untouched), -1 when the key does not belong to the leaf (`pkey` untouched).
+///
+/// # Safety
+/// `chain` a `STACK_OF(X509)*` (leaf first) and `pkey` an `EVP_PKEY*` the caller owns, both
+/// live; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn resty_acme_leaf_share_key(
+    chain: *mut c_void,
+    pkey: *mut c_void,
+    out: *mut *mut c_void,
+) -> c_int {
+    if out.is_null() {
+        return -1;
+    }
+    // SAFETY: forwarded under this function's contract.
+    match unsafe { crate::tls::tls_cert::share_leaf_key(chain.cast(), pkey.cast()) } {
+        Ok(Some(key)) => {
+            // SAFETY: `out` is writable (contract).
+            unsafe { *out = key.cast() };
+            1
+        }
+        Ok(None) => 0,
+        Err(_) => -1,
+    }
+}
+
 /// Installs a chain (`STACK_OF(X509)*`, leaf first) and key (`EVP_PKEY*`), as
 /// `ngx.ssl.parse_pem_cert` / `parse_pem_priv_key` return them, on the connection `ssl`
 /// (`SSL*`); `clear` non-zero first drops the connection's certificates. Returns 0, or -1 with

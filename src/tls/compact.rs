@@ -16,7 +16,7 @@
 //! p, q, dp, dq, qinv.
 use super::certcache::CertKey;
 use crate::crypto::chain::interned;
-use crate::crypto::leaf::{ec_keypair, parse_der};
+use crate::crypto::leaf::{ec_key_for_leaf, parse_der};
 use crate::crypto::CryptoError;
 use foreign_types::ForeignType;
 use openssl::bn::{BigNum, BigNumContext};
@@ -190,11 +190,6 @@ fn import_key(kind: u8, fields: &[&[u8]]) -> Result<PKey<Private>, CryptoError> 
     // the BIGNUMs must outlive the builder's use of them (it copies them in to_param)
     let mut bns: Vec<BigNum> = Vec::new();
     let mut names: Vec<CString> = Vec::new();
-    if kind == KIND_EC && fields.len() == 3 {
-        if let Some(key) = ec_keypair(fields[0], fields[1], fields[2]) {
-            return key.map_err(|e| fail(&format!("building the ec key ({e})")));
-        }
-    }
     let algorithm = match (kind, fields.len()) {
         (KIND_EC, 3) => c"EC",
         (KIND_RSA, 8) => c"RSA",
@@ -287,9 +282,17 @@ pub fn decode(data: &[u8]) -> Result<(CertKey, f64), CryptoError> {
     for _ in 0..nfields {
         fields.push(r.field()?);
     }
-    let pkey = import_key(kind, &fields)?;
-    let mut chain = Stack::new()?;
     let leaf = parse_der(r.field()?).map_err(|_| bad("invalid leaf certificate der"))?;
+    // an EC key shares the leaf's key object where it can (crypto::leaf::ec_key_for_leaf)
+    let shared = match (kind, fields.len()) {
+        (KIND_EC, 3) => ec_key_for_leaf(&leaf, fields[1], fields[2]),
+        _ => None,
+    };
+    let pkey = match shared {
+        Some(key) => key.map_err(|e| bad(&format!("key: {e}")))?,
+        None => import_key(kind, &fields)?,
+    };
+    let mut chain = Stack::new()?;
     chain.push(leaf)?;
     for _ in 1..ncerts {
         chain.push(interned(r.field()?)?)?;

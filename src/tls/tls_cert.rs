@@ -110,6 +110,46 @@ pub unsafe fn leaf_matches_key(
     Ok(ok == 1)
 }
 
+/// For an EC leaf with a built-in key (src/crypto/leaf.rs): the key `pkey` as one that shares
+/// the leaf's key object (one copy of the curve per cached name instead of three). Ok(Some(new))
+/// when it did: `pkey` has been freed and `new` takes its place; Ok(None) when it does not apply
+/// (another key type, a provider-decoded leaf): `pkey` is untouched; Err when the key does not
+/// belong to the leaf (`pkey` untouched).
+///
+/// # Safety
+/// `chain` a valid non-empty `STACK_OF(X509)*`, `pkey` a valid `EVP_PKEY*` the caller owns.
+pub unsafe fn share_leaf_key(
+    chain: *mut ffi::stack_st_X509,
+    pkey: *mut ffi::EVP_PKEY,
+) -> Result<Option<*mut ffi::EVP_PKEY>, CryptoError> {
+    if chain.is_null() || pkey.is_null() {
+        return Err(CryptoError::InvalidInput("no chain or key".into()));
+    }
+    // SAFETY: `chain` is a valid stack (caller's contract).
+    if unsafe { ffi::OPENSSL_sk_num(chain.cast()) } < 1 {
+        return Err(CryptoError::InvalidInput(
+            "the certificate chain is empty".into(),
+        ));
+    }
+    use foreign_types::{ForeignType, ForeignTypeRef};
+    // SAFETY: index 0 exists and holds an X509; both are borrowed for the call only.
+    let (leaf, key) = unsafe {
+        (
+            openssl::x509::X509Ref::from_ptr(ffi::OPENSSL_sk_value(chain.cast(), 0).cast()),
+            openssl::pkey::PKeyRef::<openssl::pkey::Private>::from_ptr(pkey),
+        )
+    };
+    match crate::crypto::leaf::ec_key_for_leaf_from(leaf, key) {
+        None => Ok(None),
+        Some(Err(e)) => Err(e),
+        Some(Ok(shared)) => {
+            // SAFETY: the caller's key, which it hands over on this outcome.
+            unsafe { ffi::EVP_PKEY_free(pkey) };
+            Ok(Some(std::mem::ManuallyDrop::new(shared).as_ptr()))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@ local _M = { _VERSION = "0.16.0" }
 pcall(ffi.cdef, [[
 int resty_acme_ssl_set_certkey(void *ssl, void *chain, void *pkey, int clear, const char **err);
 int resty_acme_leaf_matches_key(void *chain, void *pkey);
+int resty_acme_leaf_share_key(void *chain, void *pkey, void **out);
 int resty_acme_serve_attach(void *ssl, const char *handler, const char **err);
 double resty_acme_serve_count(void);
 ]])
@@ -110,6 +111,27 @@ end
 _M.native = core_lib ~= nil
 _M.native_error = load_err
 _M.lib = core_lib
+
+local key_out = ffi.new("void *[1]")
+local share_lib = core_lib and core_ffi.load("resty_acme_leaf_share_key")
+
+-- For a chain and key about to be cached (handles with no finalizer of their own): the key as
+-- one that shares the leaf's key object where that applies (an EC leaf read by the core's
+-- built-in decoder: one copy of the curve per name instead of three). Returns the key to keep
+-- (`pkey` itself, or a new handle when `pkey` was freed), or nil when the key does not belong
+-- to the leaf; true as second value when that was checked here.
+function _M.share_leaf_key(cert, pkey)
+  if not share_lib then
+    return pkey, false
+  end
+  local rc = core_lib.resty_acme_leaf_share_key(cert, pkey, key_out)
+  if rc == 1 then
+    return key_out[0], true
+  elseif rc < 0 then
+    return nil, true
+  end
+  return pkey, false
+end
 
 -- Whether pkey belongs to the leaf of cert (handles as ngx.ssl.parse_pem_* return them):
 -- true, false, or nil when it cannot be told here (the install then finds out).

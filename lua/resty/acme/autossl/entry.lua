@@ -77,7 +77,12 @@ function _M.certkey(cert_pem, pkey_pem, digest)
   end
   e.pkey = ffi.gc(pkey, nil)
   -- once per fill: a key of another certificate would fail every handshake of the name
-  if tls_cert.leaf_matches_key(e.cert, e.pkey) == false then
+  local shared, checked = tls_cert.share_leaf_key(e.cert, e.pkey)
+  if not shared then
+    return nil, "the stored private key does not belong to the stored certificate"
+  end
+  e.pkey = shared
+  if not checked and tls_cert.leaf_matches_key(e.cert, e.pkey) == false then
     return nil, "the stored private key does not belong to the stored certificate"
   end
   ffi.copy(e.digest, digest, 16)
