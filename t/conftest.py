@@ -21,7 +21,14 @@ def pytest_configure(config):
         "`make test` runs it on the first platform only (PLATFORM_BOUND_ONLY=1 deselects it); "
         "starting nginx in such a test fails it")
     # `make test` (.ci/run) runs every test; `-m "not slow"` leaves these out of a quick run
-    config.addinivalue_line("markers", "slow: a long test (minutes), e.g. 100,000 stored names")
+    config.addinivalue_line("markers", "slow: a long test (half a minute or more), e.g. 100,000 "
+                            "stored names; collected first")
+
+
+def pytest_collection_modifyitems(config, items):
+    # the long tests first: with two at a time (make e2e, pytest-xdist) one that started last
+    # would run alone at the end
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -146,6 +146,7 @@ def short_pebble(pebble_factory):
     return pebble_factory("short", validity_period=60)
 
 
+@pytest.mark.slow
 def test_pebble_flood_orders_only_allowed_names_within_budget(pebble, challtestsrv,
                                                                nginx_factory, workdir):
     ask_port, admin_port = free_port(), free_port()
@@ -244,6 +245,7 @@ def test_pebble_flood_orders_only_allowed_names_within_budget(pebble, challtests
     assert busy_p99 <= 1.5 * idle_p99 + 0.005, (idle_p99, busy_p99)
 
 
+@pytest.mark.slow
 def test_pebble_renewal_goes_on_when_the_budget_is_spent(short_pebble, challtestsrv,
                                                          nginx_factory, workdir):
     pebble = short_pebble

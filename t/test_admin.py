@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from prometheus_client.parser import text_string_to_metric_families
+import pytest
 
 from harness import AutoSSL, TestCA, free_port
 from harness.control import eval_server
@@ -408,6 +409,7 @@ def test_admin_list_pages_through_a_hundred_thousand_names(pebble, challtestsrv,
     assert page["total"] == 10 and time.monotonic() - t0 < 3
 
 
+@pytest.mark.slow
 def test_expiring_event_fires_once_per_window(pebble, challtestsrv, nginx_factory, workdir):
     """A stored certificate two days from its end (within events_expiring_within, 3 days)
     whose renewal keeps failing (for Pebble's VA the name resolves to 127.0.0.2): every renewal

@@ -153,6 +153,7 @@ def short_pebble(pebble_factory):
     return pebble_factory("short", validity_period=30)
 
 
+@pytest.mark.slow
 def test_pebble_autossl_renewal_replaces_certificate_without_failed_handshake(
         short_pebble, challtestsrv, nginx_factory, workdir):
     pebble = short_pebble

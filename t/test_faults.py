@@ -109,6 +109,7 @@ def test_transient_failures_double_to_the_cap(pebble, proxy, challtestsrv, nginx
     assert "(transient, 5 in a row)" in log
 
 
+@pytest.mark.slow
 def test_failed_validations_stay_within_the_ca_allowance(pebble, proxy, challtestsrv, nginx_factory,
                                                    workdir):
     """The name resolves (for Pebble's VA) to 127.0.0.2, where nothing listens: every order
@@ -199,6 +200,7 @@ def test_malformed_new_account_stops_with_its_problem_shown(pebble, proxy, chall
                                    "detail": "refused (fault proxy)", "status": 400}, entry
 
 
+@pytest.mark.slow
 def test_order_budget_paces_a_flood_and_serves_every_name(pebble, proxy, challtestsrv,
                                                           nginx_factory, workdir):
     """40 new names at once with an order budget of 5, refilled by one a second (scaled from
@@ -236,6 +238,7 @@ def test_order_budget_paces_a_flood_and_serves_every_name(pebble, proxy, challte
     assert 1 <= log.count("account key generated") <= 2, log.count("account key generated")
 
 
+@pytest.mark.slow
 def test_ca_down_cached_names_served_requests_bounded_resumes(pebble, proxy, challtestsrv,
                                                               nginx_factory, workdir):
     """The CA goes down (every connection reset) after one name was issued: after a reload
@@ -279,6 +282,7 @@ def test_ca_down_cached_names_served_requests_bounded_resumes(pebble, proxy, cha
     assert a.wait_issued(new, timeout=4 + SLACK + 10)
 
 
+@pytest.mark.slow
 def test_order_budget_serves_a_renewal_before_queued_new_names(challtestsrv, nginx_factory,
                                                                workdir):
     """A budget of one order per 4 s, 8 new names queued at once, and a 40-second

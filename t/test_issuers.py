@@ -91,6 +91,7 @@ def ca_in_view(port, name):
     return c["ca"]
 
 
+@pytest.mark.slow
 def test_first_ca_down_second_issues_renewals_go_to_the_issuing_ca(
         pebble, proxy, pebble2, proxy2, challtestsrv, nginx_factory, workdir):
     """The first CA down: the second issues. The first is back, yet the renewal goes to the

@@ -141,6 +141,7 @@ def stored_cert(r, typ, name):
     return x509.load_pem_x509_certificate(json.loads(raw)["cert"].encode())
 
 
+@pytest.mark.slow
 def test_one_minute_certificates_renew_once_per_window_across_three_nodes(
         pebble, challtestsrv, nginx_factory, workdir, redis):
     """Only the timer that wakes at each certificate's due point renews here (the periodic
