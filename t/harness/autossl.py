@@ -179,7 +179,9 @@ class AutoSSL:
 
     def kill(self):
         n = self.nginx
-        pids = n.workers() + [n.pid]
+        # the master first: a master that outlives a killed worker starts a new one, which
+        # would then be left running without a master (and holding the node's leases)
+        pids = [n.pid] + n.workers()
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
