@@ -215,11 +215,6 @@ pub fn ec_key_for_leaf_from(
     ec_key_for_leaf(leaf, &ec.private_key().to_vec(), &public)
 }
 
-/// Whether [`parse_der`] takes the built-in decoders here (for tests and the benchmark's log).
-pub fn builtin_decoding() -> bool {
-    window().is_some()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,7 +231,7 @@ mod tests {
             assert_eq!(got.to_der().unwrap(), der, "{kind:?}");
             let pubkey = got.public_key().unwrap();
             assert!(pubkey.public_eq(&key.pkey), "{kind:?}");
-            assert!(builtin_decoding());
+            assert!(window().is_some(), "no built-in decoding here");
             // SAFETY (test): a live key.
             let provider = unsafe { EVP_PKEY_get0_provider(pubkey.as_ptr()) };
             assert!(

@@ -346,29 +346,29 @@ pub unsafe extern "C" fn resty_acme_serve_set_caches(caches: *const *mut c_void,
 
 /// The node's shared cache the native certificate callback fills misses from: the
 /// `ngx_shm_zone_t*` of a `lua_shared_dict`, the subsystem's `ngx_*_lua_ffi_shdict_get`, and
-/// the key types of the caches in order, comma-separated (`ecc,rsa`: keys `ecc:<name>`). A
-/// null zone or function turns it off. 0, or -1 when the types are not usable.
+/// the dict-key prefix of each cache in order, comma-separated (`ecc:,rsa:`: keys
+/// `ecc:<name>`, as sharedcache.lua makes them). A null zone or function turns it off. 0, or
+/// -1 when the prefixes are not usable.
 ///
 /// # Safety
-/// `zone` and `get` as `serve::Shared::new` requires; `types` readable for `len` bytes.
+/// `zone` and `get` as `serve::Shared::new` requires; `prefixes` readable for `len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn resty_acme_serve_set_shared(
     zone: *mut c_void,
     get: *mut c_void,
-    types: *const c_char,
+    prefixes: *const c_char,
     len: usize,
 ) -> c_int {
     use crate::tls::serve::{set_shared, Shared, ShdictGet};
-    if zone.is_null() || get.is_null() || types.is_null() {
+    if zone.is_null() || get.is_null() || prefixes.is_null() {
         // SAFETY: nginx serves handshakes and runs Lua on one thread.
         unsafe { set_shared(None) };
         return 0;
     }
     // SAFETY: `len` readable bytes (contract).
-    let types = unsafe { std::slice::from_raw_parts(types.cast::<u8>(), len) };
-    let prefixes = types
+    let prefixes = unsafe { std::slice::from_raw_parts(prefixes.cast::<u8>(), len) }
         .split(|&c| c == b',')
-        .map(|t| [t, b":"].concat().into_boxed_slice())
+        .map(Box::from)
         .collect();
     // SAFETY: `get` is the shdict-get function (contract), which has this signature.
     let get = unsafe { std::mem::transmute::<*mut c_void, ShdictGet>(get) };

@@ -64,7 +64,7 @@ pub type ShdictGet = unsafe extern "C" fn(
 
 /// lua.h's LUA_TSTRING, the shared dict's type of a string value.
 const SHDICT_STRING: c_int = 4;
-/// "ecc:" / "rsa:": the key type before a name in the shared dict (sharedcache.lua's keys).
+/// The longest dict-key prefix of a cache ("ecc:", "rsa:": sharedcache.lua's keys).
 const MAX_PREFIX: usize = 8;
 
 /// The node's shared cache as the callback reads it.
@@ -101,16 +101,9 @@ impl Shared {
     }
 
     /// Puts the shared entry of `key` for cache `i` into `cache` when it is fresh at `now`: a
-    /// stale worker entry of the same stored value (`stale`, its digest) is only given the
-    /// shared entry's life again. True when `cache` now holds a fresh entry for `key`.
-    fn fill(
-        &mut self,
-        i: usize,
-        key: &[u8],
-        now: f64,
-        stale: Option<[u8; 16]>,
-        cache: &mut CertCache,
-    ) -> bool {
+    /// stale worker entry of the same stored value is only given the shared entry's life
+    /// again. True when `cache` now holds a fresh entry for `key`.
+    fn fill(&mut self, i: usize, key: &[u8], now: f64, cache: &mut CertCache) -> bool {
         let Some(prefix) = self.prefixes.get(i) else {
             return false;
         };
@@ -146,7 +139,7 @@ impl Shared {
         let ok = rc == 0 && vtype == SHDICT_STRING && !ptr.is_null() && {
             // SAFETY: on success the function left `len` bytes of the value at `ptr`.
             let blob = unsafe { std::slice::from_raw_parts(ptr, len) };
-            load(blob, key, now, stale, cache)
+            load(blob, key, now, cache)
         };
         if ptr != own && !ptr.is_null() {
             // SAFETY: a buffer the function malloc'ed for a value longer than ours.
@@ -157,16 +150,17 @@ impl Shared {
     }
 }
 
-/// The compact entry `blob` into `cache` under `key` when it is fresh at `now`.
-fn load(blob: &[u8], key: &[u8], now: f64, stale: Option<[u8; 16]>, cache: &mut CertCache) -> bool {
+/// The compact entry `blob` into `cache` under `key` when it is fresh at `now` (an entry of the
+/// same stored value, by its digest, only gets the new expiry).
+fn load(blob: &[u8], key: &[u8], now: f64, cache: &mut CertCache) -> bool {
     let Ok((digest, expires)) = compact::header(blob) else {
         return false;
     };
     if expires <= now {
         return false;
     }
-    if stale == Some(digest) {
-        return cache.refresh(key, Some(&digest), expires);
+    if cache.refresh(key, Some(&digest), expires) {
+        return true;
     }
     match compact::decode(blob) {
         Ok((entry, expires)) => {
@@ -443,20 +437,19 @@ unsafe fn serve_cached(ssl: *mut ffi::SSL, reg: &mut Registry) -> bool {
     for (i, &cache) in caches.iter().enumerate() {
         // SAFETY: live and unaliased (contract).
         let cache = unsafe { &mut *cache };
-        let stale = match cache.get(key, t) {
+        match cache.get(key, t) {
             Some(Found::Fresh(Some(entry))) => {
                 found[i] = entry.as_raw();
                 continue;
             }
             // "not in the store": the Lua phase decides when to look again
             Some(Found::Fresh(None)) => return false,
-            Some(Found::Stale(entry)) => entry.map(|e| e.digest),
-            None => None,
-        };
+            Some(Found::Stale(_)) | None => {}
+        }
         let Some(shared) = shared.as_mut() else {
             return false;
         };
-        if !shared.fill(i, key, t, stale, cache) {
+        if !shared.fill(i, key, t, cache) {
             return false;
         }
         match cache.get(key, t) {
@@ -652,10 +645,10 @@ mod tests {
             unsafe { Shared::new(zone, fake_get, vec![b"ecc:".to_vec().into()]) }.unwrap();
         shared.buf = vec![0; 64]; // shorter than an entry: the malloc'ed copy is taken and freed
         let mut cache = CertCache::new(4);
-        assert!(!shared.fill(0, b"none.test", t, None, &mut cache));
-        assert!(!shared.fill(0, b"old.test", t, None, &mut cache));
-        assert!(!shared.fill(1, b"shared.test", t, None, &mut cache));
-        assert!(shared.fill(0, b"shared.test", t, None, &mut cache));
+        assert!(!shared.fill(0, b"none.test", t, &mut cache));
+        assert!(!shared.fill(0, b"old.test", t, &mut cache));
+        assert!(!shared.fill(1, b"shared.test", t, &mut cache));
+        assert!(shared.fill(0, b"shared.test", t, &mut cache));
         assert!(shared.buf.len() >= blob.len());
         let Some(Found::Fresh(Some(got))) = cache.get(b"shared.test", t) else {
             panic!("no fresh entry");
@@ -669,7 +662,7 @@ mod tests {
             mine.digest = digest;
             let mine_der = mine.chain[0].to_der().unwrap();
             cache.set(b"shared.test", Some(mine), t - 5.0);
-            assert!(shared.fill(0, b"shared.test", t, Some(digest), &mut cache));
+            assert!(shared.fill(0, b"shared.test", t, &mut cache));
             let Some(Found::Fresh(Some(got))) = cache.get(b"shared.test", t) else {
                 panic!("no fresh entry after the fill");
             };

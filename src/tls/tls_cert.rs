@@ -33,6 +33,25 @@ fn openssl_error(what: &str) -> CryptoError {
     }
 }
 
+/// The leaf of `chain` and the number of certificates in it; an error for an empty chain.
+///
+/// # Safety
+/// `chain` must be a valid, non-null `STACK_OF(X509)*`.
+unsafe fn leaf_of(chain: *mut ffi::stack_st_X509) -> Result<(*mut ffi::X509, c_int), CryptoError> {
+    // SAFETY: `chain` is a valid stack (caller's contract); num/value only read it.
+    let count = unsafe { ffi::OPENSSL_sk_num(chain.cast()) };
+    if count < 1 {
+        return Err(CryptoError::InvalidInput(
+            "the certificate chain is empty".into(),
+        ));
+    }
+    // SAFETY: index 0 exists (count >= 1); the stack holds X509 pointers.
+    Ok((
+        unsafe { ffi::OPENSSL_sk_value(chain.cast(), 0) }.cast(),
+        count,
+    ))
+}
+
 /// Installs `chain` (leaf first, then its intermediates) and `pkey` on `ssl`, in the slot of
 /// the key's type; `clear` first drops every certificate the connection had (the fallback).
 /// Certificates and key are up-ref'd: the caller keeps its handles.
@@ -52,15 +71,8 @@ pub unsafe fn install(
             "no connection, chain or key to install".into(),
         ));
     }
-    // SAFETY: `chain` is a valid stack (caller's contract); num/value only read it.
-    let count = unsafe { ffi::OPENSSL_sk_num(chain.cast()) };
-    if count < 1 {
-        return Err(CryptoError::InvalidInput(
-            "the certificate chain is empty".into(),
-        ));
-    }
-    // SAFETY: index 0 exists (count >= 1); the stack holds X509 pointers.
-    let leaf = unsafe { ffi::OPENSSL_sk_value(chain.cast(), 0) }.cast::<ffi::X509>();
+    // SAFETY: `chain` is valid and non-null (caller's contract, checked above).
+    let (leaf, count) = unsafe { leaf_of(chain) }?;
     if clear {
         // SAFETY: `ssl` is live and ours for the call (caller's contract).
         unsafe { SSL_certs_clear(ssl) };
@@ -95,17 +107,10 @@ pub unsafe fn leaf_matches_key(
     if chain.is_null() || pkey.is_null() {
         return Err(CryptoError::InvalidInput("no chain or key".into()));
     }
-    // SAFETY: `chain` is a valid stack (caller's contract).
-    if unsafe { ffi::OPENSSL_sk_num(chain.cast()) } < 1 {
-        return Err(CryptoError::InvalidInput(
-            "the certificate chain is empty".into(),
-        ));
-    }
-    // SAFETY: index 0 exists; the stack holds X509 pointers; both handles are valid.
-    let ok = unsafe {
-        let leaf = ffi::OPENSSL_sk_value(chain.cast(), 0).cast::<ffi::X509>();
-        X509_check_private_key(leaf, pkey)
-    };
+    // SAFETY: `chain` is valid and non-null (caller's contract, checked above).
+    let (leaf, _) = unsafe { leaf_of(chain) }?;
+    // SAFETY: both handles are valid (caller's contract).
+    let ok = unsafe { X509_check_private_key(leaf, pkey) };
     let _ = ErrorStack::get();
     Ok(ok == 1)
 }
@@ -125,17 +130,13 @@ pub unsafe fn share_leaf_key(
     if chain.is_null() || pkey.is_null() {
         return Err(CryptoError::InvalidInput("no chain or key".into()));
     }
-    // SAFETY: `chain` is a valid stack (caller's contract).
-    if unsafe { ffi::OPENSSL_sk_num(chain.cast()) } < 1 {
-        return Err(CryptoError::InvalidInput(
-            "the certificate chain is empty".into(),
-        ));
-    }
     use foreign_types::{ForeignType, ForeignTypeRef};
-    // SAFETY: index 0 exists and holds an X509; both are borrowed for the call only.
+    // SAFETY: `chain` is valid and non-null (caller's contract, checked above).
+    let (leaf, _) = unsafe { leaf_of(chain) }?;
+    // SAFETY: both are valid and borrowed for the call only.
     let (leaf, key) = unsafe {
         (
-            openssl::x509::X509Ref::from_ptr(ffi::OPENSSL_sk_value(chain.cast(), 0).cast()),
+            openssl::x509::X509Ref::from_ptr(leaf),
             openssl::pkey::PKeyRef::<openssl::pkey::Private>::from_ptr(pkey),
         )
     };

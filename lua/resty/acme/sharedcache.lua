@@ -18,6 +18,7 @@ local ngx_null = ngx.null
 local ffi_new = ffi.new
 local ffi_string = ffi.string
 local concat = table.concat
+local ipairs = ipairs
 local pcall = pcall
 local setmetatable = setmetatable
 local tonumber = tonumber
@@ -35,7 +36,7 @@ int resty_acme_compact_decode(const char *data, size_t len, struct resty_acme_ce
                               const char **err);
 ]])
 pcall(ffi.cdef, [[
-int resty_acme_serve_set_shared(void *zone, void *get, const char *types, size_t len);
+int resty_acme_serve_set_shared(void *zone, void *get, const char *prefixes, size_t len);
 ]])
 
 -- lua-nginx-module's shdict functions under names of our own (asm labels, as certcache.lua
@@ -118,7 +119,12 @@ function _M.serve_native(sc, types)
   if not ok then
     return nil, "the host's shdict functions: " .. tostring(zone)
   end
-  local list = concat(types, ",")
+  -- the callback's keys are this module's: the prefix of each type's names
+  local prefixes = {}
+  for i, typ in ipairs(types) do
+    prefixes[i] = dict_key(typ, "")
+  end
+  local list = concat(prefixes, ",")
   if lib.resty_acme_serve_set_shared(zone, get, list, #list) ~= 0 then
     return nil, "bad key types for the shared cache: " .. list
   end
