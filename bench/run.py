@@ -133,15 +133,16 @@ def main():
     workdir = tempfile.mkdtemp(prefix="acme-bench-")
     results, details, errors = {}, {}, {}
     t0 = time.monotonic()
-    groups = (run_crypto, run_serving, run_issuance,
-              lambda *a: run_scale(*a, count=2000 if args.quick else args.scale),
-              lambda *a: run_renewal_scale(*a, count=args.scale))
-    for group in groups:
+    groups = (("run_crypto", run_crypto), ("run_serving", run_serving),
+              ("run_issuance", run_issuance),
+              ("run_scale", lambda *a: run_scale(*a, count=2000 if args.quick else args.scale)),
+              ("run_renewal_scale", lambda *a: run_renewal_scale(*a, count=args.scale)))
+    for name, group in groups:
         try:
             group(only, workdir, args.quick, results, details)
         except Exception as e:  # one group failing must not hide the others' figures
             traceback.print_exc()
-            errors[getattr(group, "__name__", "scale")] = "%s: %s" % (type(e).__name__, e)
+            errors[name] = "%s: %s" % (type(e).__name__, e)
     elapsed = time.monotonic() - t0
     if not args.keep and not errors:
         shutil.rmtree(workdir, ignore_errors=True)
